@@ -1,0 +1,1 @@
+"""Gig configs and presets (TOML data, shipped with the package)."""

@@ -1,0 +1,1 @@
+"""Example gig setups (TOML)."""

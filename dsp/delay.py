@@ -1,0 +1,80 @@
+"""Lookahead delay: delays the audio so the key can open the gate before the hit arrives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from debleed.dsp._common import check_block, check_range
+from debleed.dsp.units import ms_to_samples
+
+
+@njit(cache=True, inline="always")
+def _delay_step(x, buf, w, delay_n):
+    """Write ``x`` at ``buf[w]``, read ``delay_n`` samples back; returns ``(y, next w)``."""
+    size = buf.shape[0]
+    buf[w] = x
+    r = w - delay_n
+    if r < 0:
+        r += size
+    w += 1
+    if w == size:
+        w = 0
+    return buf[r], w
+
+
+@njit(cache=True)
+def _delay_kernel(x, out, bufs, widx, n, delay_n):
+    for c in range(x.shape[0]):
+        w = int(widx[c])
+        buf = bufs[c]
+        for i in range(n):
+            v = x[c, i]
+            if not math.isfinite(v):
+                v = 0.0
+            out[c, i], w = _delay_step(v, buf, w, delay_n)
+        widx[c] = w
+
+
+class LookaheadDelay:
+    """Delay every channel by ``lookahead_ms``.
+
+    Parameters
+    ----------
+    lookahead_ms : float
+        Delay, ms, in [0, 100]; default 0.0. Rounded to whole samples at prepare.
+
+    Notes
+    -----
+    ``latency_samples`` is the delay in samples and is reported to hosts (JACK port latency).
+    Real-time safe. Non-finite input samples are written as 0.
+    """
+
+    def __init__(self, *, lookahead_ms=0.0):
+        self.lookahead_ms = check_range("lookahead_ms", lookahead_ms, 0.0, 100.0)
+        self._state = None
+        self._delay_n = 0
+
+    @property
+    def latency_samples(self) -> int:
+        """Delay in samples (valid after prepare)."""
+        return self._delay_n
+
+    def prepare(self, sample_rate, max_block, n_channels):
+        """Allocate one ring of ``delay + 1`` samples per channel."""
+        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
+        self._delay_n = ms_to_samples(self.lookahead_ms, sample_rate)
+        self._bufs = np.zeros((self.n_channels, self._delay_n + 1), np.float32)
+        self._state = np.zeros(self.n_channels, np.int64)
+
+    def reset(self):
+        """Clear the delay line."""
+        self._bufs[:] = 0.0
+        self._state[:] = 0
+
+    def process(self, x, out):
+        """Delay ``x`` (float32, (n_channels, n_frames)) into ``out``; ``out`` may be ``x``."""
+        n = check_block(self, x, out)
+        _delay_kernel(x, out, self._bufs, self._state, n, self._delay_n)

@@ -1,0 +1,159 @@
+"""Envelope follower: peak or RMS detector, then hold, attack and release.
+
+The same attack/hold/release step (:func:`_ahr_step`) smooths the gain activity of every
+channel in :mod:`debleed.dsp.chain`, so the timing documented here is the timing of the gates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from debleed.dsp._common import check_block, check_choice, check_range
+from debleed.dsp.units import ms_to_coef, ms_to_samples
+
+#: Below this, smoother state snaps to exactly 0 at the end of a block (denormal guard, as in JUCE).
+SNAP = 1e-8
+
+DETECTORS = ("peak", "rms")
+
+
+@njit(cache=True, inline="always")
+def _ahr_step(x, held, hold_left, y, a_att, a_rel, hold_n):
+    """One sample of peak-hold, then a branching one-pole smoother.
+
+    The target ``held`` follows ``x`` upwards at once and stays at its peak for ``hold_n``
+    samples after ``x`` falls, then follows ``x`` down. ``y`` approaches ``held`` with
+    coefficient ``a_att`` when below it and ``a_rel`` when above it (Giannoulis et al. 2012,
+    eq. 17, "branching" detector). Returns ``(held, hold_left, y)``.
+    """
+    if x >= held:
+        held = x
+        hold_left = hold_n
+    elif hold_left > 0:
+        hold_left -= 1
+    else:
+        held = x
+    if held > y:
+        y = a_att * y + (1.0 - a_att) * held
+    else:
+        y = a_rel * y + (1.0 - a_rel) * held
+    return held, hold_left, y
+
+
+@njit(cache=True)
+def _envelope_kernel(x, out, state, n, a_att, a_rel, hold_n, rms, a_rms):
+    """Envelope of ``x[:, :n]`` into ``out[:, :n]``; state rows are (mean square, held, hold_left, y)."""
+    for c in range(x.shape[0]):
+        ms = state[c, 0]
+        held = state[c, 1]
+        hold_left = int(state[c, 2])
+        y = state[c, 3]
+        for i in range(n):
+            v = x[c, i]
+            if not math.isfinite(v):
+                v = 0.0
+            if rms:
+                ms = a_rms * ms + (1.0 - a_rms) * v * v
+                level = math.sqrt(ms)
+            else:
+                level = abs(v)
+            held, hold_left, y = _ahr_step(level, held, hold_left, y, a_att, a_rel, hold_n)
+            out[c, i] = y
+        if ms < SNAP * SNAP:
+            ms = 0.0
+        if abs(held) < SNAP:
+            held = 0.0
+        if abs(y) < SNAP:
+            y = 0.0
+        state[c, 0] = ms
+        state[c, 1] = held
+        state[c, 2] = hold_left
+        state[c, 3] = y
+
+
+class EnvelopeFollower:
+    """Peak or RMS envelope with attack, hold and release.
+
+    Parameters
+    ----------
+    attack_ms : float
+        Time constant for a rising envelope, ms, in [0, 1000]; default 1.0. After a step the
+        envelope reaches ``1 - 1/e`` (63.2 %) of the step after ``attack_ms`` (RC convention,
+        Giannoulis, Massberg and Reiss, JAES 2012; see :mod:`debleed.dsp.units`).
+    release_ms : float
+        Time constant for a falling envelope, ms, in [0, 10000]; default 100.0.
+    hold_ms : float
+        How long the detected peak is held before the release starts, ms, in [0, 5000];
+        default 0.0.
+    detector : {"peak", "rms"}
+        ``peak`` follows ``|x|``; ``rms`` follows ``sqrt`` of a one-pole mean square with time
+        constant ``rms_ms``. Default ``"peak"``.
+    rms_ms : float
+        Mean-square time constant of the RMS detector, ms, in (0, 1000]; default 10.0.
+
+    Raises
+    ------
+    ParameterError
+        If any value is out of range; the message names it.
+
+    Notes
+    -----
+    Real-time safe: ``process`` allocates nothing. Latency: 0 samples. A NaN or Inf input
+    sample is read as 0, so it never poisons the state. State below 1e-8 snaps to 0 after each
+    block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> env = EnvelopeFollower(attack_ms=1.0, release_ms=50.0)
+    >>> env.prepare(48000, 256, 1)
+    >>> x = np.ones((1, 48), np.float32); y = np.empty_like(x)
+    >>> env.process(x, y)
+    >>> round(float(y[0, 47]), 3)   # 48 samples = 1 ms at 48 kHz
+    0.632
+    """
+
+    def __init__(self, *, attack_ms=1.0, release_ms=100.0, hold_ms=0.0, detector="peak", rms_ms=10.0):
+        self.attack_ms = check_range("attack_ms", attack_ms, 0.0, 1000.0)
+        self.release_ms = check_range("release_ms", release_ms, 0.0, 10000.0)
+        self.hold_ms = check_range("hold_ms", hold_ms, 0.0, 5000.0)
+        self.detector = check_choice("detector", detector, DETECTORS)
+        self.rms_ms = check_range("rms_ms", rms_ms, 0.0, 1000.0, low_open=True)
+        self._state = None
+
+    @property
+    def latency_samples(self) -> int:
+        """Latency added, in samples: always 0."""
+        return 0
+
+    def prepare(self, sample_rate: float, max_block: int, n_channels: int) -> None:
+        """Allocate state for ``n_channels`` and blocks up to ``max_block``; compute coefficients."""
+        self.sample_rate = float(sample_rate)
+        self.max_block = int(max_block)
+        self.n_channels = int(n_channels)
+        self._a_att = ms_to_coef(self.attack_ms, sample_rate)
+        self._a_rel = ms_to_coef(self.release_ms, sample_rate)
+        self._a_rms = ms_to_coef(self.rms_ms, sample_rate)
+        self._hold_n = ms_to_samples(self.hold_ms, sample_rate)
+        self._state = np.zeros((self.n_channels, 4), np.float64)
+
+    def reset(self) -> None:
+        """Clear the envelope state; parameters are kept."""
+        self._state[:] = 0.0
+
+    def process(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Write the envelope of ``x`` into ``out``.
+
+        Parameters
+        ----------
+        x : ndarray, float32, shape (n_channels, n_frames)
+            Input, ``0 <= n_frames <= max_block``.
+        out : ndarray, float32, same shape
+            Envelope, linear amplitude. Write ``process(x, out)``, not ``out = ...``.
+        """
+        n = check_block(self, x, out)
+        _envelope_kernel(x, out, self._state, n, self._a_att, self._a_rel, self._hold_n,
+                         self.detector == "rms", self._a_rms)
