@@ -1,0 +1,119 @@
+"""The ``debleed`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from debleed import __version__
+from debleed.errors import DebleedError
+
+
+def cmd_live(args) -> int:
+    from debleed.rt.config import load_config
+    from debleed.rt.engine import JackEngine
+
+    cfg = load_config(args.config)
+    eng = JackEngine(cfg, engine=args.engine, server_name=args.server)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    eng.start()
+    tty = sys.stdout.isatty() and not args.quiet
+    ports = ", ".join(p.name for p in eng.inports + eng.outports + ([eng.midiport] if eng.midiport else []))
+    print(f"debleed: {eng.engine} engine running as '{eng.client.name}' at {eng.sample_rate} Hz, "
+          f"{eng.block} frames; latency {eng.chain.channel_latency_samples} samples; ports: {ports}",
+          flush=True)
+    t_end = time.monotonic() + args.duration if args.duration else float("inf")
+    try:
+        while not stop.is_set() and not eng.stopped.is_set() and time.monotonic() < t_end:
+            stop.wait(min(0.25, max(t_end - time.monotonic(), 0.0)))
+            if tty:
+                print("\r" + eng.status_line()[:200].ljust(120), end="", flush=True)
+    finally:
+        if tty:
+            print()
+        s = eng.stats()
+        if args.stats_json:
+            eng.write_stats(args.stats_json)
+        eng.stop()
+    if eng.shutdown_reason:
+        print(f"debleed: JACK server went away ({eng.shutdown_reason}); stopped", file=sys.stderr)
+        return 1
+    cb = s["callback_us"]
+    print(f"debleed: stopped after {s['callbacks']} callbacks, {s['xruns']} xruns, callback p99.9 "
+          f"{cb['p99.9']:.1f} us, max {cb['max']:.1f} us (deadline {s['deadline_us']:.0f} us)", flush=True)
+    return 0
+
+
+def cmd_ports(args) -> int:
+    import jack
+
+    try:
+        client = jack.Client("debleed-ports", no_start_server=True, servername=args.server)
+    except jack.JackOpenError:
+        raise DebleedError("no JACK server is running (start jackd first)") from None
+    try:
+        for p in client.get_ports():
+            kind = "midi" if p.is_midi else "audio"
+            direction = "out" if p.is_output else "in"
+            conns = ", ".join(c.name for c in client.get_all_connections(p))
+            print(f"{p.name:40s} {kind:5s} {direction:3s}" + (f"  -> {conns}" if conns else ""))
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from debleed.rt.demo import run_demo
+
+    return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="debleed", description="Real-time drum-mic bleed processor for JACK.")
+    p.add_argument("--version", action="version", version=f"debleed {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    live = sub.add_parser("live", help="run a gig config as a JACK insert until stopped (Ctrl-C)")
+    live.add_argument("--config", required=True, help="gig config, TOML (see configs/gigs/)")
+    live.add_argument("--engine", choices=("cfunc", "python"), default="cfunc",
+                      help="process callback: numba cfunc without the GIL (default) or Python")
+    live.add_argument("--stats-json", metavar="FILE", help="write counters and callback times (us) here at exit")
+    live.add_argument("--server", default=None, help="JACK server name (default: $JACK_DEFAULT_SERVER)")
+    live.add_argument("--duration", type=float, default=0.0, metavar="S",
+                      help="stop after S seconds (default 0: run until Ctrl-C/SIGTERM)")
+    live.add_argument("--quiet", action="store_true", help="no live status line")
+    live.set_defaults(func=cmd_live)
+
+    ports = sub.add_parser("ports", help="list JACK ports and their connections")
+    ports.add_argument("--server", default=None, help="JACK server name")
+    ports.set_defaults(func=cmd_ports)
+
+    demo = sub.add_parser("demo", help="render a real-drum multitrack with bleed and run it through debleed live")
+    demo.add_argument("--out", default="demo-out", help="folder for inputs, outputs and report (default demo-out)")
+    demo.add_argument("--seconds", type=float, default=8.0, help="length of the groove, s (default 8)")
+    demo.add_argument("--engine", choices=("cfunc", "python"), default="cfunc")
+    demo.add_argument("--period", type=int, default=128, help="JACK period of the dummy server, frames (default 128)")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DebleedError as e:
+        print(f"debleed: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

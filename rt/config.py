@@ -1,0 +1,239 @@
+"""Gig configs: TOML in, validated, compiled to a :class:`~debleed.dsp.chain.Chain`.
+
+Validation uses pydantic; every error becomes a :class:`~debleed.errors.ConfigError` whose
+message names the file, the key, the value and what is allowed. An unknown key is an error:
+a typo must never silently do nothing. README.md documents every key with its unit and range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from debleed.dsp.chain import MAX_LOOKAHEAD_MS, Chain, ChannelSpec
+from debleed.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
+_KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
+KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
+
+
+def load_presets() -> dict[str, dict]:
+    """The shipped presets (``configs/presets.toml``): name -> channel keys."""
+    text = resources.files("debleed.configs").joinpath("presets.toml").read_text()
+    return tomllib.loads(text)
+
+
+PRESETS = load_presets()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ClientConfig(_Strict):
+    """``[client]``: the JACK client."""
+
+    name: str = Field("debleed", description="JACK client name")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not _NAME.match(v):
+            raise ValueError(f"must be 1-48 characters of letters, digits, '_', '-', '.', got {v!r}")
+        return v
+
+
+class MidiConfig(_Strict):
+    """``[midi]``: sources to connect to ``<client>:midi_in``."""
+
+    connect: list[str] = Field(default_factory=list)
+
+
+class ChannelConfig(_Strict):
+    """One ``[[channel]]``: an output port ``<client>:out_<name>`` and its gain stage."""
+
+    name: str
+    input: str
+    connect: list[str] = Field(default_factory=list)
+    preset: Literal["balanced", "aggressive", "gentle", "fast"] | None = None
+    mode: Literal["gate", "duck", "bypass"] = "gate"
+    key: str = "self"
+    threshold_db: float = Field(-30.0, ge=-120.0, le=0.0)
+    ratio: float = Field(10.0, ge=1.0)
+    knee_db: float = Field(6.0, ge=0.0, le=48.0)
+    range_db: float = Field(-60.0, ge=-120.0, le=0.0)
+    hysteresis_db: float = Field(0.0, ge=-48.0, le=0.0)
+    attack_ms: float = Field(1.0, ge=0.0, le=1000.0)
+    hold_ms: float = Field(20.0, ge=0.0, le=5000.0)
+    release_ms: float = Field(100.0, ge=0.0, le=10000.0)
+    lookahead_ms: float = Field(0.0, ge=0.0, le=MAX_LOOKAHEAD_MS)
+    dry_wet: float = Field(1.0, ge=0.0, le=1.0)
+    detector: Literal["peak", "rms"] = "peak"
+    rms_ms: float = Field(10.0, gt=0.0, le=1000.0)
+    key_hpf_hz: float = Field(0.0, ge=0.0, le=96000.0)
+    key_lpf_hz: float = Field(0.0, ge=0.0, le=96000.0)
+    trigger_threshold_db: float = Field(-20.0, ge=-120.0, le=0.0)
+    retrigger_ms: float = Field(30.0, ge=0.0, le=1000.0)
+    midi_channel: int = Field(0, ge=0, le=16)
+    velocity_depth: bool = False
+    link: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not _NAME.match(v):
+            raise ValueError(f"must be 1-48 characters of letters, digits, '_', '-', '.', got {v!r}")
+        return v
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v):
+        m = _KEY.match(v.strip())
+        if not m:
+            raise ValueError(f"must be {KEY_FORMS}, got {v!r}")
+        if m.group(4):
+            bad = [n for n in m.group(4).split(",") if not 0 <= int(n) <= 127]
+            if bad:
+                raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
+        return v.strip()
+
+    @field_validator("ratio", "threshold_db", "knee_db", "range_db", "attack_ms", "release_ms", "hold_ms")
+    @classmethod
+    def _finite(cls, v, info):
+        if math.isnan(v) or (math.isinf(v) and not (info.field_name == "ratio" and v > 0)):
+            raise ValueError("must be a finite number" + (" (or inf)" if info.field_name == "ratio" else ""))
+        return v
+
+
+class GigConfig(_Strict):
+    """A whole gig: client, inputs, MIDI and channels (see README.md, "Config reference")."""
+
+    client: ClientConfig = Field(default_factory=ClientConfig)
+    inputs: dict[str, list[str]]
+    midi: MidiConfig = Field(default_factory=MidiConfig)
+    channel: list[ChannelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self):
+        for name in self.inputs:
+            if not _NAME.match(name):
+                raise ValueError(f"inputs: name {name!r} must be 1-48 characters of letters, digits, '_', '-', '.'")
+        if not self.inputs:
+            raise ValueError("inputs: at least one input is needed, got none")
+        defined = ", ".join(self.inputs)
+        seen = set()
+        for ch in self.channel:
+            where = f"channel {ch.name!r}"
+            if ch.name in seen:
+                raise ValueError(f"{where}: the name is used by another channel (names must be unique)")
+            seen.add(ch.name)
+            if ch.input not in self.inputs:
+                raise ValueError(f"{where}: input {ch.input!r} is not a defined input (defined: {defined})")
+            kind, _, ref = ch.key.partition(":")
+            if kind in ("input", "trigger") and ref not in self.inputs:
+                raise ValueError(f"{where}: key {ch.key!r} names no defined input (defined: {defined})")
+        return self
+
+    def key_kind(self, ch: ChannelConfig) -> str:
+        """``self``, ``input``, ``trigger`` or ``midi``."""
+        return ch.key.partition(":")[0]
+
+    @property
+    def input_names(self) -> list[str]:
+        """Input names in port order."""
+        return list(self.inputs)
+
+    @property
+    def uses_midi(self) -> bool:
+        """True when any channel has a MIDI key (the client then opens ``midi_in``)."""
+        return any(self.key_kind(ch) == "midi" for ch in self.channel)
+
+    def channel_specs(self) -> list[ChannelSpec]:
+        """The channels as :class:`ChannelSpec`, inputs resolved to indices."""
+        names = self.input_names
+        specs = []
+        for ch in self.channel:
+            kind, _, ref = ch.key.partition(":")
+            fields = ch.model_dump(exclude={"name", "input", "connect", "preset", "key"})
+            specs.append(ChannelSpec(
+                name=ch.name, input=names.index(ch.input), key=kind,
+                key_input=names.index(ref) if kind in ("input", "trigger") else -1,
+                notes=tuple(int(v) for v in ref.split(",")) if kind == "midi" else (),
+                **fields))
+        return specs
+
+    def chain(self) -> Chain:
+        """A fresh (unprepared) :class:`Chain` for this gig."""
+        return Chain(self.channel_specs(), n_inputs=len(self.inputs))
+
+
+def _describe(err: dict, data: dict) -> str:
+    loc = list(err["loc"])
+    path = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i > 0 and loc[i - 1] == "channel":
+            try:
+                path += f"[{part}] ({data['channel'][part]['name']!r})"
+            except (KeyError, IndexError, TypeError):
+                path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    if err["type"] == "extra_forbidden":
+        model = {"client": ClientConfig, "midi": MidiConfig}.get(str(loc[0]), ChannelConfig if loc[0] == "channel" else GigConfig)
+        return f"{path}: unknown key (allowed: {', '.join(model.model_fields)})"
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if isinstance(value, dict | list) or err["type"] == "value_error":
+        return f"{path or 'config'}: {msg}"
+    return f"{path}: {msg}, got {value!r}"
+
+
+def parse_config(data: dict, source: str = "<config>") -> GigConfig:
+    """Validate a parsed TOML document.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem, each with the key path, the value and what is allowed.
+    """
+    try:
+        return GigConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [_describe(err, data) for err in e.errors()]
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path) -> GigConfig:
+    """Read and validate a gig config file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not TOML, or invalid (the message names the file and key).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, str(path))

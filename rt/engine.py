@@ -1,0 +1,314 @@
+"""The JACK insert: ports, callbacks, latency reporting, counters.
+
+Two engines run the same :func:`debleed.dsp.chain.run_block` over the same preallocated arrays:
+
+- ``cfunc`` (default): a numba ``@cfunc`` registered with libjack's
+  ``jack_set_process_callback`` (:mod:`debleed.rt.jack_cfunc`). The audio thread never takes
+  the GIL, allocates nothing, locks nothing.
+- ``python``: a JACK-Client Python process callback. The fallback, and the baseline the
+  benchmarks compare with. It takes the GIL, so it can stall when other Python threads run.
+
+The control plane (this module's ordinary methods) talks to the data plane only through
+preallocated arrays: ``counters`` and ``hist`` (:mod:`debleed.rt.stats`) and the chain's
+``meters``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jack
+import numpy as np
+
+from debleed.dsp.chain import M_BAD, M_GR, run_block
+from debleed.dsp.keys import MAX_MIDI_EVENTS
+from debleed.errors import EngineError
+from debleed.rt import _jackptr
+from debleed.rt.config import GigConfig
+from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
+                              C_OVERSIZE, C_SUM_NS, C_XRUNS, HIST_BIN_NS, HIST_BINS, new_counters,
+                              summary)
+
+ENGINES = ("cfunc", "python")
+#: Frames allocated per block at least; JACK periods above this are refused at run time.
+MIN_MAX_BLOCK = 4096
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class JackEngine:
+    """Run a gig config as a JACK client.
+
+    Parameters
+    ----------
+    config : GigConfig
+        The validated gig.
+    engine : {"cfunc", "python"}
+        Process-callback implementation; default "cfunc".
+    server_name : str, optional
+        JACK server name; default ``$JACK_DEFAULT_SERVER`` or the default server.
+
+    Raises
+    ------
+    EngineError
+        From :meth:`start` when no JACK server runs or ports cannot be registered.
+
+    Notes
+    -----
+    Ports: ``<client>:in_<input>`` per input, ``<client>:out_<channel>`` per channel, and
+    ``<client>:midi_in`` when a channel has a MIDI key. Each output port reports its
+    channel's lookahead as latency through JACK's latency API, so hosts can compensate.
+    """
+
+    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None):
+        if engine not in ENGINES:
+            raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.config = config
+        self.engine = engine
+        self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
+        self.chain = config.chain()
+        self.counters, self.hist = new_counters()
+        self.shutdown_reason: str | None = None
+        self.stopped = threading.Event()
+        self.client: jack.Client | None = None
+        self._keepalive: list = []
+        self._gr_run_min = np.zeros(self.chain.n_channels)
+        self.started_at = None
+        self.closed = False
+        self.client_name = config.client.name
+        self.sample_rate, self.block = 0, 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the client, register ports, install callbacks, activate and connect."""
+        try:
+            self.client = jack.Client(self.config.client.name, no_start_server=True,
+                                      servername=self.server_name)
+        except jack.JackOpenError as e:
+            server = self.server_name or "default"
+            raise EngineError(
+                f"cannot connect to a JACK server (server name: {server}): {e}. Start one first, "
+                "e.g. `jackd -d alsa -r 48000 -p 128`, or run `debleed demo` which starts a dummy server"
+            ) from None
+        client = self.client
+        self.client_name = client.name
+        self.sample_rate = client.samplerate
+        self.block = client.blocksize
+        self.max_block = max(MIN_MAX_BLOCK, self.block)
+        self.chain.prepare(self.sample_rate, self.max_block)
+        cfg = self.config
+        try:
+            self.inports = [client.inports.register(f"in_{name}") for name in cfg.input_names]
+            self.outports = [client.outports.register(f"out_{ch.name}") for ch in cfg.channel]
+            self.midiport = client.midi_inports.register("midi_in") if cfg.uses_midi else None
+        except jack.JackError as e:
+            raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
+        self.inputs = np.zeros((len(self.inports), self.max_block), np.float32)
+        self.outputs = np.zeros((len(self.outports), self.max_block), np.float32)
+        self.events = self.chain.events
+        ch = self.chain  # load the compiled kernel now, not in the first callback
+        run_block(0, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
+                  self.events, 0, ch.meters, ch.scratch)
+        client.set_shutdown_callback(self._on_shutdown)
+        client.set_xrun_callback(self._on_xrun)
+        client.set_blocksize_callback(self._on_blocksize)
+        client.set_samplerate_callback(self._on_samplerate)
+        self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
+        if self.engine == "cfunc":
+            self._install_cfunc()
+        else:
+            client.set_process_callback(self._py_process)
+        client.activate()
+        self.started_at = time.monotonic()
+        self._connect()
+        _jackptr.recompute_total_latencies(client)
+
+    def _install_cfunc(self) -> None:
+        from debleed.rt import jack_cfunc as jc
+
+        ch = self.chain
+        addr = lambda a: a.ctypes.data  # noqa: E731
+        self._inport_addrs = np.array([_jackptr.address(p) for p in self.inports], np.int64)
+        self._outport_addrs = np.array([_jackptr.address(p) for p in self.outports], np.int64)
+        self._evbuf = np.zeros(3, np.uint64)
+        self._ts = np.zeros(2, np.int64)
+        h = np.zeros(jc.H_LEN, np.int64)
+        h[jc.H_NIN], h[jc.H_NCH], h[jc.H_MAXBLOCK] = len(self.inports), len(self.outports), self.max_block
+        h[jc.H_HASMIDI] = int(self.midiport is not None)
+        h[jc.H_MAXEV], h[jc.H_HISTBINS] = self.events.shape[0], self.hist.shape[0]
+        h[jc.H_NI], h[jc.H_NP], h[jc.H_NS] = ch.itab.shape[1], ch.ptab.shape[1], ch.state.shape[1]
+        h[jc.H_NM], h[jc.H_DELAYLEN], h[jc.H_NCOUNTERS] = ch.meters.shape[1], ch.delay.shape[1], self.counters.size
+        for idx, arr in ((jc.A_INPUTS, self.inputs), (jc.A_OUTPUTS, self.outputs), (jc.A_ITAB, ch.itab),
+                         (jc.A_PTAB, ch.ptab), (jc.A_STATE, ch.state), (jc.A_DELAY, ch.delay),
+                         (jc.A_NOTES, ch.notes), (jc.A_EVENTS, self.events), (jc.A_METERS, ch.meters),
+                         (jc.A_SCRATCH, ch.scratch), (jc.A_COUNTERS, self.counters), (jc.A_HIST, self.hist),
+                         (jc.A_EVBUF, self._evbuf), (jc.A_TS, self._ts), (jc.A_INPORTS, self._inport_addrs),
+                         (jc.A_OUTPORTS, self._outport_addrs)):
+            assert arr.flags.c_contiguous
+            h[idx] = addr(arr)
+        h[jc.A_MIDIPORT] = _jackptr.address(self.midiport) if self.midiport is not None else 0
+        self._header = h
+        fn = jc.process_cfunc()
+        self._keepalive.append(fn)
+        _jackptr.set_process_callback(self.client, fn.address, addr(h))
+
+    def _connect(self) -> None:
+        cfg, client = self.config, self.client
+        pairs = []
+        for port, name in zip(self.inports, cfg.input_names):
+            pairs += [(src, port.name) for src in cfg.inputs[name]]
+        if self.midiport is not None:
+            pairs += [(src, self.midiport.name) for src in cfg.midi.connect]
+        for port, ch in zip(self.outports, cfg.channel):
+            pairs += [(port.name, dst) for dst in ch.connect]
+        self.connect_warnings = []
+        for src, dst in pairs:
+            try:
+                client.connect(src, dst)
+            except jack.JackError as e:
+                msg = f"cannot connect {src} -> {dst}: {e}"
+                self.connect_warnings.append(msg)
+                print(f"debleed: warning: {msg}", file=sys.stderr)
+
+    def stop(self) -> None:
+        """Deactivate and close the client (skipped if the server already went away)."""
+        if self.client is not None and self.shutdown_reason is None:
+            try:
+                self.client.deactivate()
+                self.client.close()
+            except jack.JackError:
+                pass
+        self.closed = True
+        self.stopped.set()
+
+    # --- callbacks (JACK's notification thread, never the audio thread) -------------------
+    def _on_shutdown(self, status, reason):
+        self.shutdown_reason = reason or str(status)
+        self.stopped.set()
+
+    def _on_xrun(self, delayed_usecs):
+        self.counters[C_XRUNS] += 1
+
+    def _on_blocksize(self, blocksize):
+        self.block = blocksize
+        if blocksize > self.max_block:
+            print(f"debleed: warning: JACK period {blocksize} frames exceeds the {self.max_block} "
+                  "allocated; outputs are silent until debleed restarts", file=sys.stderr)
+
+    def _on_samplerate(self, samplerate):
+        if samplerate != self.sample_rate:
+            print(f"debleed: JACK sample rate changed from {self.sample_rate} to {samplerate} Hz; "
+                  "restart debleed to recompute its coefficients", file=sys.stderr)
+            self.shutdown_reason = f"sample rate changed to {samplerate} Hz"
+            self.stopped.set()
+
+    def _on_latency(self, mode) -> None:
+        try:
+            lat = self.chain.channel_latency_samples
+            inputs = [self.config.input_names.index(ch.input) for ch in self.config.channel]
+            if mode == _jackptr.CAPTURE_LATENCY:
+                for c, port in enumerate(self.outports):
+                    lo, hi = _jackptr.get_latency_range(self.inports[inputs[c]], mode)
+                    _jackptr.set_latency_range(port, mode, lo + lat[c], hi + lat[c])
+            else:
+                for j, port in enumerate(self.inports):
+                    fed = [c for c in range(len(self.outports)) if inputs[c] == j] or range(len(self.outports))
+                    ranges = [_jackptr.get_latency_range(self.outports[c], mode) for c in fed]
+                    lo = min(r[0] + lat[c] for r, c in zip(ranges, fed))
+                    hi = max(r[1] + lat[c] for r, c in zip(ranges, fed))
+                    _jackptr.set_latency_range(port, mode, lo, hi)
+        except Exception as e:  # a ctypes callback must not raise into libjack
+            print(f"debleed: latency callback failed: {e}", file=sys.stderr)
+
+    # --- the Python engine's process callback ---------------------------------------------
+    def _py_process(self, frames):
+        t0 = time.perf_counter_ns()
+        if frames > self.max_block:
+            for p in self.outports:
+                p.get_array().fill(0.0)
+            self.counters[C_OVERSIZE] += 1
+        else:
+            for j, p in enumerate(self.inports):
+                self.inputs[j, :frames] = p.get_array()
+            n_ev = 0
+            if self.midiport is not None:
+                for offset, data in self.midiport.incoming_midi_events():
+                    if n_ev >= MAX_MIDI_EVENTS:
+                        self.counters[C_MIDI_DROPPED] += 1
+                        continue
+                    if len(data) >= 2:
+                        self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
+                        n_ev += 1
+            ch = self.chain
+            run_block(frames, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
+                      self.events, n_ev, ch.meters, ch.scratch)
+            for c, p in enumerate(self.outports):
+                p.get_array()[:] = self.outputs[c, :frames]
+        dt = time.perf_counter_ns() - t0
+        cn = self.counters
+        cn[C_CALLBACKS] += 1
+        cn[C_FRAMES] += frames
+        cn[C_LAST_NS] = dt
+        cn[C_SUM_NS] += dt
+        cn[C_MAX_NS] = max(cn[C_MAX_NS], dt)
+        self.hist[min(dt // HIST_BIN_NS, HIST_BINS - 1)] += 1
+
+    # --- control plane ------------------------------------------------------------------
+    def read_meters(self) -> np.ndarray:
+        """Gain reduction per channel since the last call, dB (<= 0), and start a new interval."""
+        gr = self.chain.meters[:, M_GR].copy()
+        self.chain.reset_meters()
+        self._gr_run_min = np.minimum(self._gr_run_min, gr)
+        return gr
+
+    def dsp_load(self) -> float:
+        """JACK's DSP load, percent (0 when the client is gone)."""
+        if self.client is None or self.closed or self.shutdown_reason is not None:
+            return 0.0
+        return float(self.client.cpu_load())
+
+    def status_line(self) -> str:
+        """One line: DSP load, xruns, callback times, gain reduction per channel."""
+        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        gr = self.read_meters()
+        chans = " ".join(f"{ch.name} {g:6.1f}dB" for ch, g in zip(self.config.channel, gr))
+        cb = s["callback_us"]
+        return (f"DSP {self.dsp_load():5.1f}% | xruns {s['xruns']} | cb p99.9 {cb['p99.9']:.1f}us "
+                f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us | GR {chans}")
+
+    def stats(self) -> dict:
+        """Everything the counters and meters say, JSON-ready."""
+        self.read_meters()
+        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        s.update({
+            "engine": self.engine,
+            "client": self.client_name,
+            "sample_rate": self.sample_rate,
+            "period_frames": self.block,
+            "dsp_load_percent": self.dsp_load(),
+            "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.chain.channel_latency_samples)},
+            "shutdown_reason": self.shutdown_reason,
+            "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
+            "channels": {
+                ch.name: {"max_gain_reduction_db": float(self._gr_run_min[c]),
+                          "nonfinite_input_samples": int(self.chain.meters[c, M_BAD])}
+                for c, ch in enumerate(self.config.channel)
+            },
+        })
+        return s
+
+    def write_stats(self, path) -> None:
+        """Write :meth:`stats` as JSON to ``path`` atomically."""
+        atomic_write_text(Path(path), json.dumps(self.stats(), indent=2) + "\n")

@@ -1,0 +1,132 @@
+"""The JACK process callback as a numba ``@cfunc``: the audio thread never takes the GIL.
+
+:func:`process_cfunc` returns a C function ``int process(jack_nframes_t nframes, void *arg)``
+to register with ``jack_set_process_callback``. Everything it touches is reached through
+``arg``: the address of an int64 *header* array (layout: the ``H_*`` and ``A_*`` indices) that
+holds sizes and the addresses of preallocated numpy arrays and of the JACK ports. Nothing is
+read from globals except the libjack and libc function pointers, so the compiled function is
+reusable for any config; it is deliberately not cached on disk, because a cached cfunc would
+keep this process's function addresses (see DESIGN.md).
+
+Per callback it: reads the clock; gets each input port's buffer and copies it into the chain's
+input array; reads JACK MIDI events with their frame offsets into the events array; runs
+:func:`debleed.dsp.chain.run_block`; copies the outputs to the output ports; and updates the
+counters and the callback-time histogram (:mod:`debleed.rt.stats`). It allocates nothing, takes
+no lock and calls no Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, cfunc, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from debleed.dsp.chain import run_block
+from debleed.rt import _jackptr
+from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
+                              C_OVERSIZE, C_SUM_NS, HIST_BIN_NS)
+
+(H_NIN, H_NCH, H_MAXBLOCK, H_HASMIDI, H_MAXEV, H_HISTBINS, H_NI, H_NP, H_NS, H_NM, H_DELAYLEN,
+ H_NCOUNTERS,
+ A_INPUTS, A_OUTPUTS, A_ITAB, A_PTAB, A_STATE, A_DELAY, A_NOTES, A_EVENTS, A_METERS, A_SCRATCH,
+ A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT) = range(29)
+H_LEN = 29
+
+
+@intrinsic
+def _voidptr(typingctx, addr):
+    """Turn an integer address into a ``void *`` (LLVM ``inttoptr``)."""
+    sig = types.voidptr(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+_get_buffer = _jackptr.port_get_buffer
+_event_count = _jackptr.midi_get_event_count
+_event_get = _jackptr.midi_event_get
+_clock = _jackptr.clock_gettime
+_CLOCK = _jackptr.CLOCK_MONOTONIC
+
+
+def _process(nframes, arg):
+    h = carray(arg, (H_LEN,), np.int64)
+    ts = carray(_voidptr(h[A_TS]), (2,), np.int64)
+    _clock(_CLOCK, _voidptr(h[A_TS]))
+    t0 = ts[0] * 1000000000 + ts[1]
+    n_in, n_ch, max_block = h[H_NIN], h[H_NCH], h[H_MAXBLOCK]
+    counters = carray(_voidptr(h[A_COUNTERS]), (h[H_NCOUNTERS],), np.int64)
+    hist = carray(_voidptr(h[A_HIST]), (h[H_HISTBINS],), np.int64)
+    inports = carray(_voidptr(h[A_INPORTS]), (n_in,), np.int64)
+    outports = carray(_voidptr(h[A_OUTPORTS]), (n_ch,), np.int64)
+    n = np.int64(nframes)
+    if n > max_block:
+        for c in range(n_ch):
+            out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
+            out[:] = 0.0
+        counters[C_OVERSIZE] += 1
+    else:
+        inputs = carray(_voidptr(h[A_INPUTS]), (n_in, max_block), np.float32)
+        outputs = carray(_voidptr(h[A_OUTPUTS]), (n_ch, max_block), np.float32)
+        for j in range(n_in):
+            buf = carray(_voidptr(_get_buffer(_voidptr(inports[j]), nframes)), (n,), np.float32)
+            inputs[j, :n] = buf
+        max_ev = h[H_MAXEV]
+        events = carray(_voidptr(h[A_EVENTS]), (max_ev, 4), np.int32)
+        n_ev = 0
+        if h[H_HASMIDI] != 0:
+            mbuf = _get_buffer(_voidptr(h[A_MIDIPORT]), nframes)
+            evbuf = carray(_voidptr(h[A_EVBUF]), (3,), np.uint64)
+            count = _event_count(_voidptr(mbuf))
+            for k in range(count):
+                if n_ev >= max_ev:
+                    counters[C_MIDI_DROPPED] += 1
+                    continue
+                if _event_get(_voidptr(h[A_EVBUF]), _voidptr(mbuf), k) != 0:
+                    continue
+                size = np.int64(evbuf[1])
+                if size < 2:
+                    continue
+                data = carray(_voidptr(np.int64(evbuf[2])), (size,), np.uint8)
+                events[n_ev, 0] = np.int32(evbuf[0] & np.uint64(0xFFFFFFFF))
+                events[n_ev, 1] = data[0]
+                events[n_ev, 2] = data[1]
+                events[n_ev, 3] = data[2] if size > 2 else 0
+                n_ev += 1
+        itab = carray(_voidptr(h[A_ITAB]), (n_ch, h[H_NI]), np.int64)
+        ptab = carray(_voidptr(h[A_PTAB]), (n_ch, h[H_NP]), np.float64)
+        state = carray(_voidptr(h[A_STATE]), (n_ch, h[H_NS]), np.float64)
+        delay = carray(_voidptr(h[A_DELAY]), (n_ch, h[H_DELAYLEN]), np.float32)
+        notes = carray(_voidptr(h[A_NOTES]), (n_ch, 128), np.uint8)
+        meters = carray(_voidptr(h[A_METERS]), (n_ch, h[H_NM]), np.float64)
+        scratch = carray(_voidptr(h[A_SCRATCH]), (3 * n_ch, max_block), np.float64)
+        run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_ev, meters, scratch)
+        for c in range(n_ch):
+            out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
+            out[:] = outputs[c, :n]
+    _clock(_CLOCK, _voidptr(h[A_TS]))
+    dt = ts[0] * 1000000000 + ts[1] - t0
+    counters[C_CALLBACKS] += 1
+    counters[C_FRAMES] += n
+    counters[C_LAST_NS] = dt
+    counters[C_SUM_NS] += dt
+    if dt > counters[C_MAX_NS]:
+        counters[C_MAX_NS] = dt
+    b = dt // HIST_BIN_NS
+    nb = h[H_HISTBINS]
+    hist[b if b < nb else nb - 1] += 1
+    return 0
+
+
+_compiled = None
+
+
+def process_cfunc():
+    """Compile (once per process) and return the numba cfunc; ``.address`` is the C pointer."""
+    global _compiled
+    if _compiled is None:
+        _compiled = cfunc(types.intc(types.uint32, types.voidptr), nopython=True)(_process)
+    return _compiled
