@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="render a real-drum multitrack with bleed and run it through debleed live")
     demo.add_argument("--out", default="demo-out", help="folder for inputs, outputs and report (default demo-out)")
-    demo.add_argument("--seconds", type=float, default=8.0, help="length of the groove, s (default 8)")
+    demo.add_argument("--seconds", type=float, default=10.0, help="length of the groove, s (default 10)")
     demo.add_argument("--engine", choices=("cfunc", "python"), default="cfunc")
     demo.add_argument("--period", type=int, default=128, help="JACK period of the dummy server, frames (default 128)")
     demo.set_defaults(func=cmd_demo)

@@ -248,6 +248,7 @@ class JackEngine:
                     if n_ev >= MAX_MIDI_EVENTS:
                         self.counters[C_MIDI_DROPPED] += 1
                         continue
+                    data = bytes(data)
                     if len(data) >= 2:
                         self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
                         n_ev += 1

@@ -1,0 +1,136 @@
+"""Play arrays into JACK ports and record others, sample-aligned (demo, tests, benchmarks).
+
+Two clients in this process: ``<name>-play`` (one audio output per source, plus a MIDI output)
+and ``<name>-rec`` (one audio input per captured port). JACK runs them in graph order within
+each cycle (play -> the clients under test -> rec), so frame ``k`` recorded is the response to
+frame ``k`` played: a zero-latency insert gives outputs aligned with its inputs.
+
+In freewheel mode (``freewheel=True``) the server runs cycles as fast as the clients allow:
+fast and deterministic, which the end-to-end tests use. Without it the run takes real time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import jack
+import numpy as np
+
+from debleed.errors import EngineError
+
+
+def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: list | None = None,
+                midi_dest: list[str] | None = None, server_name: str | None = None,
+                freewheel: bool = True, tail_frames: int = 0, timeout_s: float = 120.0,
+                name: str = "dbtest") -> np.ndarray:
+    """Play ``sources`` and record ``capture``.
+
+    Parameters
+    ----------
+    sources : dict
+        Destination port name -> float32 1-D signal. All signals have the same length.
+    capture : list of str
+        Output ports to record.
+    midi : list of (frame, bytes), optional
+        MIDI messages, frames counted from the first played frame.
+    midi_dest : list of str, optional
+        MIDI input ports to send ``midi`` to.
+    server_name : str, optional
+        JACK server.
+    freewheel : bool
+        Run in freewheel mode (default True).
+    tail_frames : int
+        Frames of silence played after the signals (to catch latency and release tails).
+    timeout_s : float
+        Give up after this long.
+
+    Returns
+    -------
+    ndarray, float32, shape (len(capture), n_frames + tail_frames)
+
+    Raises
+    ------
+    EngineError
+        On a timeout or when a port cannot be connected.
+    """
+    signals = [np.asarray(v, np.float32) for v in sources.values()]
+    n = signals[0].size if signals else 0
+    if any(s.ndim != 1 or s.size != n for s in signals):
+        raise EngineError("play_record: every source must be a 1-D signal of the same length")
+    total = n + int(tail_frames)
+    data = np.zeros((len(signals), total), np.float32)
+    for i, s in enumerate(signals):
+        data[i, :n] = s
+    rec = np.zeros((len(capture), total), np.float32)
+    events = sorted(midi or [], key=lambda e: e[0])
+    done = threading.Event()
+    st = {"armed": False, "pos": 0, "cur": -1}
+
+    play = jack.Client(f"{name}-play", no_start_server=True, servername=server_name)
+    recc = jack.Client(f"{name}-rec", no_start_server=True, servername=server_name)
+    outs = [play.outports.register(f"out_{i}") for i in range(len(signals))]
+    mout = play.midi_outports.register("midi_out") if events else None
+    ins = [recc.inports.register(f"in_{i}") for i in range(len(capture))]
+
+    def play_cb(frames):
+        if mout is not None:
+            mout.clear_buffer()
+        if not st["armed"] or st["pos"] >= total:
+            for p in outs:
+                p.get_array().fill(0.0)
+            st["cur"] = -1
+            if st["armed"]:
+                done.set()
+            return
+        pos = st["pos"]
+        m = min(frames, total - pos)
+        for i, p in enumerate(outs):
+            a = p.get_array()
+            a[:m] = data[i, pos:pos + m]
+            a[m:] = 0.0
+        if mout is not None:
+            for frame, msg in events:
+                if pos <= frame < pos + m:
+                    mout.write_midi_event(frame - pos, bytes(msg))
+        st["cur"] = pos
+        st["pos"] = pos + m
+
+    def rec_cb(frames):
+        pos = st["cur"]
+        if pos < 0:
+            return
+        m = min(frames, total - pos)
+        for i, p in enumerate(ins):
+            rec[i, pos:pos + m] = p.get_array()[:m]
+
+    play.set_process_callback(play_cb)
+    recc.set_process_callback(rec_cb)
+    try:
+        play.activate()
+        recc.activate()
+        try:
+            for p, dst in zip(outs, sources):
+                play.connect(p, dst)
+            if mout is not None:
+                for dst in midi_dest or []:
+                    play.connect(mout, dst)
+            for p, src in zip(ins, capture):
+                recc.connect(src, p)
+        except jack.JackError as e:
+            raise EngineError(f"play_record: cannot connect ports: {e}") from None
+        if freewheel:
+            play.set_freewheel(True)
+        st["armed"] = True
+        ok = done.wait(timeout_s)
+        if freewheel:
+            play.set_freewheel(False)
+        if not ok:
+            raise EngineError(f"play_record: timed out after {timeout_s} s at frame {st['pos']} of {total}")
+    finally:
+        for c in (play, recc):
+            try:
+                c.deactivate()
+                c.close()
+            except jack.JackError:
+                pass
+    return rec
