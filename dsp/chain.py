@@ -227,6 +227,8 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
                                                ptab[c, P_LP + 3], ptab[c, P_LP + 4], lz1, lz2)
                     if rms:
                         ms = a_rms * ms + (1.0 - a_rms) * k * k
+                        if ms < SNAP * SNAP:
+                            ms = 0.0
                         level = math.sqrt(ms)
                     else:
                         level = abs(k)
@@ -238,11 +240,8 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
                 key_max = ldb
             scratch[c, i] = ldb
             scratch[2 * n_ch + c, i] = vel
-        state[c, S_MS] = ms if ms >= SNAP * SNAP else 0.0
-        state[c, S_HZ1] = hz1 if abs(hz1) >= SNAP else 0.0
-        state[c, S_HZ2] = hz2 if abs(hz2) >= SNAP else 0.0
-        state[c, S_LZ1] = lz1 if abs(lz1) >= SNAP else 0.0
-        state[c, S_LZ2] = lz2 if abs(lz2) >= SNAP else 0.0
+        state[c, S_MS] = ms
+        state[c, S_HZ1], state[c, S_HZ2], state[c, S_LZ1], state[c, S_LZ2] = hz1, hz2, lz1, lz2
         state[c, S_MASK] = mask_left
         state[c, S_VEL] = vel
         if key_max > meters[c, M_KEY]:
@@ -295,14 +294,14 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
                     g = g * v if duck else rng + (g - rng) * v
                 act = -g if duck else g
                 held, hold_left, y = _ahr_step(act, held, hold_left, y, a_att, a_rel, hold_n)
+                if abs(y - held) < SNAP:
+                    y = held
                 gdb = -y if duck else y
                 glin = math.exp(gdb * _LN10_20)
             xd, w = _delay_step(x, ring, w, la)
             outputs[c, i] = xd * ((1.0 - dw) + dw * glin)
             if gdb < gmin:
                 gmin = gdb
-        if abs(y - held) < SNAP:
-            y = held
         state[c, S_OPEN] = 1.0 if is_open else 0.0
         state[c, S_HELD] = held
         state[c, S_HOLDLEFT] = hold_left

@@ -14,10 +14,17 @@ from numba import njit
 from debleed.dsp._common import check_block, check_choice, check_range
 from debleed.dsp.units import ms_to_coef, ms_to_samples
 
-#: Below this, smoother state snaps to exactly 0 at the end of a block (denormal guard, as in JUCE).
+#: Below this, state snaps to exactly 0 (denormal guard, as JUCE does). debleed snaps every
+#: sample rather than every block, so the output does not depend on the block size.
 SNAP = 1e-8
 
 DETECTORS = ("peak", "rms")
+
+
+@njit(cache=True, inline="always")
+def _snap(v):
+    """``v``, or exactly 0 when ``|v| < SNAP``."""
+    return v if abs(v) >= SNAP else 0.0
 
 
 @njit(cache=True, inline="always")
@@ -57,17 +64,15 @@ def _envelope_kernel(x, out, state, n, a_att, a_rel, hold_n, rms, a_rms):
                 v = 0.0
             if rms:
                 ms = a_rms * ms + (1.0 - a_rms) * v * v
+                if ms < SNAP * SNAP:
+                    ms = 0.0
                 level = math.sqrt(ms)
             else:
                 level = abs(v)
             held, hold_left, y = _ahr_step(level, held, hold_left, y, a_att, a_rel, hold_n)
+            held = _snap(held)
+            y = _snap(y)
             out[c, i] = y
-        if ms < SNAP * SNAP:
-            ms = 0.0
-        if abs(held) < SNAP:
-            held = 0.0
-        if abs(y) < SNAP:
-            y = 0.0
         state[c, 0] = ms
         state[c, 1] = held
         state[c, 2] = hold_left
@@ -103,7 +108,7 @@ class EnvelopeFollower:
     -----
     Real-time safe: ``process`` allocates nothing. Latency: 0 samples. A NaN or Inf input
     sample is read as 0, so it never poisons the state. State below 1e-8 snaps to 0 after each
-    block.
+    sample.
 
     Examples
     --------

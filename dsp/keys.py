@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from debleed.dsp._common import check_block, check_range
+from debleed.dsp.envelope import SNAP
 from debleed.errors import ParameterError
 
 #: Columns of a MIDI event row.
@@ -73,10 +74,16 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 0.0)
 
 @njit(cache=True, inline="always")
 def _biquad_step(x, b0, b1, b2, a1, a2, z1, z2):
-    """Transposed direct form II; returns ``(y, z1, z2)``."""
+    """Transposed direct form II; returns ``(y, z1, z2)``.
+
+    When both state values are below 1e-8 they snap to 0 together (snapping one alone can
+    start a limit cycle).
+    """
     y = b0 * x + z1
     z1 = b1 * x - a1 * y + z2
     z2 = b2 * x - a2 * y
+    if abs(z1) < SNAP and abs(z2) < SNAP:
+        return y, 0.0, 0.0
     return y, z1, z2
 
 
@@ -109,10 +116,7 @@ def _filter_kernel(x, out, state, n, hp, lp):
             v, z1, z2 = _biquad_step(v, hp[0], hp[1], hp[2], hp[3], hp[4], z1, z2)
             v, z3, z4 = _biquad_step(v, lp[0], lp[1], lp[2], lp[3], lp[4], z3, z4)
             out[c, i] = v
-        state[c, 0] = z1 if abs(z1) >= 1e-8 else 0.0
-        state[c, 1] = z2 if abs(z2) >= 1e-8 else 0.0
-        state[c, 2] = z3 if abs(z3) >= 1e-8 else 0.0
-        state[c, 3] = z4 if abs(z4) >= 1e-8 else 0.0
+        state[c, 0], state[c, 1], state[c, 2], state[c, 3] = z1, z2, z3, z4
 
 
 @njit(cache=True)

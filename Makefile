@@ -1,0 +1,47 @@
+# debleed: `make demo` and `make test` set up a fresh Debian machine (as root, or with sudo).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_RUNTIME := jackd2 libportaudio2 libsndfile1 hydrogen-drumkits
+APT_BENCH   := lsp-plugins-jack
+PYTEST_ARGS ?=
+
+.PHONY: all system system-bench venv demo test bench train clean
+
+all: test
+
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+system:
+	$(call apt_install,$(APT_RUNTIME))
+
+system-bench: system
+	$(call apt_install,$(APT_BENCH))
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: system venv
+	$(VENV)/bin/debleed demo
+
+test: system venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: system-bench venv
+	$(VENV)/bin/debleed bench --out bench-report
+
+clean:
+	rm -rf $(VENV) bench-report demo-out .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,99 @@
+"""Key sources (filters, piezo triggers, MIDI) and the lookahead delay."""
+
+import numpy as np
+import pytest
+
+from debleed.dsp import KeyFilter, LookaheadDelay, MidiKey, TriggerDetector
+from debleed.errors import ParameterError
+
+SR = 48000
+
+
+def sine(freq, n=SR // 2, amp=0.5):
+    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / SR)).astype(np.float32)[None]
+
+
+def steady_gain_db(proc, x):
+    y = np.zeros_like(x)
+    proc.process(x, y)
+    tail = slice(x.shape[1] // 2, None)
+    return 20 * np.log10(np.sqrt(np.mean(y[0, tail] ** 2)) / np.sqrt(np.mean(x[0, tail] ** 2)))
+
+
+def test_key_highpass_passes_above_and_cuts_below_cutoff():
+    f = KeyFilter(hpf_hz=200.0)
+    f.prepare(SR, SR, 1)
+    assert steady_gain_db(f, sine(200.0)) == pytest.approx(-3.01, abs=0.1)  # Butterworth -3 dB point
+    f.reset()
+    assert steady_gain_db(f, sine(2000.0)) == pytest.approx(0.0, abs=0.1)
+    f.reset()
+    assert steady_gain_db(f, sine(50.0)) < -20.0  # two octaves below, 12 dB/oct: ~ -24 dB
+
+
+def test_key_lowpass_cuts_above_cutoff():
+    f = KeyFilter(lpf_hz=1000.0)
+    f.prepare(SR, SR, 1)
+    assert steady_gain_db(f, sine(4000.0)) < -20.0
+
+
+def test_cutoff_above_nyquist_is_refused_at_prepare():
+    f = KeyFilter(hpf_hz=30000.0)
+    with pytest.raises(ParameterError, match="highpass cutoff must be in"):
+        f.prepare(SR, 64, 1)
+
+
+def test_one_ringing_piezo_hit_gives_one_pulse():
+    t = np.arange(int(0.05 * SR)) / SR
+    burst = (0.9 * np.sin(2 * np.pi * 180 * t) * np.exp(-t / 0.01)).astype(np.float32)
+    x = np.zeros((1, SR // 2), np.float32)
+    x[0, 1000:1000 + burst.size] += burst
+    x[0, 10000:10000 + burst.size] += burst
+    trig = TriggerDetector(trigger_threshold_db=-20.0, retrigger_ms=30.0)
+    trig.prepare(SR, x.shape[1], 1)
+    y = np.zeros_like(x)
+    trig.process(x, y)
+    hits = np.nonzero(y[0])[0]
+    assert len(hits) == 2
+    assert 1000 <= hits[0] < 1000 + 30 and 10000 <= hits[1] < 10000 + 30  # first crossing of -20 dBFS
+
+
+def test_without_mask_the_ringing_piezo_retriggers():
+    t = np.arange(int(0.05 * SR)) / SR
+    burst = (0.9 * np.sin(2 * np.pi * 180 * t) * np.exp(-t / 0.01)).astype(np.float32)[None]
+    trig = TriggerDetector(trigger_threshold_db=-20.0, retrigger_ms=0.0)
+    trig.prepare(SR, burst.shape[1], 1)
+    y = np.zeros_like(burst)
+    trig.process(burst, y)
+    assert np.count_nonzero(y) > 5
+
+
+def test_midi_key_pulses_at_exact_frame_offsets_for_listed_notes_only():
+    mk = MidiKey(notes=[38, 40], midi_channel=10)
+    mk.prepare(SR, 128, 1)
+    ev = np.zeros((8, 4), np.int32)
+    ev[:5] = [(3, 0x99, 38, 100),   # ch 10, snare: yes
+              (17, 0x99, 36, 100),  # kick: not listed
+              (40, 0x90, 38, 100),  # ch 1: wrong channel
+              (77, 0x99, 40, 0),    # velocity 0 = note-off
+              (127, 0x99, 40, 1)]   # last frame of the block
+    out = np.zeros((1, 128), np.float32)
+    mk.process(ev, 5, out)
+    assert list(np.nonzero(out[0])[0]) == [3, 127]
+
+
+@pytest.mark.parametrize("kw", [{"notes": []}, {"notes": [128]}, {"notes": [38], "midi_channel": 17}])
+def test_bad_midi_key_parameters(kw):
+    with pytest.raises(ParameterError):
+        MidiKey(**kw)
+
+
+@pytest.mark.parametrize("ms", [0.0, 0.5, 2.0, 10.0])
+def test_lookahead_delays_an_impulse_by_its_reported_latency(ms):
+    d = LookaheadDelay(lookahead_ms=ms)
+    d.prepare(SR, 1024, 2)
+    x = np.zeros((2, 1024), np.float32)
+    x[:, 5] = 1.0
+    y = np.zeros_like(x)
+    d.process(x, y)
+    assert d.latency_samples == round(ms * SR / 1000)
+    assert list(np.nonzero(y[0])[0]) == [5 + d.latency_samples]
