@@ -66,14 +66,16 @@ def _process(nframes, arg):
     if n > max_block:
         for c in range(n_ch):
             out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
-            out[:] = 0.0
+            for i in range(n):
+                out[i] = 0.0
         counters[C_OVERSIZE] += 1
     else:
         inputs = carray(_voidptr(h[A_INPUTS]), (n_in, max_block), np.float32)
         outputs = carray(_voidptr(h[A_OUTPUTS]), (n_ch, max_block), np.float32)
         for j in range(n_in):
             buf = carray(_voidptr(_get_buffer(_voidptr(inports[j]), nframes)), (n,), np.float32)
-            inputs[j, :n] = buf
+            for i in range(n):
+                inputs[j, i] = buf[i]
         max_ev = h[H_MAXEV]
         events = carray(_voidptr(h[A_EVENTS]), (max_ev, 4), np.int32)
         n_ev = 0
@@ -106,7 +108,8 @@ def _process(nframes, arg):
         run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_ev, meters, scratch)
         for c in range(n_ch):
             out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
-            out[:] = outputs[c, :n]
+            for i in range(n):
+                out[i] = outputs[c, i]
     _clock(_CLOCK, _voidptr(h[A_TS]))
     dt = ts[0] * 1000000000 + ts[1] - t0
     counters[C_CALLBACKS] += 1

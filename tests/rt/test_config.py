@@ -1,0 +1,140 @@
+"""Gig config validation: clear errors naming file, key, value and what is allowed."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from debleed.errors import ConfigError
+from debleed.rt.config import PRESETS, load_config, parse_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ISSUE_EXAMPLE = '''
+[client]
+name = "debleed"
+[inputs]
+kick = ["system:capture_1"]
+snare = ["system:capture_2"]
+kick_trig = ["system:capture_3"]
+[midi]
+connect = []
+[[channel]]
+name = "kick"
+input = "kick"
+connect = ["system:playback_1"]
+mode = "gate"
+key = "trigger:kick_trig"
+threshold_db = -30.0
+ratio = 10.0
+knee_db = 6.0
+range_db = -60.0
+attack_ms = 1.0
+hold_ms = 20.0
+release_ms = 100.0
+lookahead_ms = 0.0
+dry_wet = 1.0
+'''
+
+
+def base(**channel):
+    ch = {"name": "snare", "input": "snare", **channel}
+    return {"inputs": {"snare": [], "snare_trig": []}, "channel": [ch]}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_and_presets_load(path):
+    if path.name == "presets.toml":
+        assert set(PRESETS) == {"balanced", "aggressive", "gentle", "fast"}
+        return
+    cfg = load_config(path)
+    chain = cfg.chain()
+    chain.prepare(48000, 256)
+    assert chain.n_channels == len(cfg.channel)
+
+
+def test_the_documented_example_parses(tmp_path):
+    f = tmp_path / "gig.toml"
+    f.write_text(ISSUE_EXAMPLE)
+    cfg = load_config(f)
+    spec = cfg.channel_specs()[0]
+    assert (spec.key, spec.key_input, spec.threshold_db, spec.hold_ms) == ("trigger", 2, -30.0, 20.0)
+    assert cfg.input_names == ["kick", "snare", "kick_trig"]
+
+
+def test_unknown_key_is_an_error_naming_it_and_the_allowed_keys():
+    with pytest.raises(ConfigError) as e:
+        parse_config(base(threshhold_db=-30.0), "gig.toml")
+    msg = str(e.value)
+    assert "gig.toml" in msg and "channel[0] ('snare').threshhold_db: unknown key" in msg
+    assert "threshold_db" in msg.split("allowed:")[1]
+
+
+def test_unknown_top_level_section_is_an_error():
+    with pytest.raises(ConfigError, match="midii: unknown key"):
+        parse_config({**base(), "midii": {}})
+
+
+@pytest.mark.parametrize("field, value, expect", [
+    ("threshold_db", 5.0, "threshold_db: Input should be less than or equal to 0, got 5.0"),
+    ("ratio", 0.5, "ratio: Input should be greater than or equal to 1, got 0.5"),
+    ("mode", "expander", "mode: Input should be 'gate', 'duck' or 'bypass', got 'expander'"),
+    ("key", "trig:x", "key: must be self | input:<name> | trigger:<name> | midi:<note>[,<note>...], got 'trig:x'"),
+    ("key", "midi:38,200", "MIDI notes must be in 0-127, got 200"),
+    ("lookahead_ms", 250.0, "lookahead_ms: Input should be less than or equal to 100"),
+    ("release_ms", float("nan"), "release_ms"),
+    ("preset", "brutal", "preset: Input should be 'balanced', 'aggressive', 'gentle' or 'fast'"),
+])
+def test_bad_values_are_named_with_what_is_allowed(field, value, expect):
+    with pytest.raises(ConfigError) as e:
+        parse_config(base(**{field: value}))
+    assert expect in str(e.value)
+
+
+def test_key_naming_an_undefined_input_lists_the_defined_ones():
+    with pytest.raises(ConfigError, match=r"channel 'snare': key 'trigger:snare_trg' names no defined input "
+                                          r"\(defined: snare, snare_trig\)"):
+        parse_config(base(key="trigger:snare_trg"))
+
+
+def test_channel_input_must_be_defined():
+    with pytest.raises(ConfigError, match="input 'sn' is not a defined input"):
+        parse_config({"inputs": {"snare": []}, "channel": [{"name": "s", "input": "sn"}]})
+
+
+def test_duplicate_channel_names_are_refused():
+    cfg = base()
+    cfg["channel"].append(dict(cfg["channel"][0]))
+    with pytest.raises(ConfigError, match="names must be unique"):
+        parse_config(cfg)
+
+
+def test_preset_applies_and_explicit_keys_override_it():
+    cfg = parse_config(base(preset="aggressive", release_ms=120.0))
+    spec = cfg.channel_specs()[0]
+    assert (spec.threshold_db, spec.ratio, spec.attack_ms, spec.release_ms) == (-40.0, 20.0, 0.5, 120.0)
+    gentle = parse_config(base(preset="gentle")).channel_specs()[0]
+    assert (gentle.threshold_db, gentle.ratio, gentle.release_ms, gentle.dry_wet) == (-25.0, 4.0, 150.0, 0.7)
+
+
+def test_infinite_ratio_is_allowed():
+    assert math.isinf(parse_config(base(ratio=float("inf"))).channel_specs()[0].ratio)
+
+
+def test_midi_key_parses_notes_and_opens_midi_port():
+    cfg = parse_config(base(key="midi:38, 40"))
+    assert cfg.channel_specs()[0].notes == (38, 40)
+    assert cfg.uses_midi
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="nothere.toml: config file not found"):
+        load_config(tmp_path / "nothere.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[inputs\nkick = [")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+
+
+def test_missing_required_keys():
+    with pytest.raises(ConfigError, match="channel: required key is missing"):
+        parse_config({"inputs": {"a": []}})
