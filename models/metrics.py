@@ -1,8 +1,9 @@
 """Bleed and hit metrics on rendered multitracks (demo, eval, tests).
 
 - *Bleed reduction* (dB): energy of the mic signal over energy of the processed signal, over
-  the samples where the channel's own piece is silent (its 10 ms RMS envelope is more than
-  60 dB under its peak), i.e. where only bleed is heard. Higher is better.
+  the samples where the channel's own piece is silent next to the bleed (its 10 ms RMS
+  envelope is at least 20 dB under the bleed's, bleed = mic - direct), i.e. where one hears
+  only bleed. Higher is better.
 - *Hit loss* (dB): energy of the mic signal over energy of the processed signal in the first
   30 ms of each own hit. 0 is perfect; a gate that opens late or shallow loses level.
 Both compare input and output after removing the processor's latency.
@@ -22,11 +23,11 @@ def rms_envelope(x: np.ndarray, sample_rate: int, time_ms: float = 10.0) -> np.n
     return np.sqrt(np.maximum(lfilter([1 - a], [1, -a], np.asarray(x, np.float64) ** 2), 0.0))
 
 
-def silent_mask(direct: np.ndarray, sample_rate: int, below_db: float = 60.0) -> np.ndarray:
-    """True where the own piece (``direct``) is more than ``below_db`` under its peak envelope."""
-    env = rms_envelope(direct, sample_rate)
-    peak = env.max() if env.size else 0.0
-    return env < peak * 10.0 ** (-below_db / 20.0)
+def silent_mask(direct: np.ndarray, mic: np.ndarray, sample_rate: int, below_db: float = 20.0) -> np.ndarray:
+    """True where the own piece (``direct``) is ``below_db`` or more under the bleed (``mic - direct``)."""
+    own = rms_envelope(direct, sample_rate)
+    bleed = rms_envelope(np.asarray(mic, np.float64) - direct, sample_rate)
+    return (own * 10.0 ** (below_db / 20.0) <= bleed) & (bleed > 0.0)
 
 
 def align(out: np.ndarray, latency: int, n: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def bleed_reduction_db(mic: np.ndarray, out: np.ndarray, direct: np.ndarray, sam
     """Bleed reduction between hits, dB (see module docstring); NaN if the piece never rests."""
     n = mic.size
     y = align(out, latency, n)
-    m = silent_mask(direct, sample_rate)
+    m = silent_mask(direct, mic, sample_rate)
     e_in = float(np.sum(np.asarray(mic, np.float64)[m] ** 2))
     if not m.any() or e_in <= EPS:
         return float("nan")

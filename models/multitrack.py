@@ -169,7 +169,7 @@ def groove(seconds: float, sample_rate: int, *, bpm: float = 100.0, seed: int = 
 
     Bars of 16ths: kick on 1 and 3 (plus random pushes), snare backbeat on 2 and 4 with ghost
     notes 20-35 dB below the accents, 8th-note hats with accents and an occasional open hat,
-    a crash on each 4th bar's downbeat, a tom fill in every 4th bar's last beat.
+    a crash on each 4th bar's downbeat, a tom fill in the last beat of every 2nd bar.
     """
     rng = np.random.default_rng(seed)
     step = 60.0 / bpm / 4.0
@@ -179,7 +179,7 @@ def groove(seconds: float, sample_rate: int, *, bpm: float = 100.0, seed: int = 
         bar, pos = divmod(s, 16)
         t = s * step
         f = int(round(t * sample_rate))
-        fill = bar % 4 == 3 and pos >= 12
+        fill = bar % 2 == 1 and pos >= 12
         if pos in (0, 8) or (pos in (10, 14) and rng.random() < 0.3):
             hits.append(Hit(f, "kick", rng.uniform(0.75, 1.0)))
         if pos in (4, 12) and not fill:

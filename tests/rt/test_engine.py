@@ -1,0 +1,139 @@
+"""The cfunc data plane (no allocation, no Python), the private JACK-Client access, the CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import jack
+import numpy as np
+import pytest
+
+from debleed.rt import _jackptr
+from debleed.rt.jack_cfunc import process_cfunc
+from debleed.rt.server import DummyServer
+from tests.conftest import live
+
+FORBIDDEN = re.compile(r"^(NRT_Allocate|NRT_MemInfo_alloc\w*|NRT_Free|Py\w+|numba_gil_ensure|numba_do_raise"
+                       r"|numba_unpickle|malloc|free|pthread_mutex\w*)$")
+MINIMAL = """
+[inputs]
+a = []
+[[channel]]
+name = "a"
+input = "a"
+lookahead_ms = 2.0
+"""
+
+
+def _functions(ir):
+    for body in ir.split("\ndefine ")[1:]:
+        name = re.match(r'[^@]*@"?([\w.$]+)', body).group(1)
+        calls = set(re.findall(r'(?:call|invoke)[^@\n]*@"?([\w.$]+)', body))
+        yield name, body, calls
+
+
+def test_cfunc_audio_path_allocates_nothing_and_calls_no_python():
+    ir = process_cfunc().inspect_llvm()
+    funcs = list(_functions(ir))
+    body = [f for f in funcs if "jack_cfunc8_process" in f[0] and not f[0].startswith("cfunc.")]
+    chain = [f for f in funcs if "run_block" in f[0]]
+    assert body and chain
+    for name, _, calls in body + chain:
+        bad = sorted(c for c in calls if FORBIDDEN.match(c))
+        assert not bad, f"{name[:50]} calls {bad}"
+    # the process body never raises, so the wrapper's error path (which takes the GIL) is dead code
+    assert not any("numba_do_raise" in calls for _, _, calls in body + chain)
+
+
+def test_jack_client_private_pointers_are_reachable(jack_server):
+    c = jack.Client("ptrtest", servername=jack_server.name)
+    try:
+        p = c.outports.register("out")
+        assert _jackptr.address(c) != 0 and _jackptr.address(p) != 0
+        assert _jackptr.address(p) != _jackptr.address(c)
+    finally:
+        c.close()
+
+
+def test_latency_ranges_round_trip_through_the_latency_callback(jack_server):
+    c = jack.Client("lattest", servername=jack_server.name)
+    p = c.outports.register("out")
+    seen = []
+
+    def cb(mode):
+        seen.append(mode)
+        _jackptr.set_latency_range(p, _jackptr.CAPTURE_LATENCY, 17, 23)
+
+    keep = _jackptr.set_latency_callback(c, cb)
+    c.set_process_callback(lambda frames: None)  # jackd2 sends latency callbacks to processing clients
+    try:
+        c.activate()
+        _jackptr.recompute_total_latencies(c)
+        for _ in range(50):
+            if _jackptr.get_latency_range(p, _jackptr.CAPTURE_LATENCY) == (17, 23):
+                break
+            time.sleep(0.02)
+        assert _jackptr.get_latency_range(p, _jackptr.CAPTURE_LATENCY) == (17, 23)
+        assert _jackptr.CAPTURE_LATENCY in seen
+    finally:
+        c.deactivate()
+        c.close()
+        del keep
+
+
+def debleed(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "debleed.rt.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_cli_bad_config_exits_2_with_the_reason(tmp_path):
+    r = debleed("live", "--config", str(tmp_path / "none.toml"))
+    assert r.returncode == 2
+    assert "none.toml: config file not found" in r.stderr
+
+
+def test_cli_without_a_server_says_how_to_start_one(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(MINIMAL)
+    r = debleed("live", "--config", str(cfg), "--server", "no-such-server-xyz")
+    assert r.returncode == 2
+    assert "cannot connect to a JACK server (server name: no-such-server-xyz)" in r.stderr
+    assert "jackd" in r.stderr
+
+
+def test_cli_ports_lists_debleed_ports(jack_server, tmp_path):
+    with live(jack_server, MINIMAL.replace("[inputs]", '[client]\nname = "portlist"\n[inputs]'), tmp_path):
+        r = debleed("ports", env=jack_server.env)
+    assert r.returncode == 0
+    assert re.search(r"portlist:in_a\s+audio in", r.stdout)
+    assert re.search(r"portlist:out_a\s+audio out", r.stdout)
+
+
+def test_server_going_away_ends_live_cleanly_with_a_message(tmp_path):
+    with DummyServer() as srv:
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(MINIMAL)
+        from debleed.rt.demo import start_live
+
+        proc = start_live(cfg, srv.env, stats_json=tmp_path / "s.json")
+        time.sleep(0.3)
+        srv.stop()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "JACK server went away" in err
+    assert (tmp_path / "s.json").is_file()
+
+
+def test_python_engine_warms_up_before_activation(jack_server, tmp_path):
+    """No multi-millisecond compile stall in the first callbacks of the Python engine."""
+    with live(jack_server, MINIMAL.replace("[inputs]", '[client]\nname = "warm"\n[inputs]'), tmp_path,
+              engine="python") as info:
+        time.sleep(0.5)
+    import json
+
+    s = json.loads(info["stats"].read_text())
+    assert s["callbacks"] > 10
+    assert s["callback_us"]["max"] < 50_000
