@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import signal
 import sys
 import threading
@@ -77,6 +79,15 @@ def cmd_demo(args) -> int:
     return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period)
 
 
+#: Modules that add subcommands: each has ``register(subparsers)`` adding its parsers with
+#: ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
+COMMAND_MODULES = (
+    "debleed.rt.offline",      # clean-stems, render
+    "debleed.models.cli",      # denoise, eval, train
+    "debleed.bench.cli",       # bench
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="debleed", description="Real-time drum-mic bleed processor for JACK.")
     p.add_argument("--version", action="version", version=f"debleed {__version__}")
@@ -103,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine", choices=("cfunc", "python"), default="cfunc")
     demo.add_argument("--period", type=int, default=128, help="JACK period of the dummy server, frames (default 128)")
     demo.set_defaults(func=cmd_demo)
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(sub)
     return p
 
 
