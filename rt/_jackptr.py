@@ -81,6 +81,11 @@ clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 clock_gettime.restype = ctypes.c_int
 CLOCK_MONOTONIC = 1
 
+#: libc ``ssize_t write(int, const void *, size_t)``; the cfunc posts the denoiser's eventfd with it.
+libc_write = _libc.write
+libc_write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+libc_write.restype = ctypes.c_ssize_t
+
 
 def address(obj) -> int:
     """Integer address of a JACK-Client ``Client`` or ``Port`` (its private ``_ptr``).

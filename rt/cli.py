@@ -31,7 +31,7 @@ def cmd_live(args) -> int:
     tty = sys.stdout.isatty() and not args.quiet
     ports = ", ".join(p.name for p in eng.inports + eng.outports + ([eng.midiport] if eng.midiport else []))
     print(f"debleed: {eng.engine} engine running as '{eng.client.name}' at {eng.sample_rate} Hz, "
-          f"{eng.block} frames; latency {eng.chain.channel_latency_samples} samples; ports: {ports}",
+          f"{eng.block} frames; latency {eng.channel_latency_samples()} samples; ports: {ports}",
           flush=True)
     t_end = time.monotonic() + args.duration if args.duration else float("inf")
     try:

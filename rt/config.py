@@ -84,6 +84,9 @@ class ChannelConfig(_Strict):
     midi_channel: int = Field(0, ge=0, le=16)
     velocity_depth: bool = False
     link: str | None = None
+    denoise: bool = False
+    denoise_delay_blocks: int = Field(2, ge=1, le=16)
+    denoise_model: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -162,15 +165,31 @@ class GigConfig(_Strict):
         """True when any channel has a MIDI key (the client then opens ``midi_in``)."""
         return any(self.key_kind(ch) == "midi" for ch in self.channel)
 
+    def denoised(self) -> list[tuple[int, int, int]]:
+        """``(channel index, source input row, virtual input row)`` of each denoised channel.
+
+        A denoised channel reads a virtual input row (after the real inputs) that the denoiser
+        stage fills (:mod:`debleed.rt.denoise_rt`).
+        """
+        n_in = len(self.inputs)
+        rows = []
+        for c, ch in enumerate(self.channel):
+            if ch.denoise:
+                rows.append((c, self.input_names.index(ch.input), n_in + len(rows)))
+        return rows
+
     def channel_specs(self) -> list[ChannelSpec]:
-        """The channels as :class:`ChannelSpec`, inputs resolved to indices."""
+        """The channels as :class:`ChannelSpec`, inputs resolved to indices (denoised channels
+        read their virtual row)."""
         names = self.input_names
+        virtual = {c: row for c, _, row in self.denoised()}
         specs = []
-        for ch in self.channel:
+        for c, ch in enumerate(self.channel):
             kind, _, ref = ch.key.partition(":")
-            fields = ch.model_dump(exclude={"name", "input", "connect", "preset", "key"})
+            fields = ch.model_dump(exclude={"name", "input", "connect", "preset", "key", "denoise",
+                                            "denoise_delay_blocks", "denoise_model"})
             specs.append(ChannelSpec(
-                name=ch.name, input=names.index(ch.input), key=kind,
+                name=ch.name, input=virtual.get(c, names.index(ch.input)), key=kind,
                 key_input=names.index(ref) if kind in ("input", "trigger") else -1,
                 notes=tuple(int(v) for v in ref.split(",")) if kind == "midi" else (),
                 **fields))
@@ -178,7 +197,7 @@ class GigConfig(_Strict):
 
     def chain(self) -> Chain:
         """A fresh (unprepared) :class:`Chain` for this gig."""
-        return Chain(self.channel_specs(), n_inputs=len(self.inputs))
+        return Chain(self.channel_specs(), n_inputs=len(self.inputs) + len(self.denoised()))
 
 
 def _describe(err: dict, data: dict) -> str:

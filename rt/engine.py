@@ -30,7 +30,7 @@ from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import EngineError
 from debleed.rt import _jackptr
 from debleed.rt.config import GigConfig
-from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
+from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_LATE, C_MAX_NS, C_MIDI_DROPPED,
                               C_OVERSIZE, C_SUM_NS, C_XRUNS, HIST_BIN_NS, HIST_BINS, new_counters,
                               summary)
 
@@ -59,6 +59,9 @@ class JackEngine:
         Process-callback implementation; default "cfunc".
     server_name : str, optional
         JACK server name; default ``$JACK_DEFAULT_SERVER`` or the default server.
+    denoiser_factory : callable, optional
+        ``factory(channel_config) -> denoiser`` for channels with ``denoise = true``; default
+        :class:`debleed.models.denoiser.Denoiser` with the channel's ``denoise_model``.
 
     Raises
     ------
@@ -72,13 +75,16 @@ class JackEngine:
     channel's lookahead as latency through JACK's latency API, so hosts can compensate.
     """
 
-    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None):
+    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None,
+                 denoiser_factory=None):
         if engine not in ENGINES:
             raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.config = config
         self.engine = engine
         self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
         self.chain = config.chain()
+        self.denoiser_factory = denoiser_factory
+        self.stage = None
         self.counters, self.hist = new_counters()
         self.shutdown_reason: str | None = None
         self.stopped = threading.Event()
@@ -115,7 +121,8 @@ class JackEngine:
             self.midiport = client.midi_inports.register("midi_in") if cfg.uses_midi else None
         except jack.JackError as e:
             raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
-        self.inputs = np.zeros((len(self.inports), self.max_block), np.float32)
+        self.inputs = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
+        self._prepare_denoisers()
         self.outputs = np.zeros((len(self.outports), self.max_block), np.float32)
         self.events = self.chain.events
         ch = self.chain  # load the compiled kernel now, not in the first callback
@@ -130,10 +137,47 @@ class JackEngine:
             self._install_cfunc()
         else:
             client.set_process_callback(self._py_process)
+        if self.stage is not None:
+            self.stage.start()
         client.activate()
         self.started_at = time.monotonic()
         self._connect()
         _jackptr.recompute_total_latencies(client)
+
+    def _prepare_denoisers(self) -> None:
+        rows = self.config.denoised()
+        if not rows:
+            return
+        from debleed.rt.denoise_rt import DenoiseStage
+
+        factory = self.denoiser_factory
+        if factory is None:
+            try:
+                from debleed.models.denoiser import Denoiser
+            except ImportError as e:
+                raise EngineError(f"channels with denoise = true need debleed.models.denoiser: {e}") from None
+            factory = lambda ch: Denoiser(ch.denoise_model)  # noqa: E731
+        denoisers = []
+        for c, _, _ in rows:
+            ch = self.config.channel[c]
+            d = factory(ch)
+            d.prepare(self.sample_rate, self.max_block)
+            warm = np.zeros(self.block, np.float32)
+            d.process(warm, warm.copy())  # load and run the model once before the audio starts
+            d.reset()
+            denoisers.append(d)
+        delay = max(self.config.channel[c].denoise_delay_blocks for c, _, _ in rows)
+        self.stage = DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows],
+                                  max_block=self.max_block, period=self.block, delay_blocks=delay)
+
+    def channel_latency_samples(self) -> list[int]:
+        """Latency of each output, samples: lookahead, plus D periods and the denoiser's latency
+        for denoised channels."""
+        lat = list(self.chain.channel_latency_samples)
+        if self.stage is not None:
+            for c, _, _ in self.config.denoised():
+                lat[c] += self.stage.latency_samples
+        return lat
 
     def _install_cfunc(self) -> None:
         from debleed.rt import jack_cfunc as jc
@@ -159,6 +203,17 @@ class JackEngine:
             assert arr.flags.c_contiguous
             h[idx] = addr(arr)
         h[jc.A_MIDIPORT] = _jackptr.address(self.midiport) if self.midiport is not None else 0
+        h[jc.H_NROWS] = self.inputs.shape[0]
+        self._one = np.ones(1, np.uint64)
+        h[jc.A_ONE] = addr(self._one)
+        st = self.stage
+        if st is not None:
+            h[jc.H_NDN], h[jc.H_DNSLOTS], h[jc.H_DRYLEN] = st.src.size, st.tags.size, st.dry.shape[1]
+            h[jc.H_DRYDELAY], h[jc.H_EVFD] = st.dry_delay, st.fd
+            for idx, arr in ((jc.A_DN_SRC, st.src), (jc.A_DN_ROW, st.row), (jc.A_DN_RIN, st.ring_in),
+                             (jc.A_DN_ROUT, st.ring_out), (jc.A_DN_SLOTN, st.slot_n), (jc.A_DN_TAGS, st.tags),
+                             (jc.A_DN_CTL, st.ctl), (jc.A_DN_DRY, st.dry), (jc.A_DN_DRYW, st.dry_w)):
+                h[idx] = addr(arr)
         self._header = h
         fn = jc.process_cfunc()
         self._keepalive.append(fn)
@@ -190,6 +245,8 @@ class JackEngine:
                 self.client.close()
             except jack.JackError:
                 pass
+        if self.stage is not None:
+            self.stage.stop()
         self.closed = True
         self.stopped.set()
 
@@ -216,7 +273,7 @@ class JackEngine:
 
     def _on_latency(self, mode) -> None:
         try:
-            lat = self.chain.channel_latency_samples
+            lat = self.channel_latency_samples()
             inputs = [self.config.input_names.index(ch.input) for ch in self.config.channel]
             if mode == _jackptr.CAPTURE_LATENCY:
                 for c, port in enumerate(self.outports):
@@ -252,6 +309,8 @@ class JackEngine:
                     if len(data) >= 2:
                         self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
                         n_ev += 1
+            if self.stage is not None:
+                self.stage.exchange(frames, self.inputs)
             ch = self.chain
             run_block(frames, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
                       self.events, n_ev, ch.meters, ch.scratch)
@@ -292,6 +351,10 @@ class JackEngine:
     def stats(self) -> dict:
         """Everything the counters and meters say, JSON-ready."""
         self.read_meters()
+        if self.stage is not None:
+            from debleed.rt.denoise_rt import CTL_DELAY, CTL_LATE, CTL_OVERRUN
+
+            self.counters[C_LATE] = self.stage.ctl[CTL_LATE]
         s = summary(self.counters, self.hist, self.sample_rate, self.block)
         s.update({
             "engine": self.engine,
@@ -299,7 +362,11 @@ class JackEngine:
             "sample_rate": self.sample_rate,
             "period_frames": self.block,
             "dsp_load_percent": self.dsp_load(),
-            "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.chain.channel_latency_samples)},
+            "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
+            "denoiser": None if self.stage is None else {
+                "delay_blocks": int(self.stage.ctl[CTL_DELAY]), "latency_samples": self.stage.latency_samples,
+                "late_blocks": int(self.stage.ctl[CTL_LATE]), "overruns": int(self.stage.ctl[CTL_OVERRUN]),
+                "worker_error": self.stage.error},
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {

@@ -9,7 +9,8 @@ reusable for any config; it is deliberately not cached on disk, because a cached
 keep this process's function addresses (see DESIGN.md).
 
 Per callback it: reads the clock; gets each input port's buffer and copies it into the chain's
-input array; reads JACK MIDI events with their frame offsets into the events array; runs
+input array; hands denoised channels' blocks to the denoiser worker and takes back the block of
+D periods ago (:mod:`debleed.rt.denoise_rt`); reads JACK MIDI events with their frame offsets into the events array; runs
 :func:`debleed.dsp.chain.run_block`; copies the outputs to the output ports; and updates the
 counters and the callback-time histogram (:mod:`debleed.rt.stats`). It allocates nothing, takes
 no lock and calls no Python.
@@ -24,14 +25,19 @@ from numba.extending import intrinsic
 
 from debleed.dsp.chain import run_block
 from debleed.rt import _jackptr
+from debleed.rt.denoise_rt import N_CTL, exchange
 from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
                               C_OVERSIZE, C_SUM_NS, HIST_BIN_NS)
 
 (H_NIN, H_NCH, H_MAXBLOCK, H_HASMIDI, H_MAXEV, H_HISTBINS, H_NI, H_NP, H_NS, H_NM, H_DELAYLEN,
  H_NCOUNTERS,
  A_INPUTS, A_OUTPUTS, A_ITAB, A_PTAB, A_STATE, A_DELAY, A_NOTES, A_EVENTS, A_METERS, A_SCRATCH,
- A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT) = range(29)
-H_LEN = 29
+ A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT,
+ # denoiser rings (debleed.rt.denoise_rt); H_NDN = 0 when no channel is denoised
+ H_NROWS, H_NDN, H_DNSLOTS, H_DRYLEN, H_DRYDELAY, H_EVFD,
+ A_DN_SRC, A_DN_ROW, A_DN_RIN, A_DN_ROUT, A_DN_SLOTN, A_DN_TAGS, A_DN_CTL, A_DN_DRY, A_DN_DRYW,
+ A_ONE) = range(45)
+H_LEN = 45
 
 
 @intrinsic
@@ -49,6 +55,7 @@ _get_buffer = _jackptr.port_get_buffer
 _event_count = _jackptr.midi_get_event_count
 _event_get = _jackptr.midi_event_get
 _clock = _jackptr.clock_gettime
+_write = _jackptr.libc_write
 _CLOCK = _jackptr.CLOCK_MONOTONIC
 
 
@@ -70,7 +77,7 @@ def _process(nframes, arg):
                 out[i] = 0.0
         counters[C_OVERSIZE] += 1
     else:
-        inputs = carray(_voidptr(h[A_INPUTS]), (n_in, max_block), np.float32)
+        inputs = carray(_voidptr(h[A_INPUTS]), (h[H_NROWS], max_block), np.float32)
         outputs = carray(_voidptr(h[A_OUTPUTS]), (n_ch, max_block), np.float32)
         for j in range(n_in):
             buf = carray(_voidptr(_get_buffer(_voidptr(inports[j]), nframes)), (n,), np.float32)
@@ -105,6 +112,21 @@ def _process(nframes, arg):
         notes = carray(_voidptr(h[A_NOTES]), (n_ch, 128), np.uint8)
         meters = carray(_voidptr(h[A_METERS]), (n_ch, h[H_NM]), np.float64)
         scratch = carray(_voidptr(h[A_SCRATCH]), (3 * n_ch, max_block), np.float64)
+        n_dn = h[H_NDN]
+        if n_dn > 0:
+            slots, dry_len = h[H_DNSLOTS], h[H_DRYLEN]
+            exchange(n, inputs,
+                     carray(_voidptr(h[A_DN_SRC]), (n_dn,), np.int64),
+                     carray(_voidptr(h[A_DN_ROW]), (n_dn,), np.int64),
+                     carray(_voidptr(h[A_DN_RIN]), (n_dn, slots, max_block), np.float32),
+                     carray(_voidptr(h[A_DN_ROUT]), (n_dn, slots, max_block), np.float32),
+                     carray(_voidptr(h[A_DN_SLOTN]), (slots,), np.int64),
+                     carray(_voidptr(h[A_DN_TAGS]), (slots,), np.int64),
+                     carray(_voidptr(h[A_DN_CTL]), (N_CTL,), np.int64),
+                     carray(_voidptr(h[A_DN_DRY]), (n_dn, dry_len), np.float32),
+                     carray(_voidptr(h[A_DN_DRYW]), (n_dn,), np.int64),
+                     h[H_DRYDELAY])
+            _write(np.int32(h[H_EVFD]), _voidptr(h[A_ONE]), 8)
         run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_ev, meters, scratch)
         for c in range(n_ch):
             out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
