@@ -137,3 +137,57 @@ def test_python_engine_warms_up_before_activation(jack_server, tmp_path):
     s = json.loads(info["stats"].read_text())
     assert s["callbacks"] > 10
     assert s["callback_us"]["max"] < 50_000
+
+
+def test_live_shows_a_status_line_on_a_terminal(jack_server, tmp_path):
+    import os
+    import pty
+    import select
+
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(MINIMAL.replace("[inputs]", '[client]\nname = "tty"\n[inputs]'))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(cfg),
+                             "--duration", "2"], stdout=slave, stderr=slave, env=jack_server.env)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        proc.wait(30)
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert re.search(r"DSP\s+[\d.]+% \| xruns \d+ \| cb p99.9 [\d.]+us max \d+us / 2667us \| GR a\s+-?[\d.]+dB", text), text
+
+
+def test_period_change_while_running_keeps_processing(jack_server, tmp_path):
+    gig = MINIMAL.replace("[inputs]", '[client]\nname = "per"\n[inputs]').replace("lookahead_ms = 2.0", 'mode = "bypass"')
+    with live(jack_server, gig, tmp_path) as info:
+        from debleed.rt.player import play_record
+
+        x = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+        ctl = jack.Client("perctl", servername=jack_server.name)
+        try:
+            ctl.blocksize = 256
+            rec = play_record({"per:in_a": x}, ["per:out_a"], server_name=jack_server.name, name="pert")
+        finally:
+            ctl.blocksize = 128
+            ctl.close()
+    assert np.array_equal(rec[0], x)
+    assert info["rc"] == 0
+    import json
+
+    assert json.loads(info["stats"].read_text())["oversize_blocks"] == 0
