@@ -381,12 +381,12 @@ class Chain:
         Raises
         ------
         ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not in [1, 16384],
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not in [1, 1048576],
             or a key filter cutoff is not below Nyquist.
         """
         sr = check_range("sample_rate", sample_rate, 8000.0, 384000.0)
-        if not 1 <= int(max_block) <= 16384:
-            raise ParameterError(f"max_block must be in [1, 16384] frames, got {max_block!r}")
+        if not 1 <= int(max_block) <= 1 << 20:
+            raise ParameterError(f"max_block must be in [1, 1048576] frames, got {max_block!r}")
         self.sample_rate, self.max_block = sr, int(max_block)
         n_ch = self.n_channels
         links = {}

@@ -16,10 +16,20 @@ from debleed.errors import DebleedError
 
 def cmd_live(args) -> int:
     from debleed.rt.config import load_config
-    from debleed.rt.engine import JackEngine
 
     cfg = load_config(args.config)
-    eng = JackEngine(cfg, engine=args.engine, server_name=args.server)
+    if args.backend == "portaudio":
+        from debleed.rt.portaudio import PortAudioEngine
+
+        if args.engine == "cfunc":
+            raise DebleedError("--engine cfunc needs --backend jack; PortAudio runs a Python callback")
+        device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+        eng = PortAudioEngine(cfg, device=device, sample_rate=args.samplerate, period=args.period,
+                              midi_in=args.midi_in)
+    else:
+        from debleed.rt.engine import JackEngine
+
+        eng = JackEngine(cfg, engine=args.engine or "cfunc", server_name=args.server)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -29,8 +39,14 @@ def cmd_live(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     eng.start()
     tty = sys.stdout.isatty() and not args.quiet
-    ports = ", ".join(p.name for p in eng.inports + eng.outports + ([eng.midiport] if eng.midiport else []))
-    print(f"debleed: {eng.engine} engine running as '{eng.client.name}' at {eng.sample_rate} Hz, "
+    if args.backend == "portaudio":
+        where = f"on '{eng.client_name}'"
+        ports = ", ".join(f"in {i + 1} = {n}" for i, n in enumerate(cfg.input_names)) + "; " + \
+            ", ".join(f"out {c + 1} = {ch.name}" for c, ch in enumerate(cfg.channel))
+    else:
+        where = f"as '{eng.client_name}'"
+        ports = ", ".join(p.name for p in eng.inports + eng.outports + ([eng.midiport] if eng.midiport else []))
+    print(f"debleed: {eng.engine} engine running {where} at {eng.sample_rate} Hz, "
           f"{eng.block} frames; latency {eng.channel_latency_samples()} samples; ports: {ports}",
           flush=True)
     t_end = time.monotonic() + args.duration if args.duration else float("inf")
@@ -47,7 +63,8 @@ def cmd_live(args) -> int:
             eng.write_stats(args.stats_json)
         eng.stop()
     if eng.shutdown_reason:
-        print(f"debleed: JACK server went away ({eng.shutdown_reason}); stopped", file=sys.stderr)
+        what = "JACK server went away" if eng.backend == "jack" else "audio device stopped"
+        print(f"debleed: {what} ({eng.shutdown_reason}); stopped", file=sys.stderr)
         return 1
     cb = s["callback_us"]
     print(f"debleed: stopped after {s['callbacks']} callbacks, {s['xruns']} xruns, callback p99.9 "
@@ -95,8 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = sub.add_parser("live", help="run a gig config as a JACK insert until stopped (Ctrl-C)")
     live.add_argument("--config", required=True, help="gig config, TOML (see configs/gigs/)")
-    live.add_argument("--engine", choices=("cfunc", "python"), default="cfunc",
-                      help="process callback: numba cfunc without the GIL (default) or Python")
+    live.add_argument("--backend", choices=("jack", "portaudio"), default="jack",
+                      help="audio backend: a JACK client (default) or a PortAudio device")
+    live.add_argument("--engine", choices=("cfunc", "python"), default=None,
+                      help="JACK process callback: numba cfunc without the GIL (default) or Python")
+    live.add_argument("--device", default=None,
+                      help="PortAudio device, name substring or index (default: the default device)")
+    live.add_argument("--samplerate", type=int, default=48000, metavar="HZ",
+                      help="PortAudio sample rate, Hz (default 48000; JACK uses the server's)")
+    live.add_argument("--period", type=int, default=128, metavar="FRAMES",
+                      help="PortAudio frames per callback (default 128; JACK uses the server's)")
+    live.add_argument("--midi-in", default=None, metavar="NAME",
+                      help="PortAudio backend: MIDI input port name substring for midi: keys (python-rtmidi)")
     live.add_argument("--stats-json", metavar="FILE", help="write counters and callback times (us) here at exit")
     live.add_argument("--server", default=None, help="JACK server name (default: $JACK_DEFAULT_SERVER)")
     live.add_argument("--duration", type=float, default=0.0, metavar="S",

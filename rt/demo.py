@@ -37,7 +37,7 @@ def demo_config_path() -> Path:
 
 
 def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Path | None = None,
-               timeout_s: float = 120.0) -> subprocess.Popen:
+               timeout_s: float = 120.0, extra_args=()) -> subprocess.Popen:
     """Start ``debleed live`` and wait until it reports it is running (ports connected).
 
     Raises
@@ -48,6 +48,7 @@ def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Pa
     cmd = [sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(config), "--engine", engine, "--quiet"]
     if stats_json:
         cmd += ["--stats-json", str(stats_json)]
+    cmd += list(extra_args)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -48,101 +48,67 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class JackEngine:
-    """Run a gig config as a JACK client.
+class EngineBase:
+    """What every engine shares: the chain, the denoiser stage, counters, meters and stats.
 
-    Parameters
-    ----------
-    config : GigConfig
-        The validated gig.
-    engine : {"cfunc", "python"}
-        Process-callback implementation; default "cfunc".
-    server_name : str, optional
-        JACK server name; default ``$JACK_DEFAULT_SERVER`` or the default server.
-    denoiser_factory : callable, optional
-        ``factory(channel_config) -> denoiser`` for channels with ``denoise = true``; default
-        :class:`debleed.models.denoiser.Denoiser` with the channel's ``denoise_model``.
-
-    Raises
-    ------
-    EngineError
-        From :meth:`start` when no JACK server runs or ports cannot be registered.
-
-    Notes
-    -----
-    Ports: ``<client>:in_<input>`` per input, ``<client>:out_<channel>`` per channel, and
-    ``<client>:midi_in`` when a channel has a MIDI key. Each output port reports its
-    channel's lookahead as latency through JACK's latency API, so hosts can compensate.
+    Subclasses open the audio device in ``start()``, set ``sample_rate``, ``block`` and
+    ``max_block``, then call :meth:`_prepare_buffers`.
     """
 
-    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None,
-                 denoiser_factory=None):
-        if engine not in ENGINES:
-            raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    backend = "none"
+
+    def __init__(self, config: GigConfig, *, engine: str, denoiser_factory=None):
         self.config = config
         self.engine = engine
-        self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
         self.chain = config.chain()
         self.denoiser_factory = denoiser_factory
         self.stage = None
         self.counters, self.hist = new_counters()
         self.shutdown_reason: str | None = None
         self.stopped = threading.Event()
-        self.client: jack.Client | None = None
-        self._keepalive: list = []
         self._gr_run_min = np.zeros(self.chain.n_channels)
         self.started_at = None
         self.closed = False
         self.client_name = config.client.name
-        self.sample_rate, self.block = 0, 0
+        self.sample_rate, self.block, self.max_block = 0, 0, 0
 
-    # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> None:
-        """Open the client, register ports, install callbacks, activate and connect."""
-        try:
-            self.client = jack.Client(self.config.client.name, no_start_server=True,
-                                      servername=self.server_name)
-        except jack.JackOpenError as e:
-            server = self.server_name or "default"
-            raise EngineError(
-                f"cannot connect to a JACK server (server name: {server}): {e}. Start one first, "
-                "e.g. `jackd -d alsa -r 48000 -p 128`, or run `debleed demo` which starts a dummy server"
-            ) from None
-        client = self.client
-        self.client_name = client.name
-        self.sample_rate = client.samplerate
-        self.block = client.blocksize
-        self.max_block = max(MIN_MAX_BLOCK, self.block)
+    def _prepare_buffers(self) -> None:
+        """Prepare the chain, the input/output arrays and the denoisers; warm the kernel up."""
         self.chain.prepare(self.sample_rate, self.max_block)
-        cfg = self.config
-        try:
-            self.inports = [client.inports.register(f"in_{name}") for name in cfg.input_names]
-            self.outports = [client.outports.register(f"out_{ch.name}") for ch in cfg.channel]
-            self.midiport = client.midi_inports.register("midi_in") if cfg.uses_midi else None
-        except jack.JackError as e:
-            raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
         self.inputs = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
-        self._prepare_denoisers()
-        self.outputs = np.zeros((len(self.outports), self.max_block), np.float32)
+        self.outputs = np.zeros((self.chain.n_channels, self.max_block), np.float32)
         self.events = self.chain.events
+        self._prepare_denoisers()
         ch = self.chain  # load the compiled kernel now, not in the first callback
         run_block(0, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
                   self.events, 0, ch.meters, ch.scratch)
-        client.set_shutdown_callback(self._on_shutdown)
-        client.set_xrun_callback(self._on_xrun)
-        client.set_blocksize_callback(self._on_blocksize)
-        client.set_samplerate_callback(self._on_samplerate)
-        self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
-        if self.engine == "cfunc":
-            self._install_cfunc()
-        else:
-            client.set_process_callback(self._py_process)
+
+    def _run_python_block(self, frames: int, midi) -> None:
+        """Python data plane: MIDI ``(offset, bytes)`` pairs into events, denoiser exchange, chain."""
+        n_ev = 0
+        for offset, data in midi:
+            if n_ev >= MAX_MIDI_EVENTS:
+                self.counters[C_MIDI_DROPPED] += 1
+                continue
+            data = bytes(data)
+            if len(data) >= 2:
+                self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
+                n_ev += 1
         if self.stage is not None:
-            self.stage.start()
-        client.activate()
-        self.started_at = time.monotonic()
-        self._connect()
-        _jackptr.recompute_total_latencies(client)
+            self.stage.exchange(frames, self.inputs)
+        ch = self.chain
+        run_block(frames, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
+                  self.events, n_ev, ch.meters, ch.scratch)
+
+    def _count_callback(self, frames: int, dt_ns: int) -> None:
+        """Counters and the callback-time histogram, as the cfunc keeps them."""
+        cn = self.counters
+        cn[C_CALLBACKS] += 1
+        cn[C_FRAMES] += frames
+        cn[C_LAST_NS] = dt_ns
+        cn[C_SUM_NS] += dt_ns
+        cn[C_MAX_NS] = max(cn[C_MAX_NS], dt_ns)
+        self.hist[min(dt_ns // HIST_BIN_NS, HIST_BINS - 1)] += 1
 
     def _prepare_denoisers(self) -> None:
         rows = self.config.denoised()
@@ -178,6 +144,137 @@ class JackEngine:
             for c, _, _ in self.config.denoised():
                 lat[c] += self.stage.latency_samples
         return lat
+
+    def read_meters(self) -> np.ndarray:
+        """Gain reduction per channel since the last call, dB (<= 0), and start a new interval."""
+        gr = self.chain.meters[:, M_GR].copy()
+        self.chain.reset_meters()
+        self._gr_run_min = np.minimum(self._gr_run_min, gr)
+        return gr
+
+    def status_line(self) -> str:
+        """One line: DSP load, xruns, callback times, gain reduction per channel."""
+        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        gr = self.read_meters()
+        chans = " ".join(f"{ch.name} {g:6.1f}dB" for ch, g in zip(self.config.channel, gr))
+        cb = s["callback_us"]
+        return (f"DSP {self.dsp_load():5.1f}% | xruns {s['xruns']} | cb p99.9 {cb['p99.9']:.1f}us "
+                f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us | GR {chans}")
+
+    def stats(self) -> dict:
+        """Everything the counters and meters say, JSON-ready."""
+        self.read_meters()
+        if self.stage is not None:
+            from debleed.rt.denoise_rt import CTL_DELAY, CTL_LATE, CTL_OVERRUN
+
+            self.counters[C_LATE] = self.stage.ctl[CTL_LATE]
+        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        s.update({
+            "backend": self.backend,
+            "engine": self.engine,
+            "client": self.client_name,
+            "sample_rate": self.sample_rate,
+            "period_frames": self.block,
+            "dsp_load_percent": self.dsp_load(),
+            "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
+            "denoiser": None if self.stage is None else {
+                "delay_blocks": int(self.stage.ctl[CTL_DELAY]), "latency_samples": self.stage.latency_samples,
+                "late_blocks": int(self.stage.ctl[CTL_LATE]), "overruns": int(self.stage.ctl[CTL_OVERRUN]),
+                "worker_error": self.stage.error},
+            "shutdown_reason": self.shutdown_reason,
+            "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
+            "channels": {
+                ch.name: {"max_gain_reduction_db": float(self._gr_run_min[c]),
+                          "nonfinite_input_samples": int(self.chain.meters[c, M_BAD])}
+                for c, ch in enumerate(self.config.channel)
+            },
+        })
+        return s
+
+    def write_stats(self, path) -> None:
+        """Write :meth:`stats` as JSON to ``path`` atomically."""
+        atomic_write_text(Path(path), json.dumps(self.stats(), indent=2) + "\n")
+
+
+
+class JackEngine(EngineBase):
+    """Run a gig config as a JACK client.
+
+    Parameters
+    ----------
+    config : GigConfig
+        The validated gig.
+    engine : {"cfunc", "python"}
+        Process-callback implementation; default "cfunc".
+    server_name : str, optional
+        JACK server name; default ``$JACK_DEFAULT_SERVER`` or the default server.
+    denoiser_factory : callable, optional
+        ``factory(channel_config) -> denoiser`` for channels with ``denoise = true``; default
+        :class:`debleed.models.denoiser.Denoiser` with the channel's ``denoise_model``.
+
+    Raises
+    ------
+    EngineError
+        From :meth:`start` when no JACK server runs or ports cannot be registered.
+
+    Notes
+    -----
+    Ports: ``<client>:in_<input>`` per input, ``<client>:out_<channel>`` per channel, and
+    ``<client>:midi_in`` when a channel has a MIDI key. Each output port reports its
+    channel's lookahead as latency through JACK's latency API, so hosts can compensate.
+    """
+
+    backend = "jack"
+
+    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None,
+                 denoiser_factory=None):
+        if engine not in ENGINES:
+            raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        super().__init__(config, engine=engine, denoiser_factory=denoiser_factory)
+        self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
+        self.client: jack.Client | None = None
+        self._keepalive: list = []
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the client, register ports, install callbacks, activate and connect."""
+        try:
+            self.client = jack.Client(self.config.client.name, no_start_server=True,
+                                      servername=self.server_name)
+        except jack.JackOpenError as e:
+            server = self.server_name or "default"
+            raise EngineError(
+                f"cannot connect to a JACK server (server name: {server}): {e}. Start one first, "
+                "e.g. `jackd -d alsa -r 48000 -p 128`, or run `debleed demo` which starts a dummy server"
+            ) from None
+        client = self.client
+        self.client_name = client.name
+        self.sample_rate = client.samplerate
+        self.block = client.blocksize
+        self.max_block = max(MIN_MAX_BLOCK, self.block)
+        self._prepare_buffers()
+        cfg = self.config
+        try:
+            self.inports = [client.inports.register(f"in_{name}") for name in cfg.input_names]
+            self.outports = [client.outports.register(f"out_{ch.name}") for ch in cfg.channel]
+            self.midiport = client.midi_inports.register("midi_in") if cfg.uses_midi else None
+        except jack.JackError as e:
+            raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
+        client.set_shutdown_callback(self._on_shutdown)
+        client.set_xrun_callback(self._on_xrun)
+        client.set_blocksize_callback(self._on_blocksize)
+        client.set_samplerate_callback(self._on_samplerate)
+        self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
+        if self.engine == "cfunc":
+            self._install_cfunc()
+        else:
+            client.set_process_callback(self._py_process)
+        if self.stage is not None:
+            self.stage.start()
+        client.activate()
+        self.started_at = time.monotonic()
+        self._connect()
+        _jackptr.recompute_total_latencies(client)
 
     def _install_cfunc(self) -> None:
         from debleed.rt import jack_cfunc as jc
@@ -299,84 +396,15 @@ class JackEngine:
         else:
             for j, p in enumerate(self.inports):
                 self.inputs[j, :frames] = p.get_array()
-            n_ev = 0
-            if self.midiport is not None:
-                for offset, data in self.midiport.incoming_midi_events():
-                    if n_ev >= MAX_MIDI_EVENTS:
-                        self.counters[C_MIDI_DROPPED] += 1
-                        continue
-                    data = bytes(data)
-                    if len(data) >= 2:
-                        self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
-                        n_ev += 1
-            if self.stage is not None:
-                self.stage.exchange(frames, self.inputs)
-            ch = self.chain
-            run_block(frames, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
-                      self.events, n_ev, ch.meters, ch.scratch)
+            midi = self.midiport.incoming_midi_events() if self.midiport is not None else ()
+            self._run_python_block(frames, midi)
             for c, p in enumerate(self.outports):
                 p.get_array()[:] = self.outputs[c, :frames]
-        dt = time.perf_counter_ns() - t0
-        cn = self.counters
-        cn[C_CALLBACKS] += 1
-        cn[C_FRAMES] += frames
-        cn[C_LAST_NS] = dt
-        cn[C_SUM_NS] += dt
-        cn[C_MAX_NS] = max(cn[C_MAX_NS], dt)
-        self.hist[min(dt // HIST_BIN_NS, HIST_BINS - 1)] += 1
+        self._count_callback(frames, time.perf_counter_ns() - t0)
 
     # --- control plane ------------------------------------------------------------------
-    def read_meters(self) -> np.ndarray:
-        """Gain reduction per channel since the last call, dB (<= 0), and start a new interval."""
-        gr = self.chain.meters[:, M_GR].copy()
-        self.chain.reset_meters()
-        self._gr_run_min = np.minimum(self._gr_run_min, gr)
-        return gr
-
     def dsp_load(self) -> float:
         """JACK's DSP load, percent (0 when the client is gone)."""
         if self.client is None or self.closed or self.shutdown_reason is not None:
             return 0.0
         return float(self.client.cpu_load())
-
-    def status_line(self) -> str:
-        """One line: DSP load, xruns, callback times, gain reduction per channel."""
-        s = summary(self.counters, self.hist, self.sample_rate, self.block)
-        gr = self.read_meters()
-        chans = " ".join(f"{ch.name} {g:6.1f}dB" for ch, g in zip(self.config.channel, gr))
-        cb = s["callback_us"]
-        return (f"DSP {self.dsp_load():5.1f}% | xruns {s['xruns']} | cb p99.9 {cb['p99.9']:.1f}us "
-                f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us | GR {chans}")
-
-    def stats(self) -> dict:
-        """Everything the counters and meters say, JSON-ready."""
-        self.read_meters()
-        if self.stage is not None:
-            from debleed.rt.denoise_rt import CTL_DELAY, CTL_LATE, CTL_OVERRUN
-
-            self.counters[C_LATE] = self.stage.ctl[CTL_LATE]
-        s = summary(self.counters, self.hist, self.sample_rate, self.block)
-        s.update({
-            "engine": self.engine,
-            "client": self.client_name,
-            "sample_rate": self.sample_rate,
-            "period_frames": self.block,
-            "dsp_load_percent": self.dsp_load(),
-            "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
-            "denoiser": None if self.stage is None else {
-                "delay_blocks": int(self.stage.ctl[CTL_DELAY]), "latency_samples": self.stage.latency_samples,
-                "late_blocks": int(self.stage.ctl[CTL_LATE]), "overruns": int(self.stage.ctl[CTL_OVERRUN]),
-                "worker_error": self.stage.error},
-            "shutdown_reason": self.shutdown_reason,
-            "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
-            "channels": {
-                ch.name: {"max_gain_reduction_db": float(self._gr_run_min[c]),
-                          "nonfinite_input_samples": int(self.chain.meters[c, M_BAD])}
-                for c, ch in enumerate(self.config.channel)
-            },
-        })
-        return s
-
-    def write_stats(self, path) -> None:
-        """Write :meth:`stats` as JSON to ``path`` atomically."""
-        atomic_write_text(Path(path), json.dumps(self.stats(), indent=2) + "\n")
