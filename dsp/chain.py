@@ -29,7 +29,7 @@ from numba import njit
 
 from debleed.dsp._common import check_choice, check_range
 from debleed.dsp.delay import _delay_step
-from debleed.dsp.envelope import SNAP, _ahr_step
+from debleed.dsp.envelope import SNAP, _ahr_step, _detect
 from debleed.dsp.gain import _gain_db, _hysteresis
 from debleed.dsp.keys import (EV_DATA1, EV_DATA2, EV_FRAME, EV_STATUS, IDENTITY, MAX_MIDI_EVENTS,
                               _biquad_step, _is_note_on, _trigger_step, biquad_coefs)
@@ -225,13 +225,7 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
                                                ptab[c, P_HP + 3], ptab[c, P_HP + 4], hz1, hz2)
                     k, lz1, lz2 = _biquad_step(k, ptab[c, P_LP], ptab[c, P_LP + 1], ptab[c, P_LP + 2],
                                                ptab[c, P_LP + 3], ptab[c, P_LP + 4], lz1, lz2)
-                    if rms:
-                        ms = a_rms * ms + (1.0 - a_rms) * k * k
-                        if ms < SNAP * SNAP:
-                            ms = 0.0
-                        level = math.sqrt(ms)
-                    else:
-                        level = abs(k)
+                    level, ms = _detect(k, rms, ms, a_rms)
             if level < _FLOOR_LIN:
                 ldb = FLOOR_DB
             else:

@@ -28,6 +28,17 @@ def _snap(v):
 
 
 @njit(cache=True, inline="always")
+def _detect(v, rms, ms, a_rms):
+    """Detector step: ``(|v|, ms)`` for peak, ``(sqrt(ms'), ms')`` for RMS with a one-pole mean square."""
+    if rms:
+        ms = a_rms * ms + (1.0 - a_rms) * v * v
+        if ms < SNAP * SNAP:
+            ms = 0.0
+        return math.sqrt(ms), ms
+    return abs(v), ms
+
+
+@njit(cache=True, inline="always")
 def _ahr_step(x, held, hold_left, y, a_att, a_rel, hold_n):
     """One sample of peak-hold, then a branching one-pole smoother.
 
@@ -62,13 +73,7 @@ def _envelope_kernel(x, out, state, n, a_att, a_rel, hold_n, rms, a_rms):
             v = x[c, i]
             if not math.isfinite(v):
                 v = 0.0
-            if rms:
-                ms = a_rms * ms + (1.0 - a_rms) * v * v
-                if ms < SNAP * SNAP:
-                    ms = 0.0
-                level = math.sqrt(ms)
-            else:
-                level = abs(v)
+            level, ms = _detect(v, rms, ms, a_rms)
             held, hold_left, y = _ahr_step(level, held, hold_left, y, a_att, a_rel, hold_n)
             held = _snap(held)
             y = _snap(y)

@@ -24,6 +24,13 @@ _KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*
 KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
 
 
+def _check_name(cls, v):
+    """Port-safe names: JACK port names are built from them."""
+    if not _NAME.match(v):
+        raise ValueError(f"must be 1-48 characters of letters, digits, '_', '-', '.', got {v!r}")
+    return v
+
+
 def load_presets() -> dict[str, dict]:
     """The shipped presets (``configs/presets.toml``): name -> channel keys."""
     text = resources.files("debleed.configs").joinpath("presets.toml").read_text()
@@ -42,12 +49,7 @@ class ClientConfig(_Strict):
 
     name: str = Field("debleed", description="JACK client name")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not _NAME.match(v):
-            raise ValueError(f"must be 1-48 characters of letters, digits, '_', '-', '.', got {v!r}")
-        return v
+    _name = field_validator("name")(_check_name)
 
 
 class MidiConfig(_Strict):
@@ -95,12 +97,7 @@ class ChannelConfig(_Strict):
             return {**PRESETS[data["preset"]], **data}
         return data
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not _NAME.match(v):
-            raise ValueError(f"must be 1-48 characters of letters, digits, '_', '-', '.', got {v!r}")
-        return v
+    _name = field_validator("name")(_check_name)
 
     @field_validator("key")
     @classmethod
