@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from debleed.errors import DebleedError, ParameterError
@@ -47,6 +48,23 @@ OUTPUT_DIR: <channel>.wav (32-bit float WAV, the chain's samples unchanged), <ch
 latency, parameters, block size). Like a live run, each output is delayed by its channel's
 lookahead (reported as latency_samples) and as long as the input.
 """
+
+
+_STOP = None  # multiprocessing.Event in worker processes: set when the batch is interrupted
+
+
+def _init_worker(stop) -> None:
+    global _STOP
+    _STOP = stop
+
+
+def _run_track(job):
+    """Worker entry: process one track unless the batch was interrupted meanwhile."""
+    if _STOP is not None and _STOP.is_set():
+        return None
+    from debleed.rt.stems import process_track
+
+    return process_track(job)
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -117,6 +135,8 @@ def cmd_clean_stems(args) -> int:
     bar = tqdm(total=len(work), unit="track", desc="clean-stems", file=sys.stderr, disable=args.quiet or None)
 
     def done(res):
+        if res is None:   # not started: the batch was interrupted
+            return
         results.append(res)
         for w in res.warnings:
             bar.write(f"debleed: warning: {w}", file=sys.stderr)
@@ -129,15 +149,23 @@ def cmd_clean_stems(args) -> int:
             for job in work:
                 done(process_track(job))
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(process_track, job) for job in work]
+            import multiprocessing
+
+            stop = multiprocessing.get_context().Event()
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(stop,)) as pool:
+                futures = [pool.submit(_run_track, job) for job in work]
                 try:
                     for f in as_completed(futures):
                         done(f.result())
                 except KeyboardInterrupt:
-                    for f in futures:
-                        f.cancel()
+                    # queued tracks are not started; a track in progress stops at Ctrl-C (its
+                    # worker got the signal too) or, when only this process was signalled, ends
+                    stop.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
                     raise
+                except BrokenProcessPool as e:
+                    raise DebleedError(f"a worker process died ({e}); finished outputs are kept: run the "
+                                       "same command again to resume (with fewer --jobs if memory ran out)") from None
     except KeyboardInterrupt:
         bar.close()
         print("debleed: interrupted; finished outputs are kept: run the same command again to resume",

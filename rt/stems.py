@@ -132,6 +132,7 @@ class StemDucker:
         self._in = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
         self._in[-1] = 1.0
         self._out = np.zeros((self.chain.n_channels, self.max_block), np.float32)
+        self._gain = np.zeros(self.max_block, np.float32)
 
     @property
     def latency_samples(self) -> int:
@@ -153,6 +154,10 @@ class StemDucker:
             Written: the ducked target, delayed by ``latency_samples``.
         gain_db : float32 (n,)
             Written: the gain applied to ``out`` at each sample, dB (<= 0; dry/wet included).
+
+        Notes
+        -----
+        Allocates nothing; a NaN or Inf sample is read as 0 by the chain and never reaches its state.
         """
         n = target.shape[1]
         if key.shape != (self.n_key, n) or target.shape[0] != self.n_target or n > self.max_block:
@@ -164,7 +169,9 @@ class StemDucker:
         y = self._out[:, :n]
         self.chain.process(self._in[:, :n], y)
         out[:] = y[:nt]
-        np.log10(np.maximum(y[nt], np.float32(1e-12)), out=gain_db)
+        g = self._gain[:n]
+        np.maximum(y[nt], np.float32(1e-12), out=g)
+        np.log10(g, out=gain_db)
         gain_db *= np.float32(20.0)
 
 

@@ -348,3 +348,38 @@ def test_interrupted_batch_resumes_and_changed_parameters_redo(tmp_path, capsys)
     assert np.array_equal(read(dst / t / f"{t}-kick.wav"), quantized(want, SR, "PCM_16"))
     assert json.loads((dst / t / MANIFEST).read_text())["outputs"][f"{t}-kick.wav"]["params"]["threshold_db"] == -20.0
     assert hashes(src) == before
+
+
+def test_nan_in_stems_is_read_as_silence_and_does_not_poison_later_samples():
+    n = 9600
+    key, target = bursts(n, SR, [2000, 7000]), steady(n)
+    bad_key, bad_target = key.copy(), target.copy()
+    bad_key[0, 2100:2110] = np.nan
+    bad_target[0, 500:520] = np.inf
+    out, g = duck_arrays(bad_key, bad_target, SR, duck_params())
+    clean_key, clean_target = np.nan_to_num(bad_key, nan=0.0), bad_target.copy()
+    clean_target[0, 500:520] = 0.0
+    want, gw = duck_arrays(clean_key, clean_target, SR, duck_params())
+    assert np.all(np.isfinite(out)) and np.array_equal(out, want) and np.array_equal(g, gw)
+
+
+def test_stem_ducker_process_allocates_nothing():
+    import tracemalloc
+
+    from debleed.rt.stems import StemDucker
+
+    d = StemDucker(params=duck_params(lookahead_ms=1.0), n_key_channels=2, n_target_channels=2)
+    d.prepare(SR, 4096)
+    key, target = bursts(4096, SR, [100], 2), steady(4096, 2)
+    out, g = np.zeros_like(target), np.zeros(4096, np.float32)
+    d.process(key, target, out, g)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(20):
+            d.process(key, target, out, g)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 4096 and current - base < 1024, f"process peaked {peak - base} bytes"
