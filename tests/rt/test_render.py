@@ -252,3 +252,23 @@ def test_render_is_bit_identical_to_debleed_live_in_jack(gig, jack_server):
         assert y.size == gig["n"]
         assert np.array_equal(rec[c, :gig["n"]], y), f"{name}: render differs from the live JACK run"
     assert np.max(np.abs(rec[2, :gig["n"]])) > 0.1   # the MIDI-keyed gate opened
+
+
+@pytest.mark.parametrize("sr", [44100, 96000])
+def test_render_at_other_sample_rates(tmp_path, sr):
+    cfg = tmp_path / "gig.toml"
+    cfg.write_text(textwrap.dedent(CONFIG))
+    n = sr
+    rng = np.random.default_rng(3)
+    takes = {k: (0.05 * rng.standard_normal(n)).astype(np.float32) for k in ("snare", "snare_trig", "oh_l", "oh_r")}
+    write_takes(tmp_path / "takes", takes, sr=sr, subtype="PCM_24")
+    write_midi(tmp_path / "takes" / "notes.mid")
+    assert main(["render", "--config", str(cfg), "--input-dir", str(tmp_path / "takes"), "--output-dir",
+                 str(tmp_path / "out"), "--no-plots", "--midi", str(tmp_path / "takes" / "notes.mid")]) == 0
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["sample_rate"] == sr and rep["channels"]["self"]["latency_samples"] == round(sr / 1000)
+    # note-on/off pairs inside the 1 s take (hits after 1 s are reported as after the end)
+    inside = [f for t in HITS_TICKS for f in (t, t + 20) if tick_to_frame(f) * sr / SR < n - 0.5]
+    assert rep["midi"]["events"] == len(inside) and rep["midi"]["after_end"] == 2 * len(HITS_TICKS) - len(inside)
+    info = sf.info(str(tmp_path / "out" / "midi.wav"))
+    assert (info.samplerate, info.frames, info.subtype) == (sr, n, "FLOAT")
