@@ -1,0 +1,160 @@
+"""File helpers for the offline commands: read audio with clear errors, write atomically.
+
+Every output goes through :func:`atomic_output`: the bytes are written to a hidden temporary
+file in the destination folder (``.<name>.<pid>.debleed-tmp``), flushed to disk, and renamed
+over the final name with :func:`os.replace`. A reader (or an interrupted batch) therefore never
+sees a half-written file under a final name; a crash leaves at most a temporary file, which
+:func:`remove_stale_tmp` deletes on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from debleed.errors import DebleedError
+
+TMP_SUFFIX = ".debleed-tmp"
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Open a binary temporary file beside ``path``; on success rename it to ``path``.
+
+    Yields
+    ------
+    file object
+        Opened ``"wb"``. On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def remove_stale_tmp(folder) -> int:
+    """Delete temporary files an interrupted run left in ``folder``; returns how many."""
+    n = 0
+    for p in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
+
+
+def audio_info(path):
+    """``soundfile.info`` of ``path``.
+
+    Raises
+    ------
+    DebleedError
+        If the file is missing or not a readable audio file (the message names the path).
+    """
+    path = Path(path)
+    try:
+        return sf.info(str(path))
+    except FileNotFoundError:
+        raise DebleedError(f"{path}: file not found") from None
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise DebleedError(f"{path}: cannot read this audio file ({e}); "
+                           "check that it is a complete WAV file, or move it out of the folder") from None
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Read a whole audio file.
+
+    Returns
+    -------
+    data : ndarray, float32, shape (n_channels, n_frames)
+    sample_rate : int
+        Hz.
+
+    Raises
+    ------
+    DebleedError
+        If the file is missing or unreadable (names the path).
+    """
+    path = Path(path)
+    audio_info(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise DebleedError(f"{path}: cannot read this audio file ({e})") from None
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def write_audio(path, data: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT",
+                format: str = "WAV") -> None:
+    """Write ``data`` (float32, shape (n_channels, n_frames)) to ``path`` atomically."""
+    with atomic_output(path) as fh:
+        sf.write(fh, np.ascontiguousarray(np.asarray(data, np.float32).T), int(sample_rate),
+                 subtype=subtype, format=format)
+
+
+def copy_atomic(src, dst) -> None:
+    """Copy the bytes of ``src`` to ``dst`` through a temporary file and a rename."""
+    with open(src, "rb") as fin, atomic_output(dst) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def file_signature(path) -> dict:
+    """``{"name", "size", "mtime_ns"}`` of ``path``: changes when the file is replaced or edited."""
+    st = Path(path).stat()
+    return {"name": Path(path).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def check_output_dir(input_dir, output_dir, *, what: str = "input") -> tuple[Path, Path]:
+    """Resolve both folders and refuse an output folder that is, or is inside, the input folder.
+
+    Returns
+    -------
+    (input_dir, output_dir) : resolved paths
+
+    Raises
+    ------
+    DebleedError
+        If the input folder does not exist, or the output folder equals it or lies inside it.
+    """
+    src = Path(input_dir).expanduser().resolve()
+    dst = Path(output_dir).expanduser().resolve()
+    if not src.is_dir():
+        raise DebleedError(f"{what} folder {input_dir} does not exist or is not a folder")
+    if dst == src:
+        raise DebleedError(f"output folder {output_dir} is the {what} folder: outputs could overwrite "
+                           "inputs; choose another output folder (e.g. a sibling folder)")
+    if src in dst.parents:
+        raise DebleedError(f"output folder {output_dir} is inside the {what} folder {input_dir}: its "
+                           "files would be read as inputs on the next run; choose a folder outside it")
+    return src, dst
+
+
+def jsonable(obj):
+    """``obj`` with non-finite floats as strings ("inf", "-inf", "nan"), so it is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if np.isfinite(v) else str(v)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
