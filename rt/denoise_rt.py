@@ -151,6 +151,12 @@ class DenoiseStage:
                  self.ctl, self.dry, self.dry_w, self.dry_delay)
         os.eventfd_write(self.fd, 1)
 
+    def exchange_offline(self, n, inputs) -> None:
+        """Offline step: exchange, then let the worker catch up at once (never late)."""
+        exchange(n, inputs, self.src, self.row, self.ring_in, self.ring_out, self.slot_n, self.tags,
+                 self.ctl, self.dry, self.dry_w, self.dry_delay)
+        self.process_pending()
+
     def process_pending(self) -> int:
         """Denoise every published block not yet done (the worker's step); returns how many."""
         done = 0

@@ -152,17 +152,38 @@ def test_live_denoised_channel_is_denoised_or_dry_block_by_block(jack_server, en
         eng.stop()
     d = 2 * PERIOD
     assert stats["latency_samples"] == {"snare": d, "raw": 0}
-    assert np.array_equal(rec[1, :n], x)
-    # the play client starts at an arbitrary cycle: align on whole periods from its start
+    # In real time on a shared machine a Python client can miss a cycle (an xrun): JACK then
+    # drops that cycle's data. Such blocks show on the bypassed raw channel and are left out.
     ref = reference(x)
-    late = 0
-    for b in range(n // PERIOD):
+    nb = n // PERIOD
+    clean = [np.array_equal(rec[1, b * PERIOD:(b + 1) * PERIOD], x[b * PERIOD:(b + 1) * PERIOD]) for b in range(nb)]
+    assert sum(clean) >= 0.8 * nb, f"{engine}: only {sum(clean)} of {nb} clean cycles ({stats['xruns']} xruns)"
+    denoised = fallback = checked = 0
+    for b in range(1, nb - 2):
+        # block b in, block b + 2 out; the stand-in's state is the sample before block b
+        if not (clean[b - 1] and clean[b] and clean[b + 2]):
+            continue
+        checked += 1
         blk = rec[0, d + b * PERIOD:d + (b + 1) * PERIOD]
         src = slice(b * PERIOD, (b + 1) * PERIOD)
         if np.array_equal(blk, ref[src]):
-            continue
-        assert np.array_equal(blk, x[src]), f"{engine}: block {b} is neither denoised nor dry"
-        late += 1
-    assert late <= stats["late_blocks"]
+            denoised += 1
+        else:
+            assert np.array_equal(blk, x[src]), f"{engine}: block {b} is neither denoised nor dry"
+            fallback += 1
+    assert denoised > 0
+    assert fallback <= stats["late_blocks"]
     assert stats["denoiser"]["worker_error"] is None
     json.dumps(stats)
+
+
+def test_offline_render_runs_the_denoiser_stage_as_a_live_run_that_keeps_up():
+    from debleed.rt.render import render_arrays
+
+    cfg = parse_config(__import__("tomllib").loads(textwrap.dedent(GIG.format(engine="off"))))
+    x = np.random.default_rng(3).standard_normal(PERIOD * 50).astype(np.float32)
+    res = render_arrays(cfg, x[None], 48000, PERIOD, denoiser_factory=lambda ch: HalfAndEcho())
+    d = 2 * PERIOD
+    assert res["latency_samples"] == [d, 0]
+    assert np.array_equal(res["outputs"][0, d:], reference(x)[:-d])
+    assert np.array_equal(res["outputs"][1], x)
