@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 48000
+#: Wait after connecting before measuring (JACK reorders the graph and recomputes latencies).
+SETTLE_S = 0.5
 SECTIONS = ("kernels", "callback", "peer", "latency", "denoiser", "soak")
 BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 PERIODS = (32, 64, 128, 256)
@@ -403,6 +405,7 @@ def run_live_window(server, player: LoopPlayer, config_text: str, workdir: Path,
     proc = procs.add(start_live(cfg, server.env, engine=engine, stats_json=stats_path))
     try:
         player.connect(client, GIG_INPUTS, midi="midi:" in config_text)
+        time.sleep(SETTLE_S)
         rss0 = rss_kib(proc.pid)
         load = player.sample_load(seconds)
         rss1 = rss_kib(proc.pid)
