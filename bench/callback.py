@@ -57,7 +57,7 @@ def run(ctx: Context, progress) -> dict:
         "notes": [
             "callback_us: percentiles of each run's callback-time histogram (250 ns bins, upper edge), "
             "then median/min/max across repeats (fresh debleed live process each)",
-            "dsp_load_percent: jack_cpu_load() sampled every 100 ms while audio played, mean per run, "
+            "dsp_load_percent: jack_cpu_load() sampled every 100 ms while audio played, median per run, "
             "then median/min/max across runs; it covers the whole graph (the Python player included)",
             "xruns: debleed's xrun callback count; blamed_debleed: lines 'JackEngine::XRun: client = "
             "debleed was not finished' in jackd's log during the run; server_xruns: the driver's "
@@ -82,7 +82,7 @@ def _summarize(period: int, engine: str, n_ch: int, runs: list) -> dict:
         "blamed_other_total": int(sum(sum(v for k, v in r["blamed"].items() if k != "debleed") for r in runs)),
         "blamed_by_client": _merge([r["blamed"] for r in runs]),
         "server_xruns_total": int(sum(r["server_xruns"] for r in runs)),
-        "dsp_load_percent": stat([float(np.mean(r["dsp_load_samples"])) if r["dsp_load_samples"] else None
+        "dsp_load_percent": stat([float(np.median(r["dsp_load_samples"])) if r["dsp_load_samples"] else None
                                   for r in runs]),
         "dsp_load_max_percent": max((max(r["dsp_load_samples"]) for r in runs if r["dsp_load_samples"]),
                                     default=None),

@@ -123,10 +123,11 @@ def _time_chain(kind: str, x: np.ndarray, block: int) -> float:
     out = np.zeros((ch.n_channels, block), np.float32)
     events, counts = _midi_events(block)
     args = (ch.itab, ch.ptab, ch.state, ch.delay, ch.notes, events, counts, ch.meters, ch.scratch)
-    _drive_chain(x[:, :block * 2], out, block, *args)  # compile / warm up (same array type as below)
+    # warm up with the same array types as below (numba types a C-contiguous array apart from a view)
+    _drive_chain(np.ascontiguousarray(x[:, :block * 2]), out, block, *args)
     ch.reset()
     t0 = time.perf_counter_ns()
-    n_blocks = _drive_chain(x[:, :], out, block, *args)
+    n_blocks = _drive_chain(x, out, block, *args)
     dt = time.perf_counter_ns() - t0
     return dt / (n_blocks * block * ch.n_channels)
 

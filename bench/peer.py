@@ -11,7 +11,7 @@ real-kit audio in real time, each repeat measures three windows of the same leng
    no MIDI key), like debleed's ports.
 
 JACK's DSP load (``jack_cpu_load``, percent of the period spent in the graph, smoothed by
-jackd) is sampled every 100 ms in each window. The report gives each condition's median, min
+jackd) is sampled every 100 ms in each window (median per window: jackd's value jumps after one slow cycle). The report gives each condition's median, min
 and max over the repeats, the ratio debleed / LSP of the medians, and the same ratio after
 subtracting the baseline (the player's own share).
 """
@@ -87,16 +87,16 @@ def run(ctx: Context, progress) -> dict:
                 player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
                 try:
                     for r in range(opt.repeats):
-                        base.append(float(np.mean(player.sample_load(opt.run_s))))
+                        base.append(float(np.median(player.sample_load(opt.run_s))))
                         res = run_live_window(srv, player, gig_config(n_ch), work, engine="cfunc",
                                               seconds=opt.run_s, tag=f"peer-{period}-{n_ch}-{r}", procs=procs)
-                        dbl.append(float(np.mean(res["dsp_load_samples"])))
+                        dbl.append(float(np.median(res["dsp_load_samples"])))
                         dbl_blamed += res["blamed_debleed"]
                         log_off = len(srv.log())
                         lsp_procs = Processes()
                         try:
                             clients = _start_lsp(srv, player, n_ch, lsp_procs)
-                            lsp.append(float(np.mean(player.sample_load(opt.run_s))))
+                            lsp.append(float(np.median(player.sample_load(opt.run_s))))
                         finally:
                             lsp_procs.kill_all()
                         blamed = parse_jackd_log(srv.log()[log_off:])["blamed"]
@@ -118,7 +118,7 @@ def run(ctx: Context, progress) -> dict:
     return {
         "peer": f"{LSP_BINARY} -hl (Debian lsp-plugins-jack {ctx.machine.get('lsp-plugins-jack')}), stock settings",
         "run_s": opt.run_s, "repeats": opt.repeats, "runs": rows,
-        "notes": ["load: jack_cpu_load() sampled every 100 ms, mean per window; median/min/max over repeats",
+        "notes": ["load: jack_cpu_load() sampled every 100 ms, median per window; median/min/max over repeats",
                   "ratio: median debleed load / median LSP load; net ratio: both minus the baseline (player only)",
                   "debleed: one client for all channels; LSP: one process (JACK client) per channel"],
     }
