@@ -1,0 +1,245 @@
+"""Section 5, denoiser: inference time per block, real-time factor, providers, IO binding,
+blocks over their deadline under a CPU hog.
+
+Measured against the streaming wrapper's interface (``debleed.models.denoiser.Denoiser``:
+``Denoiser(model_path, providers=..., intra_op_threads=1)``, ``prepare(sample_rate, max_block)``,
+``process(x, out)`` on mono float32 blocks, ``reset()``, ``latency_samples``) and against raw
+onnxruntime sessions on each shipped ``.onnx`` file (``models/*.onnx``), whose input and output
+names, shapes and types are read from the session (dynamic dimensions: the last one of the
+first input is the block length, the others 1).
+
+- ``wrapper``: ``Denoiser.process`` per block for 64..512 frames over the snare mic of a real-kit
+  groove, the process pinned to one core, one intra-op thread: per-block time p50/p99/max in
+  us (median/min/max over repeats) and real-time factor (audio s / compute s).
+- ``raw``: ``session.run`` versus ``run_with_iobinding`` with preallocated inputs and outputs,
+  on the CPU provider and on CUDA where a GPU is present.
+- ``deadline``: blocks whose ``process`` took longer than the block lasts
+  (``n_frames / sample_rate``), without and with a busy-looping process on the other core; in
+  the live engine such a block falls back to the gated dry signal. When the live engine has a
+  denoise stage, ``debleed live`` also runs under the hog and its ``late_blocks`` counter is
+  reported.
+
+Skipped, with a note, when the module or the ``.onnx`` files are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from debleed.bench.common import SAMPLE_RATE, Context, Processes, cpu_hog, live_denoise_supported, stat
+
+BLOCKS = (64, 128, 256, 512)
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+
+
+def find_denoiser():
+    """``(Denoiser class or None, [onnx paths], note)``."""
+    try:
+        from debleed.models.denoiser import Denoiser
+    except ImportError as e:
+        return None, [], f"debleed.models.denoiser cannot be imported ({e})"
+    import debleed.models
+
+    paths = sorted(Path(debleed.models.__file__).parent.glob("*.onnx"))
+    if not paths:
+        return Denoiser, [], f"no .onnx file in {Path(debleed.models.__file__).parent}"
+    return Denoiser, paths, ""
+
+
+@contextlib.contextmanager
+def one_core():
+    """Pin this process to its first usable core (restored afterwards); yields that core."""
+    if not hasattr(os, "sched_getaffinity"):
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield core
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def other_core(core) -> int | None:
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    rest = [c for c in cores if c != core]
+    return rest[0] if rest else core
+
+
+def time_wrapper(Denoiser, path, block: int, audio: np.ndarray, n_blocks: int, providers=None) -> np.ndarray:
+    """Per-block ``process`` times, ns (int64, (n_blocks,))."""
+    d = Denoiser(path, providers=providers, intra_op_threads=1)
+    d.prepare(SAMPLE_RATE, block)
+    out = np.zeros(block, np.float32)
+    for i in range(4):  # warm up (session, first-run allocations)
+        d.process(audio[i * block:(i + 1) * block], out)
+    d.reset()
+    times = np.zeros(n_blocks, np.int64)
+    n_avail = audio.size // block
+    for i in range(n_blocks):
+        x = audio[(i % n_avail) * block:(i % n_avail + 1) * block]
+        t0 = time.perf_counter_ns()
+        d.process(x, out)
+        times[i] = time.perf_counter_ns() - t0
+    return times
+
+
+def _feeds(sess, block: int) -> dict:
+    feeds = {}
+    for k, inp in enumerate(sess.get_inputs()):
+        dims = list(inp.shape)
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
+        if k == 0 and dims and not (isinstance(dims[-1], int) and dims[-1] > 0):
+            shape[-1] = block
+        dtype = _DTYPES.get(inp.type, np.float32)
+        feeds[inp.name] = (np.random.default_rng(k).standard_normal(shape) * 0.1).astype(dtype)
+    return feeds
+
+
+def time_raw(path, provider: str, block: int, n_runs: int) -> dict:
+    """Per-run times (us percentiles) of ``run`` and ``run_with_iobinding`` on one provider."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=[provider])
+    if sess.get_providers()[0] != provider:
+        return {"skipped": f"{provider} not usable (session fell back to {sess.get_providers()[0]})"}
+    feeds = _feeds(sess, block)
+    outs = sess.run(None, feeds)
+    device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
+    io = sess.io_binding()
+    keep = []
+    for name, arr in feeds.items():
+        ov = ort.OrtValue.ortvalue_from_numpy(arr, device, 0)
+        keep.append(ov)
+        io.bind_ortvalue_input(name, ov)
+    for o, arr in zip(sess.get_outputs(), outs):
+        ov = ort.OrtValue.ortvalue_from_shape_and_type(arr.shape, arr.dtype, device, 0)
+        keep.append(ov)
+        io.bind_ortvalue_output(o.name, ov)
+    res = {}
+    for label, call in (("run", lambda: sess.run(None, feeds)), ("iobinding", lambda: sess.run_with_iobinding(io))):
+        for _ in range(5):
+            call()
+        t = np.zeros(n_runs, np.int64)
+        for i in range(n_runs):
+            t0 = time.perf_counter_ns()
+            call()
+            t[i] = time.perf_counter_ns() - t0
+        res[label] = _pcts(t)
+    res["inputs"] = {k: list(v.shape) for k, v in feeds.items()}
+    return res
+
+
+def _pcts(times_ns: np.ndarray) -> dict:
+    us = times_ns / 1000.0
+    return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "max": float(us.max())}
+
+
+def _agg(per_repeat: list[dict]) -> dict:
+    keys = per_repeat[0].keys() if per_repeat else ()
+    return {k: stat([r[k] for r in per_repeat]) for k in keys}
+
+
+def steps(ctx: Context) -> int:
+    return len(BLOCKS) + 2
+
+
+def run(ctx: Context, progress) -> dict:
+    Denoiser, paths, note = find_denoiser()
+    if not paths:
+        return {"skipped": f"denoiser not available: {note}"}
+    import onnxruntime as ort
+
+    opt = ctx.options
+    n_blocks = 300 if opt.quick else 3000
+    audio = ctx.multitrack().mics["snare"].astype(np.float32)
+    models = {}
+    for path in paths:
+        m = {"file": path.name, "wrapper": {}, "raw": {}, "deadline": {}}
+        try:
+            lat = Denoiser(path, intra_op_threads=1)
+            lat.prepare(SAMPLE_RATE, max(BLOCKS))
+            m["latency_samples"] = int(lat.latency_samples)
+        except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+            m["error"] = f"{type(e).__name__}: {e}"
+            models[path.name] = m
+            continue
+        with one_core() as core:
+            for block in BLOCKS:
+                reps, rtf = [], []
+                for _ in range(opt.repeats):
+                    t = time_wrapper(Denoiser, path, block, audio, n_blocks, providers=["CPUExecutionProvider"])
+                    reps.append(_pcts(t))
+                    rtf.append(t.size * block / SAMPLE_RATE / (t.sum() / 1e9))
+                m["wrapper"][str(block)] = {"us": _agg(reps), "rtf_one_core": stat(rtf),
+                                            "deadline_us": 1e6 * block / SAMPLE_RATE}
+                progress(f"denoiser: {path.name} block {block}")
+            providers = ["CPUExecutionProvider"]
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.append("CUDAExecutionProvider")
+            for prov in providers:
+                for block in BLOCKS:
+                    try:
+                        reps = [time_raw(path, prov, block, n_blocks) for _ in range(opt.repeats)]
+                        if "skipped" in reps[0]:
+                            m["raw"].setdefault(prov, {})["skipped"] = reps[0]["skipped"]
+                            break
+                        m["raw"].setdefault(prov, {})[str(block)] = {
+                            "run_us": _agg([r["run"] for r in reps]), "iobinding_us": _agg([r["iobinding"] for r in reps]),
+                            "inputs": reps[0]["inputs"]}
+                    except Exception as e:  # noqa: BLE001 - e.g. a fixed-size model refuses this block
+                        m["raw"].setdefault(prov, {})[str(block)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            progress(f"denoiser: {path.name} raw sessions")
+            for label, hog in (("no_hog", False), ("hog_other_core", True)):
+                over = []
+                for _ in range(opt.repeats):
+                    with (cpu_hog(other_core(core)) if hog else contextlib.nullcontext()):
+                        t = time_wrapper(Denoiser, path, 64, audio, n_blocks, providers=["CPUExecutionProvider"])
+                    over.append(int(np.sum(t > 1e9 * 64 / SAMPLE_RATE)))
+                m["deadline"][label] = {"blocks": n_blocks, "block": 64, "over_deadline": stat(over)}
+        models[path.name] = m
+    live = live_fallback(ctx) if live_denoise_supported() else {
+        "skipped": "the live engine has no denoise stage yet (no 'denoise' field on ChannelConfig)"}
+    progress("denoiser: live fallback")
+    return {"models": models, "blocks_per_repeat": n_blocks, "live_fallback": live,
+            "available_providers": ort.get_available_providers()}
+
+
+def live_fallback(ctx: Context) -> dict:
+    """``late_blocks`` of ``debleed live`` with denoised channels at 64 frames, with and without a hog."""
+    from debleed.bench.common import LoopPlayer, gig_config, run_live_window
+    from debleed.rt.server import DummyServer
+
+    opt = ctx.options
+    out = {}
+    procs = Processes()
+    try:
+        with DummyServer(sample_rate=SAMPLE_RATE, period=64) as srv:
+            player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
+            try:
+                for label, hog in (("no_hog", False), ("hog", True)):
+                    late, xr = [], []
+                    for r in range(opt.repeats):
+                        with (cpu_hog(None) if hog else contextlib.nullcontext()):
+                            res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
+                                                  engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{r}", procs=procs)
+                        late.append(res["stats"].get("late_blocks"))
+                        xr.append(res["stats"].get("xruns"))
+                    out[label] = {"late_blocks": stat(late), "xruns": stat(xr)}
+            finally:
+                player.close()
+    except Exception as e:  # noqa: BLE001 - reported, the bench goes on
+        out["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        procs.kill_all()
+    return out

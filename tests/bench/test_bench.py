@@ -1,0 +1,136 @@
+"""`debleed bench --quick` on a small grid: it runs and writes a valid, sane report.
+
+Benchmarks are not tests: nothing here asserts a time. The checks are structure (every
+section, the machine, every block size), ordering that holds by construction (p50 <= p99 <=
+p99.9 <= max, min <= median <= max), the deadline arithmetic, and latency truth in freewheel,
+which is deterministic: the impulse comes out exactly where debleed says it does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from debleed.bench.common import BLOCK_SIZES, SECTIONS, parse_jackd_log, stat
+from debleed.bench.peer import lsp_available
+
+pytestmark = pytest.mark.jack
+
+ARGS = ["--quick", "--repeats", "2", "--run-s", "1", "--soak-s", "3", "--periods", "64", "--channels", "1",
+        "--peer-periods", "128", "--peer-channels", "1"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(out), *ARGS],
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    return out, data
+
+
+def _ordered(s):
+    assert s["n"] >= 1 and s["min"] <= s["median"] <= s["max"]
+
+
+def test_report_files_and_machine(report):
+    out, data = report
+    assert set(data["sections"]) == set(SECTIONS)
+    for name, sec in data["sections"].items():
+        assert "error" not in sec, (name, sec.get("traceback"))
+        assert sec["machine"]["cpu"] and sec["machine"]["cores"] >= 1 and sec["machine"]["python"]
+    assert data["options"]["repeats"] == 2 and data["options"]["quick"] is True
+    md = (out / "report.md").read_text()
+    assert "## 2. Process callback against the deadline" in md and "## 4. Latency truth" in md
+    assert data["plots"], "no plot written"
+    for png in data["plots"]:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernels(report):
+    k = report[1]["sections"]["kernels"]
+    for table in (k["chain"], k["processors"]):
+        for name, row in table.items():
+            assert set(row) == {str(b) for b in BLOCK_SIZES}, name
+            for s in row.values():
+                assert s["n"] == 2 and s["median"] > 0
+                _ordered(s)
+    assert set(k["chain"]) >= {"self", "input (hpf+lpf key)", "trigger", "midi", "self + lookahead 2 ms"}
+    _ordered(k["offline_rtf"]["rtf"])
+    assert k["offline_rtf"]["audio_s"] == pytest.approx(60.0, abs=0.01)
+
+
+def test_callback(report):
+    c = report[1]["sections"]["callback"]
+    assert {(r["engine"], r["period"], r["channels"]) for r in c["runs"]} == {("cfunc", 64, 1), ("python", 64, 1)}
+    for r in c["runs"]:
+        assert r["deadline_us"] == pytest.approx(1e6 * 64 / 48000)
+        cb = r["callback_us"]
+        for p in ("p50", "p99", "p99.9", "max"):
+            _ordered(cb[p])
+        assert 0 < cb["p50"]["median"] <= cb["p99"]["median"] <= cb["p99.9"]["median"]
+        # percentiles are bin upper edges (250 ns), the max is exact: allow one bin
+        assert cb["p99.9"]["median"] <= cb["max"]["median"] + 0.25
+        assert r["callbacks"]["min"] > 0 and r["xruns_total"] >= 0 and r["blamed_debleed_total"] >= 0
+        _ordered(r["dsp_load_percent"])
+
+
+def test_peer(report):
+    p = report[1]["sections"]["peer"]
+    if not lsp_available():
+        assert "not installed" in p["skipped"]
+        return
+    (row,) = p["runs"]
+    assert (row["period"], row["channels"]) == (128, 1)
+    for key in ("baseline_load_percent", "debleed_load_percent", "lsp_load_percent"):
+        _ordered(row[key])
+        assert row[key]["n"] == 2
+
+
+def test_latency_truth(report):
+    lt = report[1]["sections"]["latency"]
+    chains = lt["impulse"]["chains"]
+    expect = {"gate": 0, "gate + lookahead 2 ms": 96, "lookahead 2 ms (bypass)": 96}
+    for name, frames in expect.items():
+        r = chains[name]
+        assert r["reported_frames"] == {"min": frames, "max": frames}, name
+        assert r["measured_frames"]["values"] == [frames, frames], name
+        assert r["match"] and r["peak_out"]["median"] == pytest.approx(1.0, abs=1e-3)
+    assert [r["period"] for r in lt["round_trip"]] == [64, 128]
+    for r in lt["round_trip"]:
+        assert r["theory_frames"] == r["period"] + r["reported_debleed_frames"]
+        assert r["measured_frames"]["n"] >= 3
+        # real time on a shared machine: a late cycle can delay one impulse; the median is the truth
+        assert r["measured_frames"]["median"] == r["theory_frames"]
+
+
+def test_denoiser_and_soak(report):
+    s = report[1]["sections"]
+    d = s["denoiser"]
+    assert ("skipped" in d and "denoiser" in d["skipped"]) or d["models"]
+    soak = s["soak"]
+    assert soak["seconds"] == 3 and soak["period"] == 64 and soak["channels"] == 8
+    assert soak["callbacks"] > 0 and soak["rss_kib"]["start"] > 0 and soak["rss_kib"]["end"] > 0
+    assert soak["late_blocks"] == 0 or soak["denoiser"]
+
+
+def test_parse_jackd_log():
+    log = ("JackEngine::XRun: client = debleed was not finished, state = Triggered\n"
+           "JackTimedDriver::Process XRun = 6 usec\n"
+           "JackEngine::XRun: client = sc_gate_mono-01 was not finished, state = Running\n"
+           "JackEngine::XRun: client = debleed was not finished, state = Triggered\n")
+    assert parse_jackd_log(log) == {"blamed": {"debleed": 2, "sc_gate_mono-01": 1}, "server_xruns": 1}
+
+
+def test_stat_and_bad_options(tmp_path):
+    assert stat([3, 1, None, 2]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3, "values": [3.0, 1.0, 2.0]}
+    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(tmp_path), "--repeats", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--repeats must be >= 2" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(tmp_path), "--sections", "kernel"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown section(s) kernel" in r.stderr
