@@ -193,10 +193,16 @@ def gig_config(n_channels: int, *, client: str = "debleed", extra: str = "") -> 
 
 
 def live_denoise_supported() -> bool:
-    """True when the live engine has a denoiser stage (``ChannelConfig.denoise``)."""
+    """True when the live engine has a denoiser stage (``ChannelConfig.denoise``) and a shipped
+    denoiser model to run in it."""
     from debleed.rt.config import ChannelConfig
 
-    return "denoise" in ChannelConfig.model_fields
+    if "denoise" not in ChannelConfig.model_fields:
+        return False
+    from debleed.bench.denoiser import find_denoiser
+
+    cls, paths, _ = find_denoiser()
+    return cls is not None and bool(paths)
 
 
 # --- JACK helpers -----------------------------------------------------------------------------
