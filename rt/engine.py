@@ -41,11 +41,10 @@ MIN_MAX_BLOCK = 4096
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from debleed.rt.audiofile import atomic_output
+
+    with atomic_output(path) as fh:
+        fh.write(text.encode())
 
 
 class EngineBase:
