@@ -50,8 +50,28 @@ class SnareDenoiserNet(nn.Module):
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
         self.decoder = nn.ConvTranspose1d(n_filters, 1, self.window, stride=hop, bias=False)
+        self.reset_filterbank()
+
+    def reset_filterbank(self, seed: int = 0) -> None:
+        """Start from a perfect-reconstruction filterbank and an almost open mask.
+
+        Encoder and decoder filters are the rows of a random tight frame ``B`` (``B^T B = I``,
+        QR of a Gaussian matrix; needs ``n_filters >= window``) times a square-root periodic Hann window, so that with the mask
+        at 1 the decoder's overlap-add returns the input exactly (Hann windows at 50 % overlap
+        sum to 1), delayed by ``hop``. The mask bias starts at 2 (sigmoid 0.88).
+        """
+        g = torch.Generator().manual_seed(seed)
+        if self.n_filters >= self.window:
+            q, _ = torch.linalg.qr(torch.randn(self.n_filters, self.window, generator=g, dtype=torch.float64))
+        else:  # fewer filters than window samples: orthonormal rows (no perfect reconstruction)
+            q = torch.linalg.qr(torch.randn(self.window, self.n_filters, generator=g, dtype=torch.float64))[0].T
+        n = torch.arange(self.window, dtype=torch.float64)
+        w = torch.sqrt(0.5 - 0.5 * torch.cos(2.0 * torch.pi * n / self.window))
+        basis = (q * w).float()
         with torch.no_grad():
-            nn.init.constant_(self.out.bias, 1.0)
+            self.encoder.weight.copy_(basis.unsqueeze(1))
+            self.decoder.weight.copy_(basis.unsqueeze(1))
+            nn.init.constant_(self.out.bias, 2.0)
 
     def config(self) -> dict:
         """Constructor arguments (saved in checkpoints and ONNX metadata)."""
