@@ -7,13 +7,17 @@ through a simulated room when pyroomacoustics is installed) and four processors 
 
 - ``raw``: the mic as is;
 - ``gate``: debleed's own gate (:class:`debleed.dsp.chain.Chain`, key self, no lookahead), its
-  threshold and release picked from a grid for the best mean SI-SDR on that very scenario;
+  threshold and release picked from a grid for the best mean SI-SDR on that very scenario
+  (an optimistic gate: tuned on the test signal itself; the grid includes "never closes");
 - ``denoiser``: the shipped model;
-- ``denoiser+gate``: the gate, tuned the same way, after the denoiser.
+- ``denoiser+gate``: the gate, tuned the same way, after the denoiser;
+- ``gate (bleed-tuned)``, ``denoiser+gate (bleed-tuned)``: the grid point with the most bleed
+  reduction whose loud-hit loss (vs mic) stays within 0.5 dB.
 
 Metrics (:mod:`debleed.models.metrics`): SI-SDR against the clean snare; bleed reduction where
 the snare is silent; hit loss over the first 30 ms of loud hits (velocity >= 0.6) and ghost
-notes (< 0.2). Outputs are aligned by each processor's latency before measuring.
+notes (< 0.2), against the mic (the project's metric) and against the clean snare. Outputs are
+aligned by each processor's latency before measuring.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, VALID_KIT, render_scene
 
 SCENARIOS = {"studio": -40.0, "loud stage": -10.0}
-GATE_THRESHOLDS_DB = tuple(range(-70, -4, 5))
+#: Gate grid: -120 dB is a gate that never closes, so "best gate" is never worse than no gate.
+GATE_THRESHOLDS_DB = (-120,) + tuple(range(-70, -4, 5))
 GATE_RELEASES_MS = (10.0, 30.0, 60.0, 120.0, 250.0, 500.0)
 
 
@@ -59,7 +64,7 @@ def gate_signal(x: np.ndarray, sample_rate: int, threshold_db: float, release_ms
 
 
 def _metrics(scenes, outs, latency: int, sample_rate: int) -> dict:
-    sisdr, bleed, loud, ghost = [], [], [], []
+    sisdr, bleed, loud, ghost, loud_c, ghost_c = [], [], [], [], [], []
     for sc, y in zip(scenes, outs):
         n = sc.noisy.size
         ya = np.zeros(n, np.float64)
@@ -70,21 +75,35 @@ def _metrics(scenes, outs, latency: int, sample_rate: int) -> dict:
         loss = hit_loss_db(sc.noisy, ya, sc.hit_frames, sample_rate)
         loud.extend(loss[sc.hit_velocities >= LOUD_VELOCITY])
         ghost.extend(loss[sc.hit_velocities < GHOST_VELOCITY])
+        loss_c = hit_loss_db(sc.clean, ya, sc.hit_frames, sample_rate)
+        loud_c.extend(loss_c[sc.hit_velocities >= LOUD_VELOCITY])
+        ghost_c.extend(loss_c[sc.hit_velocities < GHOST_VELOCITY])
     return {"si_sdr_db": float(np.mean(sisdr)), "bleed_reduction_db": float(np.nanmean(bleed)),
             "hit_loss_loud_db": float(np.mean(loud)) if loud else float("nan"),
             "hit_loss_ghost_db": float(np.mean(ghost)) if ghost else float("nan"),
+            "hit_loss_loud_vs_clean_db": float(np.mean(loud_c)) if loud_c else float("nan"),
+            "hit_loss_ghost_vs_clean_db": float(np.mean(ghost_c)) if ghost_c else float("nan"),
             "n_loud": len(loud), "n_ghost": len(ghost)}
 
 
-def _best_gate(scenes, inputs, sample_rate: int, latency: int):
-    best = None
+#: The "bleed-tuned" gate: the most bleed reduction whose loud-hit loss (vs mic) stays within this.
+BLEED_TUNED_MAX_LOUD_LOSS_DB = 0.5
+
+
+def _best_gates(scenes, inputs, sample_rate: int, latency: int):
+    """Grid search; returns ``(best by SI-SDR, best bleed reduction with loud-hit loss <= 0.5 dB)``,
+    each ``metrics | {threshold_db, release_ms}``."""
+    by_sisdr = by_bleed = None
     for thr in GATE_THRESHOLDS_DB:
         for rel in GATE_RELEASES_MS:
             outs = [gate_signal(x, sample_rate, thr, rel) for x in inputs]
-            m = _metrics(scenes, outs, latency, sample_rate)
-            if best is None or m["si_sdr_db"] > best[0]["si_sdr_db"]:
-                best = (m, {"threshold_db": thr, "release_ms": rel}, outs)
-    return best
+            m = {**_metrics(scenes, outs, latency, sample_rate), "threshold_db": thr, "release_ms": rel}
+            if by_sisdr is None or m["si_sdr_db"] > by_sisdr["si_sdr_db"]:
+                by_sisdr = m
+            if m["hit_loss_loud_db"] <= BLEED_TUNED_MAX_LOUD_LOSS_DB and (
+                    by_bleed is None or m["bleed_reduction_db"] > by_bleed["bleed_reduction_db"]):
+                by_bleed = m
+    return by_sisdr, by_bleed
 
 
 def mel_db(x: np.ndarray, sample_rate: int, n_mels: int = 96, n_fft: int = 1024, hop: int = 256):
@@ -157,14 +176,18 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
                            bleed_db=bleed_db, room=room, augment=False) for i in range(scenes)]
         res = {"raw": _metrics(sc, [s.noisy for s in sc], 0, sample_rate)}
         bar.update(1)
-        g, gp, _ = _best_gate(sc, [s.noisy for s in sc], sample_rate, 0)
-        res["gate"] = {**g, **gp}
+        g, gb = _best_gates(sc, [s.noisy for s in sc], sample_rate, 0)
+        res["gate"] = g
         bar.update(1)
         dn = [denoise_signal(s.noisy, sample_rate, denoiser=den, compensate=False) for s in sc]
         res["denoiser"] = _metrics(sc, dn, lat, sample_rate)
         bar.update(1)
-        dg, dgp, _ = _best_gate(sc, dn, sample_rate, lat)
-        res["denoiser+gate"] = {**dg, **dgp}
+        dg, dgb = _best_gates(sc, dn, sample_rate, lat)
+        res["denoiser+gate"] = dg
+        if gb is not None:
+            res["gate (bleed-tuned)"] = gb
+        if dgb is not None:
+            res["denoiser+gate (bleed-tuned)"] = dgb
         bar.update(1)
         results[name] = res
         if name == "loud stage":
@@ -186,11 +209,16 @@ def markdown_table(results: dict) -> str:
              f"{s['scenes']} scenes x {s['seconds']:g} s per scenario, bleed: {s['bleed']}; "
              f"denoiser latency {s['latency_samples']} samples "
              f"({1000.0 * s['latency_samples'] / s['sample_rate']:.2f} ms).", "",
-             "| scenario | processor | SI-SDR dB | bleed reduction dB | hit loss loud dB | hit loss ghost dB | gate threshold / release |",
+             "Hit loss is the mean over hits of 10 log10(E_ref / E_out) in the first 30 ms of each "
+             "snare hit, with E_ref from the mic (the project's metric) or from the clean snare "
+             "(did the hit itself survive; residual bleed in the output counts in its favour).", "",
+             "| scenario | processor | SI-SDR dB | bleed reduction dB | hit loss loud dB (vs mic / vs clean) "
+             "| hit loss ghost dB (vs mic / vs clean) | gate threshold / release |",
              "|---|---|---:|---:|---:|---:|---|"]
     for name in SCENARIOS:
         for proc, m in results[name].items():
             g = f"{m['threshold_db']} dB / {m['release_ms']:g} ms" if "threshold_db" in m else ""
             lines.append(f"| {name} | {proc} | {m['si_sdr_db']:.1f} | {m['bleed_reduction_db']:.1f} | "
-                         f"{m['hit_loss_loud_db']:.2f} (n={m['n_loud']}) | {m['hit_loss_ghost_db']:.2f} (n={m['n_ghost']}) | {g} |")
+                         f"{m['hit_loss_loud_db']:.2f} / {m['hit_loss_loud_vs_clean_db']:.2f} (n={m['n_loud']}) | "
+                         f"{m['hit_loss_ghost_db']:.2f} / {m['hit_loss_ghost_vs_clean_db']:.2f} (n={m['n_ghost']}) | {g} |")
     return "\n".join(lines) + "\n"
