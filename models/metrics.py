@@ -63,3 +63,16 @@ def hit_loss_db(mic: np.ndarray, out: np.ndarray, frames, sample_rate: int, late
         e_out = float(np.sum(y[f:f + w] ** 2))
         losses.append(10.0 * np.log10(max(e_in, EPS) / max(e_out, EPS)))
     return np.asarray(losses)
+
+
+def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio of ``estimate`` against ``reference``, dB.
+
+    SI-SDR = 10 log10(|a s|^2 / |a s - y|^2) with a = <y, s> / |s|^2, both means removed
+    (Le Roux, Wisdom, Erdogan, Hershey, "SDR - half-baked or well done?", ICASSP 2019).
+    """
+    s = np.asarray(reference, np.float64) - np.mean(reference)
+    y = np.asarray(estimate, np.float64) - np.mean(estimate)
+    a = float(np.dot(y, s)) / max(float(np.dot(s, s)), EPS)
+    t = a * s
+    return 10.0 * np.log10(max(float(np.dot(t, t)), EPS) / max(float(np.sum((y - t) ** 2)), EPS))

@@ -164,37 +164,75 @@ def role_piece(role: str) -> str:
     return role
 
 
-def groove(seconds: float, sample_rate: int, *, bpm: float = 100.0, seed: int = 0) -> list[Hit]:
+def groove(seconds: float, sample_rate: int, *, bpm: float = 100.0, seed: int = 0,
+           ghost_prob: float = 0.4, flam_prob: float = 0.15, fill_every: int = 2,
+           swell_prob: float = 0.0, ride_prob: float = 0.0) -> list[Hit]:
     """A rock groove with ghost notes, open hats, flams, tom fills and crashes.
 
     Bars of 16ths: kick on 1 and 3 (plus random pushes), snare backbeat on 2 and 4 with ghost
     notes 20-35 dB below the accents, 8th-note hats with accents and an occasional open hat,
     a crash on each 4th bar's downbeat, a tom fill in the last beat of every 2nd bar.
+
+    Parameters
+    ----------
+    seconds, sample_rate, bpm, seed :
+        Length (s), rate (Hz), tempo (beats per minute) and random seed.
+    ghost_prob : float
+        Probability of a ghost note on each of the off-beat 16ths (3, 7, 9, 14, 15); default 0.4.
+    flam_prob : float
+        Probability that a backbeat gets a flam grace note 25 ms before it; default 0.15.
+    fill_every : int
+        A tom fill in the last beat of every ``fill_every``-th bar (>= 1); default 2.
+    swell_prob : float
+        Probability per 4-bar phrase of a cymbal swell (a crash rolled in 32nds over the phrase's
+        last bar, velocity rising from 0.05 to 0.8); default 0 (none).
+    ride_prob : float
+        Probability per bar that the bar's 8ths are played on the ride instead of the hi-hat;
+        default 0.
+
+    The defaults reproduce the demo's groove exactly; swells and ride bars draw from their
+    own random stream, so turning them on leaves the rest of the groove unchanged.
     """
+    if int(fill_every) < 1:
+        raise DebleedError(f"fill_every must be >= 1, got {fill_every!r}")
+    rng2 = np.random.default_rng([seed, 7])
+    ride_bars = set()
+    swell_bars = set()
     rng = np.random.default_rng(seed)
     step = 60.0 / bpm / 4.0
     hits = []
     n_steps = int(seconds / step)
+    n_bars = n_steps // 16 + 1
+    if ride_prob > 0.0:
+        ride_bars = {b for b in range(n_bars) if rng2.random() < ride_prob}
+    if swell_prob > 0.0:
+        swell_bars = {b for b in range(3, n_bars, 4) if rng2.random() < swell_prob}
     for s in range(n_steps):
         bar, pos = divmod(s, 16)
         t = s * step
         f = int(round(t * sample_rate))
-        fill = bar % 2 == 1 and pos >= 12
+        fill = bar % fill_every == fill_every - 1 and pos >= 12
         if pos in (0, 8) or (pos in (10, 14) and rng.random() < 0.3):
             hits.append(Hit(f, "kick", rng.uniform(0.75, 1.0)))
         if pos in (4, 12) and not fill:
             hits.append(Hit(f, "snare", rng.uniform(0.85, 1.0)))
-            if rng.random() < 0.15:  # flam: a grace note just before
+            if rng.random() < flam_prob:  # flam: a grace note just before
                 hits.append(Hit(max(f - int(0.025 * sample_rate), 0), "snare", rng.uniform(0.3, 0.5)))
-        elif pos in (3, 7, 9, 14, 15) and not fill and rng.random() < 0.4:
+        elif pos in (3, 7, 9, 14, 15) and not fill and rng.random() < ghost_prob:
             hits.append(Hit(f, "snare", 10.0 ** (-rng.uniform(20.0, 35.0) / 20.0)))
         if pos % 2 == 0 and not fill:
             role = "hihat_open" if pos == 14 and rng.random() < 0.4 else "hihat_closed"
+            if bar in ride_bars:
+                role = "ride"
             hits.append(Hit(f, role, rng.uniform(0.7, 0.95) if pos % 4 == 0 else rng.uniform(0.4, 0.6)))
         if fill:
             hits.append(Hit(f, ("tom_high", "tom_high", "tom_mid", "tom_low")[pos - 12], rng.uniform(0.7, 1.0)))
         if pos == 0 and bar % 4 == 0:
             hits.append(Hit(f, "crash", rng.uniform(0.8, 1.0)))
+        if bar in swell_bars:
+            for half in (0, 1):  # 32nd notes, rising
+                v = 0.05 + 0.75 * (pos * 2 + half) / 32.0
+                hits.append(Hit(int(round((t + half * step / 2.0) * sample_rate)), "crash", v))
     return sorted(hits, key=lambda h: h.frame)
 
 
@@ -251,7 +289,7 @@ def _one_pole_lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.n
 
 def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample_rate: int = 48000,
                       bpm: float = 100.0, seed: int = 0, bleed_db: dict | None = None,
-                      hits: list[Hit] | None = None) -> Multitrack:
+                      hits: list[Hit] | None = None, bleed_irs: dict | None = None) -> Multitrack:
     """Render a groove on a real kit into close mics with bleed.
 
     Parameters
@@ -268,11 +306,16 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
         ``{mic: {piece: dB}}`` bleed levels; default :data:`DEFAULT_BLEED_DB`.
     hits : list of Hit, optional
         Play these instead of :func:`groove`.
+    bleed_irs : dict, optional
+        ``{mic: {piece: ir}}`` room impulse responses (float (n_taps,), e.g. from
+        :func:`room_bleed_irs`). Where given, the bleed of that piece into that mic is the piece
+        convolved with the IR, scaled to unit IR energy, times ``10**(dB/20)``, instead of the
+        default delay and low-pass.
 
     Notes
     -----
     Bleed of piece P into mic M is P's direct signal times ``10**(dB/20)``, delayed by 1-4 ms
-    (mic distance) and low-passed at 6 kHz (off-axis colour). The kick trigger is a 180 Hz
+    (mic distance) and low-passed at 6 kHz (off-axis colour), unless ``bleed_irs`` has an IR. The kick trigger is a 180 Hz
     piezo burst (8 ms decay) per kick hit plus snare crosstalk at -30 dB.
     """
     if not seconds > 0:
@@ -302,6 +345,15 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
         y = direct[mic].copy()
         for piece, db in bleed_db.get(mic, {}).items():
             d = int(rng.uniform(0.001, 0.004) * sample_rate)
+            ir = (bleed_irs or {}).get(mic, {}).get(piece)
+            if ir is not None:
+                from scipy.signal import fftconvolve
+
+                ir = np.asarray(ir, np.float64)
+                ir = ir / max(float(np.sqrt(np.sum(ir ** 2))), 1e-12)
+                b = fftconvolve(direct[piece], ir)[:n].astype(np.float32) * np.float32(10.0 ** (db / 20.0))
+                y += b
+                continue
             b = _one_pole_lowpass(direct[piece], 6000.0, sample_rate) * np.float32(10.0 ** (db / 20.0))
             y[d:] += b[:n - d]
         mics[mic] = y
@@ -318,3 +370,66 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
             for h in hits]
     return Multitrack(sample_rate=sample_rate, direct=direct, mics=mics, kick_trigger=trig, hits=hits,
                       midi=midi, kit=kit, license=k.license)
+
+
+#: Typical piece positions relative to the snare (m; x to the drummer's right, y away from the
+#: drummer, z up), jittered per room by :func:`room_bleed_irs`.
+_KIT_LAYOUT = {"snare": (0.0, 0.0, 0.65), "kick": (0.35, 0.35, 0.3), "hihat": (-0.45, 0.1, 0.95),
+               "toms": (0.35, 0.25, 0.8), "cymbals": (0.1, 0.6, 1.4)}
+
+
+def room_bleed_irs(sample_rate: int, rng: np.random.Generator, *, mic: str = "snare",
+                   rt60_s: tuple = (0.2, 1.0), max_order: int = 20) -> dict:
+    """Impulse responses from every other piece into one close mic, in a random room.
+
+    A shoebox room (pyroomacoustics image-source method) of random size (3-10 m by 3-9 m by
+    2.5-4.5 m) and reverberation time (uniform in ``rt60_s``), with the kit at a random place,
+    pieces jittered around the usual layout by up to 15 cm, and a cardioid close mic 3-8 cm
+    above the piece ``mic``, aimed at it (axis jittered).
+
+    Parameters
+    ----------
+    sample_rate : int
+        Hz.
+    rng : numpy.random.Generator
+        Random source (a fixed seed gives the same room).
+    mic : str
+        The close mic's piece; default "snare".
+    rt60_s : (float, float)
+        Range of the room's RT60, s; default 0.2 to 1.0.
+    max_order : int
+        Image-source order cap (higher: longer tail, slower); default 20.
+
+    Returns
+    -------
+    dict
+        ``{mic: {piece: ir}}`` float64 IRs for every piece but ``mic`` (pass as ``bleed_irs`` to
+        :func:`render_multitrack`). Each IR includes the propagation delay.
+
+    Notes
+    -----
+    Needs pyroomacoustics (training extra: ``pip install -e '.[train]'``).
+    """
+    import pyroomacoustics as pra
+    from pyroomacoustics.directivities import Cardioid, DirectionVector
+
+    dims = np.array([rng.uniform(3.0, 10.0), rng.uniform(3.0, 9.0), rng.uniform(2.5, 4.5)])
+    rt60 = float(rng.uniform(*rt60_s))
+    try:
+        e_abs, order = pra.inverse_sabine(rt60, dims)
+    except ValueError:  # room too absorbent for this RT60: take the most reverberant possible
+        e_abs, order = 0.05, max_order
+    room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(float(e_abs)),
+                       max_order=int(min(order, max_order)))
+    centre = np.array([rng.uniform(1.2, dims[0] - 1.2), rng.uniform(1.2, dims[1] - 1.2), 0.0])
+    pos = {p: centre + np.asarray(xyz) + rng.uniform(-0.15, 0.15, 3) * (p != mic)
+           for p, xyz in _KIT_LAYOUT.items()}
+    others = [p for p in PIECES if p != mic]
+    for p in others:
+        room.add_source(np.clip(pos[p], 0.1, dims - 0.1))
+    mic_pos = pos[mic] + np.array([rng.uniform(-0.05, 0.05), -0.08, rng.uniform(0.03, 0.08)])
+    aim = Cardioid(orientation=DirectionVector(azimuth=float(rng.uniform(60.0, 120.0)),
+                                               colatitude=float(rng.uniform(130.0, 170.0)), degrees=True))
+    room.add_microphone(np.clip(mic_pos, 0.1, dims - 0.1), directivity=aim)
+    room.compute_rir()
+    return {mic: {p: np.asarray(room.rir[0][i], np.float64) for i, p in enumerate(others)}}

@@ -1,0 +1,313 @@
+"""Streaming onnxruntime wrapper of the snare de-bleed denoiser.
+
+The shipped models (``snare_denoiser_48k.onnx``, ``snare_denoiser_44k1.onnx``, next to this
+file) are causal streaming graphs: one call takes a chunk of whole hops (32 samples) plus the
+state (``enc_state``, ``gru_state``, ``ola_state``) and returns the denoised chunk plus the new
+state. :class:`Denoiser` buffers blocks of any length into hops, so a JACK period of 16 to 1024
+frames (or any length from 0 to ``max_block``) works, and streaming output equals one-shot
+output. See ``models/README.md`` (the model card) for data, latency, compute and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from debleed.errors import DebleedError, ParameterError
+
+MODELS_DIR = Path(__file__).resolve().parent
+#: Shipped model file per supported sample rate (Hz).
+SHIPPED = {48000: MODELS_DIR / "snare_denoiser_48k.onnx", 44100: MODELS_DIR / "snare_denoiser_44k1.onnx"}
+STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+
+
+def _load_session(path: Path, providers, intra_op_threads: int):
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise DebleedError(f"denoiser model {path} does not exist (reinstall debleed, or train it: make train)")
+    available = ort.get_available_providers()
+    for p in providers:
+        if p not in available:
+            raise DebleedError(f"onnxruntime provider {p!r} is not available here (available: "
+                               f"{', '.join(available)}); for CUDA install onnxruntime-gpu with a "
+                               "working CUDA runtime, or use CPUExecutionProvider")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(intra_op_threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise DebleedError(f"cannot load denoiser model {path}: {str(e).strip().splitlines()[0][:300]}") from None
+    for p in providers:
+        if p not in sess.get_providers():
+            raise DebleedError(f"onnxruntime provider {p!r} was requested but could not be initialised "
+                               f"for {path} (active: {', '.join(sess.get_providers())}); check the CUDA "
+                               "driver and libraries, or use CPUExecutionProvider")
+    names = {i.name for i in sess.get_inputs()}
+    if names != {"audio", *STATE_NAMES}:
+        raise DebleedError(f"denoiser model {path} has inputs {sorted(names)}; expected "
+                           f"{['audio', *STATE_NAMES]} (not a debleed streaming denoiser)")
+    meta = sess.get_modelmeta().custom_metadata_map
+    try:
+        hop = int(meta["hop"])
+        window = int(meta["window"])
+        rate = int(meta["sample_rate"])
+    except (KeyError, ValueError):
+        raise DebleedError(f"denoiser model {path} lacks the hop/window/sample_rate metadata") from None
+    return sess, hop, window, rate
+
+
+class Denoiser:
+    """Causal snare de-bleed denoiser, block by block, on onnxruntime.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        An exported streaming model. Default None: the shipped model for the rate given to
+        :meth:`prepare` (44100 or 48000 Hz).
+    providers : list of str, optional
+        onnxruntime execution providers; default ``["CPUExecutionProvider"]``. Asking for one
+        that is not available (e.g. ``"CUDAExecutionProvider"`` without a GPU) raises.
+    intra_op_threads : int
+        onnxruntime intra-op threads, >= 1; default 1.
+
+    Raises
+    ------
+    DebleedError
+        A missing or unreadable model file (the message names the path), or a provider that is
+        not available.
+    ParameterError
+        ``intra_op_threads`` < 1.
+
+    Notes
+    -----
+    Latency: ``window - 1`` samples (63 at hop 32): ``hop`` from the overlap-add, ``hop - 1``
+    from buffering blocks into whole hops. ``process`` runs onnxruntime, which allocates its
+    outputs: call it from a worker thread, never from the audio callback itself. Non-finite
+    input samples are treated as 0 and a non-finite model output resets the state, so a NaN
+    never poisons later blocks.
+
+    Examples
+    --------
+    >>> d = Denoiser()
+    >>> d.prepare(48000, 128)
+    >>> x = np.zeros(128, np.float32); y = np.empty_like(x)
+    >>> d.process(x, y)
+    """
+
+    def __init__(self, model_path=None, *, providers=None, intra_op_threads: int = 1):
+        if int(intra_op_threads) < 1:
+            raise ParameterError(f"intra_op_threads must be >= 1, got {intra_op_threads!r}")
+        self._providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        if not self._providers:
+            raise ParameterError("providers must name at least one onnxruntime provider (e.g. CPUExecutionProvider)")
+        self._threads = int(intra_op_threads)
+        self._explicit = Path(model_path) if model_path is not None else None
+        self._sess = None
+        self._path = None
+        self._hop = 32
+        self._window = 64
+        self._rate = None
+        if self._explicit is not None:
+            self._sess, self._hop, self._window, self._rate = _load_session(self._explicit, self._providers, self._threads)
+            self._path = self._explicit
+        self.sample_rate = None
+        self.max_block = 0
+
+    @property
+    def latency_samples(self) -> int:
+        """Total algorithmic latency, samples: ``window - 1`` (overlap-add plus hop buffering)."""
+        return self._window - 1
+
+    @property
+    def model_path(self):
+        """The model file in use (None before :meth:`prepare` when using the shipped models)."""
+        return self._path
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        """Load the model for ``sample_rate`` and allocate buffers for blocks up to ``max_block``.
+
+        Parameters
+        ----------
+        sample_rate : int
+            Hz: 44100 or 48000 for the shipped models; an explicit model's own rate.
+        max_block : int
+            Longest block :meth:`process` will get, frames, 1 to 1048576.
+
+        Raises
+        ------
+        ParameterError
+            Another sample rate (the message lists the allowed ones) or a bad ``max_block``.
+        DebleedError
+            The model for the rate is missing or unreadable (names the path).
+        """
+        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
+            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
+        if self._explicit is None:
+            if sample_rate not in SHIPPED:
+                raise ParameterError(f"the denoiser runs at 44100 or 48000 Hz, got sample_rate={sample_rate!r} "
+                                     "(resample offline with `debleed denoise`, or run JACK at 44100/48000)")
+            path = SHIPPED[int(sample_rate)]
+            if self._path != path or self._sess is None:
+                self._sess, self._hop, self._window, self._rate = _load_session(path, self._providers, self._threads)
+                self._path = path
+        elif sample_rate != self._rate:
+            raise ParameterError(f"model {self._path} was trained at {self._rate} Hz, got sample_rate={sample_rate!r} "
+                                 f"(allowed: {self._rate})")
+        self.sample_rate = int(sample_rate)
+        self.max_block = int(max_block)
+        hop = self._hop
+        shapes = {i.name: i.shape for i in self._sess.get_inputs()}
+        self._state = {k: np.zeros([1 if not isinstance(d, int) else d for d in shapes[k]], np.float32)
+                       for k in STATE_NAMES}
+        self._in = np.zeros(hop, np.float32)
+        self._scratch = np.zeros(self.max_block, np.float32)
+        self._chunk = np.zeros((1, (self.max_block // hop + 2) * hop), np.float32)
+        self._pend = np.zeros(self.max_block + 2 * hop, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear the streaming state (model state and hop buffers); the model stays loaded."""
+        if self.sample_rate is None:
+            return
+        for v in self._state.values():
+            v.fill(0.0)
+        self._in.fill(0.0)
+        self._fill = 0
+        self._pend.fill(0.0)
+        self._n_pend = self._hop - 1
+
+    def process(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Denoise one block.
+
+        Parameters
+        ----------
+        x : ndarray, float32 (n,)
+            Mono snare-mic samples, 0 <= n <= ``max_block``.
+        out : ndarray, float32 (n,) or longer
+            Receives the denoised block in ``out[:n]`` (may be ``x`` itself), delayed by
+            :attr:`latency_samples`.
+
+        Raises
+        ------
+        DebleedError
+            Called before :meth:`prepare`.
+        ParameterError
+            ``x`` not 1-D, longer than ``max_block``, or ``out`` too short.
+        """
+        if self.sample_rate is None:
+            raise DebleedError("Denoiser.process called before prepare(sample_rate, max_block)")
+        if x.ndim != 1:
+            raise ParameterError(f"x must be mono (n,), got shape {x.shape}")
+        n = x.shape[0]
+        if n > self.max_block:
+            raise ParameterError(f"block of {n} frames is longer than max_block={self.max_block} given to prepare")
+        if out.ndim != 1 or out.shape[0] < n:
+            raise ParameterError(f"out must be 1-D with at least {n} frames, got shape {out.shape}")
+        if n == 0:
+            return
+        hop = self._hop
+        s = self._scratch[:n]
+        s[:] = x
+        bad = ~np.isfinite(s)
+        if bad.any():
+            s[bad] = 0.0
+        total = self._fill + n
+        nh = total // hop
+        if nh:
+            m = nh * hop
+            c = self._chunk[:, :m]
+            c[0, :self._fill] = self._in[:self._fill]
+            used = m - self._fill
+            c[0, self._fill:] = s[:used]
+            res = self._sess.run(None, {"audio": c, **self._state})
+            y = res[0][0]
+            if np.all(np.isfinite(y)) and all(np.all(np.isfinite(r)) for r in res[1:]):
+                for k, v in zip(STATE_NAMES, res[1:]):
+                    self._state[k][...] = v
+            else:
+                y = np.zeros(m, np.float32)
+                for v in self._state.values():
+                    v.fill(0.0)
+            self._pend[self._n_pend:self._n_pend + m] = y
+            self._n_pend += m
+            rest = n - used
+            self._in[:rest] = s[used:]
+            self._fill = rest
+        else:
+            self._in[self._fill:total] = s
+            self._fill = total
+        out[:n] = self._pend[:n]
+        k = self._n_pend - n
+        self._pend[:k] = self._pend[n:self._n_pend].copy()
+        self._n_pend = k
+
+
+def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None = None,
+                   block: int = 1024, compensate: bool = True) -> np.ndarray:
+    """Denoise a whole mono or multichannel signal offline, at any sample rate.
+
+    Parameters
+    ----------
+    x : ndarray, float (n,) or (n, channels)
+        Audio (soundfile's layout), each channel denoised on its own.
+    sample_rate : int
+        Hz, > 0. Rates other than 44100 and 48000 are resampled with soxr to 48000 and back.
+    denoiser : Denoiser, optional
+        Reused if given (its shipped models are picked per rate).
+    block : int
+        Processing block, frames; default 1024.
+    compensate : bool
+        Remove the model latency so the output lines up with the input; default True.
+
+    Returns
+    -------
+    ndarray, float32, same shape as ``x``.
+    """
+    import soxr
+
+    if not sample_rate > 0:
+        raise ParameterError(f"sample_rate must be > 0 Hz, got {sample_rate!r}")
+    x = np.asarray(x)
+    mono = x.ndim == 1
+    xs = x[:, None] if mono else x
+    rate = int(sample_rate) if int(sample_rate) in SHIPPED else 48000
+    d = denoiser or Denoiser()
+    d.prepare(rate, block)
+    lat = d.latency_samples if compensate else 0
+    out = np.zeros(xs.shape, np.float32)
+    buf = np.zeros(block, np.float32)
+    for ch in range(xs.shape[1]):
+        sig = np.asarray(xs[:, ch], np.float32)
+        if rate != sample_rate:
+            sig = soxr.resample(sig, sample_rate, rate).astype(np.float32)
+        sig = np.concatenate([sig, np.zeros(lat, np.float32)])
+        y = np.zeros(sig.size, np.float32)
+        d.reset()
+        for i in range(0, sig.size, block):
+            seg = sig[i:i + block]
+            d.process(seg, buf)
+            y[i:i + seg.size] = buf[:seg.size]
+        y = y[lat:]
+        if rate != sample_rate:
+            y = soxr.resample(y, rate, sample_rate).astype(np.float32)
+        m = min(y.size, out.shape[0])
+        out[:m, ch] = y[:m]
+    return out[:, 0] if mono else out
+
+
+def model_info(path) -> dict:
+    """Metadata of an exported model (hop, window, sample_rate, config)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = dict(sess.get_modelmeta().custom_metadata_map)
+    if "config" in meta:
+        meta["config"] = json.loads(meta["config"])
+    return meta

@@ -1,0 +1,148 @@
+"""The snare de-bleed network (torch; training and export only, never imported at run time).
+
+A learned-filterbank mask network in the style of Conv-TasNet, made causal and streaming:
+
+- encoder: ``Conv1d(1, n_filters, window, stride=hop)`` over the last ``window`` samples
+  (``window = 2 * hop``), i.e. one frame per hop;
+- mask estimator: per frame, log power of the filterbank, a linear layer, a stacked GRU over
+  frames (causal by construction), a linear layer and a sigmoid (one mask value per filter);
+- decoder: ``ConvTranspose1d(n_filters, 1, window, stride=hop)`` with overlap-add.
+
+:meth:`SnareDenoiserNet.forward` is the streaming step and also the training forward: it takes
+a chunk of whole hops plus the state (last ``hop`` input samples, GRU hidden state, pending
+overlap-add tail) and returns the output chunk plus the new state. Run from zero state over a
+whole signal it is the one-shot model, so streaming equals one-shot by construction.
+
+The output is the clean estimate delayed by ``hop`` samples (the overlap-add tail is not
+final until the next frame). The run-time wrapper buffers arbitrary blocks into hops, adding
+``hop - 1`` samples: total latency ``window - 1`` samples.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+
+
+class SnareDenoiserNet(nn.Module):
+    """Causal streaming filterbank-mask denoiser.
+
+    Parameters
+    ----------
+    hop : int
+        Frame hop, samples (the window is ``2 * hop``); default 32.
+    n_filters : int
+        Filterbank size; default 256.
+    hidden : int
+        GRU width; default 128.
+    layers : int
+        GRU layers; default 2.
+    """
+
+    def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2):
+        super().__init__()
+        self.hop, self.window = int(hop), 2 * int(hop)
+        self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
+        self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
+        self.inp = nn.Linear(n_filters, hidden)
+        self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, n_filters)
+        self.decoder = nn.ConvTranspose1d(n_filters, 1, self.window, stride=hop, bias=False)
+        self.reset_filterbank()
+
+    def reset_filterbank(self, seed: int = 0) -> None:
+        """Start from a perfect-reconstruction filterbank and an almost open mask.
+
+        Encoder and decoder filters are the rows of a random tight frame ``B`` (``B^T B = I``,
+        QR of a Gaussian matrix; needs ``n_filters >= window``) times a square-root periodic Hann window, so that with the mask
+        at 1 the decoder's overlap-add returns the input exactly (Hann windows at 50 % overlap
+        sum to 1), delayed by ``hop``. The mask bias starts at 2 (sigmoid 0.88).
+        """
+        g = torch.Generator().manual_seed(seed)
+        if self.n_filters >= self.window:
+            q, _ = torch.linalg.qr(torch.randn(self.n_filters, self.window, generator=g, dtype=torch.float64))
+        else:  # fewer filters than window samples: orthonormal rows (no perfect reconstruction)
+            q = torch.linalg.qr(torch.randn(self.window, self.n_filters, generator=g, dtype=torch.float64))[0].T
+        n = torch.arange(self.window, dtype=torch.float64)
+        w = torch.sqrt(0.5 - 0.5 * torch.cos(2.0 * torch.pi * n / self.window))
+        basis = (q * w).float()
+        with torch.no_grad():
+            self.encoder.weight.copy_(basis.unsqueeze(1))
+            self.decoder.weight.copy_(basis.unsqueeze(1))
+            nn.init.constant_(self.out.bias, 2.0)
+
+    def config(self) -> dict:
+        """Constructor arguments (saved in checkpoints and ONNX metadata)."""
+        return {"hop": self.hop, "n_filters": self.n_filters, "hidden": self.hidden, "layers": self.layers}
+
+    def zero_state(self, batch: int = 1):
+        """Zero streaming state ``(enc_state (B, hop), gru_state (layers, B, hidden), ola_state (B, hop))``."""
+        return (torch.zeros(batch, self.hop), torch.zeros(self.layers, batch, self.hidden),
+                torch.zeros(batch, self.hop))
+
+    def forward(self, audio, enc_state, gru_state, ola_state):
+        """One streaming step over a chunk of whole hops.
+
+        Parameters
+        ----------
+        audio : Tensor (B, T * hop)
+            Input samples, T >= 1.
+        enc_state : Tensor (B, hop)
+            The previous ``hop`` input samples (zeros at start).
+        gru_state : Tensor (layers, B, hidden)
+        ola_state : Tensor (B, hop)
+            Overlap-add tail of the previous chunk (zeros at start).
+
+        Returns
+        -------
+        denoised : Tensor (B, T * hop)
+            Clean estimate, delayed by ``hop`` samples.
+        enc_state_out, gru_state_out, ola_state_out :
+            The state for the next chunk.
+        """
+        hop = self.hop
+        x = torch.cat([enc_state, audio], dim=-1)
+        frames = self.encoder(x.unsqueeze(1))                      # (B, N, T)
+        feat = 0.1 * torch.log(frames * frames + 1e-9).transpose(1, 2)
+        z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
+        mask = torch.sigmoid(self.out(z)).transpose(1, 2)         # (B, N, T)
+        y = self.decoder(frames * mask).squeeze(1)                 # (B, (T + 1) * hop)
+        y = torch.cat([y[:, :hop] + ola_state, y[:, hop:]], dim=-1)
+        n = audio.shape[-1]
+        return y[:, :n], x[:, -hop:], gru_out, y[:, n:]
+
+    def run(self, audio):
+        """Whole-signal (one-shot) output from zero state; ``audio`` (B, T * hop)."""
+        return self.forward(audio, *self.zero_state(audio.shape[0]))[0]
+
+
+def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int = 17) -> None:
+    """Export the streaming step to ONNX with named state inputs and outputs.
+
+    Inputs ``audio`` (1, n) with n a multiple of ``hop``, ``enc_state`` (1, hop), ``gru_state``
+    (layers, 1, hidden), ``ola_state`` (1, hop); outputs ``denoised`` (1, n) and
+    ``enc_state_out``, ``gru_state_out``, ``ola_state_out``. The metadata holds ``hop``,
+    ``window``, ``sample_rate`` and the constructor arguments.
+    """
+    import json
+    import warnings
+
+    import onnx
+
+    model = model.eval()
+    args = (torch.zeros(1, 4 * model.hop),) + model.zero_state(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(path), input_names=["audio", *STATE_NAMES],
+                          output_names=["denoised"] + [s + "_out" for s in STATE_NAMES],
+                          dynamic_axes={"audio": {1: "n"}, "denoised": {1: "n"}},
+                          opset_version=opset, dynamo=False)
+    m = onnx.load(str(path))
+    meta = {"hop": str(model.hop), "window": str(model.window), "sample_rate": str(int(sample_rate)),
+            "config": json.dumps(model.config()), "producer": "debleed snare denoiser"}
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(m, str(path))
