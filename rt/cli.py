@@ -93,7 +93,8 @@ def cmd_ports(args) -> int:
 def cmd_demo(args) -> int:
     from debleed.rt.demo import run_demo
 
-    return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period)
+    return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period,
+                    freewheel=args.freewheel)
 
 
 #: Modules that add subcommands: each has ``register(subparsers)`` adding its parsers with
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=10.0, help="length of the groove, s (default 10)")
     demo.add_argument("--engine", choices=("cfunc", "python"), default="cfunc")
     demo.add_argument("--period", type=int, default=128, help="JACK period of the dummy server, frames (default 128)")
+    demo.add_argument("--freewheel", action="store_true",
+                      help="run the server in freewheel mode: as fast as possible and deterministic "
+                           "(callback times then say little about real time)")
     demo.set_defaults(func=cmd_demo)
 
     for name in COMMAND_MODULES:
