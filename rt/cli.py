@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import signal
 import sys
-import threading
 import time
 
 from debleed import __version__
@@ -30,10 +29,12 @@ def cmd_live(args) -> int:
         from debleed.rt.engine import JackEngine
 
         eng = JackEngine(cfg, engine=args.engine or "cfunc", server_name=args.server)
-    stop = threading.Event()
+    # The handler only sets a flag: taking a lock here (Event.set) can deadlock against the
+    # main thread's own wait on the same lock, which the handler interrupts.
+    stop = {"requested": False}
 
     def on_signal(signum, _frame):
-        stop.set()
+        stop["requested"] = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -50,10 +51,12 @@ def cmd_live(args) -> int:
           f"{eng.block} frames; latency {eng.channel_latency_samples()} samples; ports: {ports}",
           flush=True)
     t_end = time.monotonic() + args.duration if args.duration else float("inf")
+    next_status = 0.0
     try:
-        while not stop.is_set() and not eng.stopped.is_set() and time.monotonic() < t_end:
-            stop.wait(min(0.25, max(t_end - time.monotonic(), 0.0)))
-            if tty:
+        while not stop["requested"] and not eng.stopped.is_set() and time.monotonic() < t_end:
+            time.sleep(min(0.1, max(t_end - time.monotonic(), 0.0)))
+            if tty and time.monotonic() >= next_status:
+                next_status = time.monotonic() + 0.25
                 print("\r" + eng.status_line()[:200].ljust(120), end="", flush=True)
     finally:
         if tty:
