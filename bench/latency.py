@@ -91,7 +91,8 @@ def impulse_truth(ctx: Context, procs: Processes) -> dict:
                                   tail_frames=SAMPLE_RATE // 4, name="bench-lat")
                 for name, row in zip(spec, rec):
                     k = int(np.argmax(np.abs(row)))
-                    results[name].append(k - at if abs(row[k]) > 0.1 else None)
+                    # a denoiser may shrink a lone click (it is no snare hit): 1 % still locates it
+                    results[name].append(k - at if abs(row[k]) > 0.01 else None)
                     peaks[name].append(float(abs(row[k])))
         finally:
             log = stop_live(proc)
@@ -106,7 +107,7 @@ def impulse_truth(ctx: Context, procs: Processes) -> dict:
         notes.append("denoiser chains skipped: the live engine has no denoise stage yet "
                      "(debleed.rt.config.ChannelConfig has no 'denoise' field)")
     if any(v["measured_frames"]["n"] < opt.repeats for v in out.values()):
-        notes.append("a chain's impulse did not come out above 0.1 in some repeat (counted as not measured); "
+        notes.append("a chain's impulse did not come out above 0.01 in some repeat (counted as not measured); "
                      f"debleed's log: {log[-400:]}")
     return {"period": TRUTH_PERIOD, "chains": out, "notes": notes}
 

@@ -107,7 +107,8 @@ def markdown(report: dict) -> str:
             if "error" in m:
                 L += [f"`{name}`: failed: {m['error']}", ""]
                 continue
-            L += [f"`{name}` (latency {m.get('latency_samples')} samples), `Denoiser.process` on one core:", "",
+            L += [f"`{name}` (latency {m.get('latency_samples')} samples at {m.get('sample_rate')} Hz), "
+                  "`Denoiser.process` on one core:", "",
                   "| block | deadline us | p50 us | p99 us | max us | real-time factor |", "|---:|---:|---:|---:|---:|---:|"]
             for b, r in m["wrapper"].items():
                 L.append(f"| {b} | {r['deadline_us']:.0f} | {_mm(r['us']['p50'])} | {_mm(r['us']['p99'])} | "
@@ -126,7 +127,14 @@ def markdown(report: dict) -> str:
             L += ["", "Blocks of 64 frames over their deadline: " + ", ".join(
                 f"{k} {_mm(v['over_deadline'], 0)} of {v['blocks']}" for k, v in dl.items()), ""]
         lf = d["live_fallback"]
-        L += [f"Live fallback: {lf.get('skipped') or json.dumps(lf)}", ""]
+        if "skipped" in lf:
+            L += [f"Live fallback: {lf['skipped']}", ""]
+        else:
+            L += ["`debleed live` with denoised channels at 64 frames (late blocks fall back to the "
+                  "delayed dry signal):", "", "| condition | late denoiser blocks | xruns |", "|---|---:|---:|"]
+            L += [f"| {cond} | {_mm(v['late_blocks'], 0)} | {_mm(v['xruns'], 0)} |" for cond, v in lf.items()
+                  if isinstance(v, dict) and "late_blocks" in v]
+            L += [""]
     if "soak" in s and "callbacks" in s["soak"]:
         k = s["soak"]
         cb = k["callback_us"]
