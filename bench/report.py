@@ -3,12 +3,10 @@ plots (matplotlib, Agg backend), all written atomically."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 
-from debleed.rt.engine import atomic_write_text
+from debleed.fileio import atomic_output, atomic_write_text
 
 
 def _f(v, nd=1, unit=""):
@@ -32,7 +30,7 @@ def machine_line(m: dict) -> str:
 
 def markdown(report: dict) -> str:
     s = report["sections"]
-    L = [f"# debleed benchmark report", "",
+    L = ["# debleed benchmark report", "",
          f"Run: `{report['command']}` ({'quick' if report['options']['quick'] else 'full'}), "
          f"{report['options']['repeats']} repeats, started {report['started']}, took {report['wall_s']:.0f} s.", "",
          f"Machine: {machine_line(report['machine'])}.", "",
@@ -154,11 +152,8 @@ def markdown(report: dict) -> str:
 
 
 def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    with atomic_output(path) as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
 
 
 def plots(report: dict, out: Path) -> list[str]:

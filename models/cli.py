@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from debleed.fileio import atomic_path
 from debleed.errors import DebleedError, ParameterError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".w64", ".caf")
@@ -26,14 +26,8 @@ def denoise_file(src: Path, dst: Path, denoiser, block: int) -> None:
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DebleedError(f"cannot read audio file {src}: {e}") from None
     y = denoise_signal(x, sr, denoiser=denoiser, block=block)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}{dst.suffix}")
-    try:
+    with atomic_path(dst) as tmp:
         sf.write(str(tmp), y, sr, subtype=info.subtype, format=info.format)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def cmd_denoise(args) -> int:

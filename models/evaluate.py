@@ -23,11 +23,11 @@ aligned by each processor's latency before measuring.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from debleed.fileio import atomic_path, atomic_write_text
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, VALID_KIT, render_scene
 
@@ -37,12 +37,6 @@ GATE_THRESHOLDS_DB = (-120,) + tuple(range(-70, -4, 5))
 GATE_RELEASES_MS = (10.0, 30.0, 60.0, 120.0, 250.0, 500.0)
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def gate_signal(x: np.ndarray, sample_rate: int, threshold_db: float, release_ms: float) -> np.ndarray:
@@ -140,10 +134,9 @@ def plot_mels(path, signals: dict, sample_rate: int) -> None:
         ax.set_ylabel("mel band")
     np.atleast_1d(axes)[-1].set_xlabel("time, s")
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes: int = 4,

@@ -12,13 +12,13 @@ delay-and-low-pass bleed is used (``room=False``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import lfilter
 
+from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
 from debleed.models.multitrack import PIECES, groove, render_multitrack, room_bleed_irs
 
@@ -146,8 +146,6 @@ def build_cache(path, *, kits, sample_rate: int, n_scenes: int, seconds: float, 
         noisy[i], clean[i] = sc.noisy[:n], sc.clean[:n]
     if not np.all(np.isfinite(noisy)):
         raise DebleedError(f"rendered scenes for {path} contain non-finite samples")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, noisy=noisy, clean=clean, sample_rate=np.int64(sample_rate))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, noisy=noisy, clean=clean, sample_rate=np.int64(sample_rate))
     return path

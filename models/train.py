@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
 from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache
 
@@ -81,9 +81,8 @@ class Loss:
 def _atomic_save(obj, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _crops(data, rng, batch: int, length: int):
@@ -209,10 +208,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     bar.close()
     v, vp = validate()
     out = Path(out) if out is not None else model_path(sample_rate)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    export_onnx(model.eval(), tmp, sample_rate=sample_rate)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        export_onnx(model.eval(), tmp, sample_rate=sample_rate)
     return {"sample_rate": sample_rate, "steps": step, "valid_loss": v, "valid_sisdr_db": vp["sisdr"],
             "onnx": str(out), "checkpoint": str(ckpt), "seconds": round(time.monotonic() - t0, 1)}
 
@@ -228,9 +225,8 @@ def export_checkpoint(ckpt, out) -> Path:
     model = SnareDenoiserNet(**st["config"])
     model.load_state_dict(st["model"])
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    export_onnx(model.eval(), tmp, sample_rate=int(st["sample_rate"]))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        export_onnx(model.eval(), tmp, sample_rate=int(st["sample_rate"]))
     return out
 
 

@@ -10,7 +10,6 @@ sees a half-written file under a final name; a crash leaves at most a temporary 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 
@@ -19,41 +18,13 @@ import soundfile as sf
 
 from debleed.errors import DebleedError
 
-TMP_SUFFIX = ".debleed-tmp"
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Open a binary temporary file beside ``path``; on success rename it to ``path``.
-
-    Yields
-    ------
-    file object
-        Opened ``"wb"``. On an exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+from debleed.fileio import TMP_SUFFIX, atomic_output  # noqa: F401  (re-exported for the offline commands)
 
 
 def remove_stale_tmp(folder) -> int:
     """Delete temporary files an interrupted run left in ``folder``; returns how many."""
     n = 0
-    for p in Path(folder).glob(f".*{TMP_SUFFIX}"):
+    for p in Path(folder).glob(f".*{TMP_SUFFIX}*"):
         with contextlib.suppress(OSError):
             p.unlink()
             n += 1

@@ -24,7 +24,7 @@ from debleed.errors import EngineError
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db
 from debleed.models.multitrack import PIECES, render_multitrack
 from debleed.rt.config import load_config
-from debleed.rt.engine import atomic_write_text
+from debleed.fileio import atomic_write_text
 from debleed.rt.player import play_record
 from debleed.rt.server import DummyServer, server_running
 

@@ -28,6 +28,7 @@ import numpy as np
 from debleed.dsp.chain import M_BAD, M_GR, run_block
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import EngineError
+from debleed.fileio import atomic_write_text
 from debleed.rt import _jackptr
 from debleed.rt.config import GigConfig
 from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_LATE, C_MAX_NS, C_MIDI_DROPPED,
@@ -39,12 +40,6 @@ ENGINES = ("cfunc", "python")
 MIN_MAX_BLOCK = 4096
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half file)."""
-    from debleed.rt.audiofile import atomic_output
-
-    with atomic_output(path) as fh:
-        fh.write(text.encode())
 
 
 class EngineBase:

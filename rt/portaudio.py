@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import time
 
-import numpy as np
 
 from debleed.errors import EngineError
 from debleed.rt.config import GigConfig

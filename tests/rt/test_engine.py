@@ -9,7 +9,6 @@ import time
 
 import jack
 import numpy as np
-import pytest
 
 from debleed.rt import _jackptr
 from debleed.rt.jack_cfunc import process_cfunc

@@ -1,0 +1,73 @@
+"""Atomic file writes, for every layer of debleed (imports nothing of the project).
+
+An output is written to a hidden temporary file in its destination folder
+(``.<name>.<pid>.debleed-tmp``, plus the real suffix where a writer picks its format from the
+name), flushed to disk, and renamed over the final name with :func:`os.replace`. A reader, or an
+interrupted run, never sees a half-written file under a final name; a crash leaves at most a
+temporary file, which :func:`debleed.rt.audiofile.remove_stale_tmp` deletes on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+TMP_SUFFIX = ".debleed-tmp"
+
+
+def tmp_path(path: Path, keep_suffix: bool = False) -> Path:
+    """The temporary name for ``path`` (hidden, in the same folder, tagged with the pid)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}" + (path.suffix if keep_suffix else ""))
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path with ``path``'s suffix; on success rename it to ``path``.
+
+    For writers that take a file name (soundfile, numpy, torch, matplotlib). On an exception the
+    temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path, keep_suffix=True)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Open a binary temporary file beside ``path``; on success rename it to ``path``.
+
+    Yields
+    ------
+    file object
+        Opened ``"wb"``. On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_output(path) as fh:
+        fh.write(text.encode())
