@@ -23,7 +23,7 @@ def tmp_path(path: Path, keep_suffix: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, keep_suffix: bool = True):
     """Yield a temporary path with ``path``'s suffix; on success rename it to ``path``.
 
     For writers that take a file name (soundfile, numpy, torch, matplotlib). On an exception the
@@ -31,7 +31,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path, keep_suffix=True)
+    tmp = tmp_path(path, keep_suffix=keep_suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -52,19 +52,8 @@ def atomic_output(path):
     file object
         Opened ``"wb"``. On an exception the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as fh:
+        yield fh
 
 
 def atomic_write_text(path, text: str) -> None:
