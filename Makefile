@@ -2,7 +2,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_RUNTIME := jackd2 libportaudio2 libsndfile1 hydrogen-drumkits
+APT_RUNTIME := jackd2 libportaudio2 libsndfile1 hydrogen-drumkits avldrums.lv2-soundfont sonic-pi-samples
 APT_BENCH   := lsp-plugins-jack
 PYTEST_ARGS ?=
 

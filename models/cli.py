@@ -101,7 +101,8 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="compare raw, best gate, denoiser and denoiser+gate on the held-out kit")
     e.add_argument("--out", default="eval-out", help="folder for eval.md, eval.json, mel.png (default eval-out)")
     e.add_argument("--rate", type=int, choices=(44100, 48000), default=48000, help="sample rate, Hz")
-    e.add_argument("--kit", default=VALID_KIT, help=f"Hydrogen kit (default {VALID_KIT!r}, held out of training)")
+    e.add_argument("--kit", default=VALID_KIT, help=f"kit: a Hydrogen kit, avldrums:STEM or sonic-pi "
+                   f"(default {VALID_KIT!r}, held out of training)")
     e.add_argument("--scenes", type=int, default=4, help="scenes per scenario (default 4)")
     e.add_argument("--seconds", type=float, default=10.0, help="length of each scene, s (default 10)")
     e.add_argument("--seed", type=int, default=1000, help="scene seed (default 1000)")

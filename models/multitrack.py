@@ -1,8 +1,16 @@
-"""Render real-drum multitracks with bleed from the installed Hydrogen drum kits.
+"""Render real-drum multitracks with bleed from installed sampled drum kits.
 
 The one multitrack renderer of debleed: the demo uses it, and so does data synthesis for the
-denoiser. Samples are read from Debian's ``hydrogen-drumkits`` (never copied into the repo);
-each kit's license is read from its ``drumkit.xml``.
+denoiser. Samples are read at run time from Debian packages (never copied into the repo, nothing
+written to disk):
+
+- Hydrogen kits of ``hydrogen-drumkits`` (:data:`ACOUSTIC_KITS`), by folder name; the license is
+  the ``<license>`` of the kit's ``drumkit.xml``;
+- the SoundFont 2 kits of ``avldrums.lv2-soundfont``, as ``"avldrums:STEM"`` where STEM is the
+  ``.sf2`` file's stem (:data:`EXTRA_KITS`); read with :mod:`debleed.models.sf2`;
+- the ``drum_*`` one-shots of ``sonic-pi-samples``, as ``"sonic-pi"`` (:data:`SONIC_PI_ROLES`).
+
+The licenses of the last two come from their packages' Debian copyright files.
 
 A render has, per piece (kick, snare, hihat, toms, cymbals): the *direct* signal (the piece
 alone, the clean target), and per close mic the *mic* signal: its own piece plus attenuated,
@@ -12,6 +20,7 @@ and the groove's MIDI notes (General MIDI drum map).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -22,15 +31,28 @@ import numpy as np
 import soundfile as sf
 
 from debleed.errors import DebleedError
+from debleed.models.sf2 import Sf2Source, read_sf2
 
 HYDROGEN_DIRS = (Path("/usr/share/hydrogen/data/drumkits"), Path.home() / ".hydrogen/data/drumkits")
-#: The acoustic kits of hydrogen-drumkits that debleed uses.
+#: The acoustic kits of hydrogen-drumkits that debleed uses (Hydrogen kits only).
 ACOUSTIC_KITS = ("ForzeeStereo", "BJA_Pacific", "The Black Pearl 1.0", "rumpf_kit_z01_h2",
                  "ColomboAcousticDrumkit")
+#: Kits from other Debian packages: the SF2 kits of avldrums.lv2-soundfont and the Sonic Pi
+#: one-shots of sonic-pi-samples.
+EXTRA_KITS = ("avldrums:Red_Zeppelin_4_LV2", "avldrums:Black_Pearl_4_LV2", "sonic-pi")
+AVLDRUMS_PREFIX = "avldrums:"
+#: Where avldrums.lv2-soundfont puts its SF2 files (the second holds links to the first).
+AVLDRUMS_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/lib/lv2/avldrums.lv2"))
+AVLDRUMS_COPYRIGHT = Path("/usr/share/doc/avldrums.lv2-soundfont/copyright")
+SONIC_PI_KIT = "sonic-pi"
+SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
+SONIC_PI_COPYRIGHT = Path("/usr/share/doc/sonic-pi-samples/copyright")
 PIECES = ("kick", "snare", "hihat", "toms", "cymbals")
 #: General MIDI drum notes used for the groove's MIDI.
 GM = {"kick": 36, "snare": 38, "hihat_closed": 42, "hihat_open": 46, "tom_low": 41, "tom_mid": 45,
       "tom_high": 48, "crash": 49, "ride": 51}
+#: The roles a kit can fill (the SF2 and Sonic Pi kits fill all of them).
+ROLES = tuple(GM)
 
 # instrument roles, by regex on the kit's instrument names (first match wins, in kit order)
 _ROLES = {
@@ -46,9 +68,50 @@ _ROLES = {
 }
 
 
+#: SF2 kits: per role, the General MIDI keys to try in order, and a pattern that a name of one of
+#: the key's samples must match (case-insensitive; SF2 names are cut at 20 characters, so
+#: "41-Ludwig16FloorTom-" is followed by "41-Ludwig16FloorTo-1") for the key to be taken. They
+#: guard against kits that put something else on a GM key: avldrums' 4-piece kits have two toms
+#: (41 floor tom, 43 its edge hit, 45 rack tom, 47 its edge hit), a hi-hat swish on 48 and a
+#: crash choke on 50, so ``tom_high`` falls through to 47, the rack tom's edge hit.
+SF2_ROLES = {
+    "kick": ((36, 35), r"kick|bass"),
+    "snare": ((38, 40), r"snare"),
+    "hihat_closed": ((42,), r"hat"),
+    "hihat_open": ((46,), r"hat"),
+    "tom_low": ((41, 43), r"tom"),
+    "tom_mid": ((45, 47), r"tom"),
+    "tom_high": ((48, 50, 47), r"tom"),
+    "crash": ((49, 57), r"crash"),
+    "ride": ((51, 59), r"ride"),
+}
+
+#: The Sonic Pi kit: per role, ``(file stem, min velocity, max velocity)`` layers. All but
+#: drum_heavy_kick, drum_cowbell, drum_roll and drum_cymbal_pedal (unused) are one recordist's
+#: kit (menegass, freesound 100051-100067). drum_cymbal_soft/hard are one cymbal at two
+#: dynamics (their long-term log spectra correlate at 0.84, as splash soft/hard do) with no ride
+#: among the samples, so that cymbal is ridden (``ride``) and the splash is the ``crash``.
+SONIC_PI_ROLES = {
+    "kick": (("drum_bass_soft", 0.0, 0.5), ("drum_bass_hard", 0.5, 1.0)),
+    "snare": (("drum_snare_soft", 0.0, 0.5), ("drum_snare_hard", 0.5, 1.0)),
+    "hihat_closed": (("drum_cymbal_closed", 0.0, 1.0),),
+    "hihat_open": (("drum_cymbal_open", 0.0, 1.0),),
+    "tom_low": (("drum_tom_lo_soft", 0.0, 0.5), ("drum_tom_lo_hard", 0.5, 1.0)),
+    "tom_mid": (("drum_tom_mid_soft", 0.0, 0.5), ("drum_tom_mid_hard", 0.5, 1.0)),
+    "tom_high": (("drum_tom_hi_soft", 0.0, 0.5), ("drum_tom_hi_hard", 0.5, 1.0)),
+    "crash": (("drum_splash_soft", 0.0, 0.5), ("drum_splash_hard", 0.5, 1.0)),
+    "ride": (("drum_cymbal_soft", 0.0, 0.5), ("drum_cymbal_hard", 0.5, 1.0)),
+}
+
+
 @dataclass
 class Instrument:
-    """One kit instrument: name and velocity layers ``(min, max, gain, path)`` (min/max in [0, 1])."""
+    """One kit instrument: name and velocity layers ``(min, max, gain, source)``.
+
+    ``min`` and ``max`` are velocities in [0, 1]; ``gain`` is linear; ``source`` is an audio
+    file (Path) or a zone of an SF2 file (:class:`debleed.models.sf2.Sf2Source`). Layers are
+    sorted by ``min``.
+    """
 
     name: str
     layers: list
@@ -56,7 +119,10 @@ class Instrument:
 
 @dataclass
 class Kit:
-    """A Hydrogen kit: name, folder, license text and the instruments found for each role."""
+    """A drum kit: name, where it lies, license text and the instrument of each role.
+
+    ``path`` is the Hydrogen kit folder, the SF2 file or the Sonic Pi samples folder.
+    """
 
     name: str
     path: Path
@@ -76,7 +142,8 @@ def find_kit_dir(name: str) -> Path:
         if (base / name / "drumkit.xml").is_file():
             return base / name
     raise DebleedError(f"drum kit {name!r} not found in {', '.join(map(str, HYDROGEN_DIRS))}: "
-                       "install Debian's hydrogen-drumkits (`apt-get install hydrogen-drumkits`)")
+                       "install Debian's hydrogen-drumkits (`apt-get install hydrogen-drumkits`); "
+                       f"other kits: {', '.join(EXTRA_KITS)}")
 
 
 def _strip_ns(root):
@@ -88,7 +155,35 @@ def _strip_ns(root):
 
 @lru_cache(maxsize=None)
 def load_kit(name: str) -> Kit:
-    """Parse a kit's ``drumkit.xml`` and assign instruments to roles (kick, snare, ...)."""
+    """Load a kit by name and assign its instruments to roles (kick, snare, ...).
+
+    Parameters
+    ----------
+    name : str
+        A Hydrogen kit folder name (e.g. one of :data:`ACOUSTIC_KITS`), ``"avldrums:STEM"`` for
+        an SF2 kit of avldrums.lv2-soundfont, or ``"sonic-pi"`` (see :data:`EXTRA_KITS`).
+
+    Returns
+    -------
+    Kit
+        Hydrogen kits have the roles their instrument names match (at least kick, snare and
+        hihat_closed); the SF2 and Sonic Pi kits have all of :data:`ROLES`.
+
+    Raises
+    ------
+    DebleedError
+        If the kit is not installed (names the Debian package), an ``avldrums:`` stem is unknown
+        (lists those installed), or a role cannot be filled.
+    """
+    if name.startswith(AVLDRUMS_PREFIX):
+        return _load_sf2_kit(name)
+    if name == SONIC_PI_KIT:
+        return _load_sonic_pi_kit()
+    return _load_hydrogen_kit(name)
+
+
+def _load_hydrogen_kit(name: str) -> Kit:
+    """Parse a Hydrogen kit's ``drumkit.xml`` and assign instruments to roles by name."""
     path = find_kit_dir(name)
     root = _strip_ns(ET.parse(path / "drumkit.xml").getroot())
     lic = (root.findtext("license") or "unknown").strip()
@@ -123,10 +218,170 @@ def load_kit(name: str) -> Kit:
     return kit
 
 
+def avldrums_stems() -> list[str]:
+    """Stems of the installed avldrums.lv2-soundfont SF2 files (sorted; empty if none)."""
+    return sorted({p.stem for d in AVLDRUMS_DIRS if d.is_dir() for p in d.glob("*.sf2")})
+
+
+def _find_sf2(name: str) -> Path:
+    stem = name[len(AVLDRUMS_PREFIX):]
+    for d in AVLDRUMS_DIRS:
+        if stem and "/" not in stem and (d / f"{stem}.sf2").is_file():
+            return d / f"{stem}.sf2"
+    have = avldrums_stems()
+    where = ", ".join(map(str, AVLDRUMS_DIRS))
+    if not have:
+        raise DebleedError(f"drum kit {name!r}: no SF2 files in {where}: install Debian's "
+                           "avldrums.lv2-soundfont (`apt-get install avldrums.lv2-soundfont`)")
+    raise DebleedError(f"drum kit {name!r}: no SF2 file {stem + '.sf2'!r} in {where} (installed: "
+                       f"{', '.join(AVLDRUMS_PREFIX + s for s in have)}; more come with Debian's "
+                       "avldrums.lv2-soundfont)")
+
+
+def _dep5(path: Path) -> list[dict]:
+    """The paragraphs of a Debian machine-readable copyright file (DEP-5) as dicts.
+
+    Field names are lower-cased; continuation lines are joined with newlines, "." lines dropped.
+    """
+    paras, cur, key = [], {}, None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            if cur:
+                paras.append(cur)
+            cur, key = {}, None
+        elif line[0] in " \t":
+            if key is not None and line.strip() != ".":
+                cur[key] = (cur[key] + "\n" + line.strip()).strip()
+        elif ":" in line:
+            key, value = line.split(":", 1)
+            key = key.strip().lower()
+            cur[key] = value.strip()
+    if cur:
+        paras.append(cur)
+    return paras
+
+
+def _dep5_match(paras: list[dict], file_path: str) -> dict | None:
+    """The paragraph that governs ``file_path`` (the last whose Files patterns match it)."""
+    hit = None
+    for p in paras:
+        if any(fnmatch.fnmatchcase(file_path, pat) for pat in p.get("files", "").split()):
+            hit = p
+    return hit
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0].strip() if text.strip() else ""
+
+
+def _sf2_license(sf2_path: Path, info: dict) -> str:
+    """License of an avldrums SF2: its Debian copyright paragraph, and the SF2's own INFO."""
+    own = "; ".join(f"SF2 {k}: {info[k]}" for k in ("ICOP", "IENG") if info.get(k))
+    para = _dep5_match(_dep5(AVLDRUMS_COPYRIGHT), f"sf2/{sf2_path.name}") if AVLDRUMS_COPYRIGHT.is_file() else None
+    if para is None or not para.get("license"):
+        return f"{info.get('ICOP') or 'unknown'} ({own}; {AVLDRUMS_COPYRIGHT} not found or silent)"
+    return (f"{_first_line(para['license'])}, Copyright {' '.join(para.get('copyright', '').split())} "
+            f"(Debian avldrums.lv2-soundfont, {AVLDRUMS_COPYRIGHT}, Files: {para['files']}; {own})")
+
+
+def _sf2_layer_name(names: list[str]) -> str:
+    """The first sample's name without its layer number ("38-PearlSnare-1" -> "38-PearlSnare")."""
+    return re.sub(r"[-_ ]*\d*$", "", names[0]) or names[0]
+
+
+def _load_sf2_kit(name: str) -> Kit:
+    """An avldrums SF2 kit: each role is the zones of one General MIDI key of the first preset.
+
+    Notes
+    -----
+    The preset is the file's first by (bank, program); a role takes the first key of
+    :data:`SF2_ROLES` not taken by an earlier role that plays a sample named like the role.
+    Each zone becomes a layer: MIDI velocities ``lo..hi`` become the velocity range
+    ``((lo - 1) / 127, hi / 127)``, i.e. a velocity ``v`` in (0, 1] plays the zone whose MIDI range
+    holds ``ceil(127 v)``, so the layers tile (0, 1] without gaps; the gain is
+    ``10 ** (-initialAttenuation / 200)`` (centibels, SF2 spec 8.1.3); the source is the zone's
+    frames at the sample's own rate, a stereo pair averaged to mono (the avldrums files hold
+    only mono 44.1 kHz samples and no initialAttenuation, so their gains are 1). Zones with a velocity range
+    already taken for that key (round robins, the other half of a stereo pair) are skipped: the
+    first in file order plays.
+    """
+    path = _find_sf2(name)
+    sfont = read_sf2(path)
+    if not sfont.presets:
+        raise DebleedError(f"drum kit {name!r}: {path} has no presets")
+    preset = sfont.presets[0]
+    kit = Kit(name=name, path=path, license=_sf2_license(path, sfont.info))
+    taken, tried = set(), {}
+    for role, (keys, pattern) in SF2_ROLES.items():
+        for key in keys:
+            zones = preset.zones_for_key(key)
+            names = [sfont.samples[z.sample].name for z in zones]
+            tried.setdefault(role, []).append(f"{key}: {_sf2_layer_name(names) if names else 'nothing'}")
+            if key in taken or not zones or not any(re.search(pattern, n, re.I) for n in names):
+                continue
+            layers, seen = [], set()
+            for z in zones:
+                if z.vel_range in seen:
+                    continue
+                seen.add(z.vel_range)
+                layers.append(((z.vel_range[0] - 1) / 127.0 if z.vel_range[0] > 0 else 0.0,
+                               z.vel_range[1] / 127.0, 10.0 ** (-z.attenuation_cb / 200.0), sfont.source(z)))
+            layers.sort(key=lambda v: (v[0], v[1]))
+            kit.roles[role] = Instrument(f"{zones[0].instrument} (key {key}: {_sf2_layer_name(names)})", layers)
+            taken.add(key)
+            break
+        else:
+            raise DebleedError(f"drum kit {name!r}: no key of preset {preset.name!r} in {path} plays a "
+                               f"{role} (tried {'; '.join(tried[role])}; wanted sample names matching "
+                               f"{pattern!r})")
+    return kit
+
+
+def _sonic_pi_license(files: list[str]) -> str:
+    """Per-file licenses of Sonic Pi samples from Debian's sonic-pi-samples copyright file."""
+    if not SONIC_PI_COPYRIGHT.is_file():
+        return f"unknown: {SONIC_PI_COPYRIGHT} not found (Debian sonic-pi-samples)"
+    paras = _dep5(SONIC_PI_COPYRIGHT)
+    parts, kinds = [], []
+    for fn in files:
+        p = _dep5_match(paras, f"etc/samples/{fn}") or {}
+        lic = _first_line(p.get("license", "")) or "unknown"
+        kinds.append(lic)
+        parts.append(f"{fn}: {lic}, {' '.join(p.get('copyright', '?').split())}"
+                     + (f", {p['source']}" if p.get("source") else ""))
+    return f"{'/'.join(sorted(set(kinds)))} per file ({SONIC_PI_COPYRIGHT}): " + "; ".join(parts)
+
+
+def _load_sonic_pi_kit() -> Kit:
+    """The Sonic Pi one-shots of :data:`SONIC_PI_ROLES` as a kit (gains 1, files at 44.1 kHz)."""
+    kit = Kit(name=SONIC_PI_KIT, path=SONIC_PI_DIR, license="")
+    files = []
+    for role, layers in SONIC_PI_ROLES.items():
+        out = []
+        for stem, lo, hi in layers:
+            p = SONIC_PI_DIR / f"{stem}.flac"
+            if not p.is_file():
+                raise DebleedError(f"drum kit {SONIC_PI_KIT!r}: {p} not found: install Debian's "
+                                   "sonic-pi-samples (`apt-get install sonic-pi-samples`)")
+            out.append((lo, hi, 1.0, p))
+            files.append(p.name)
+        kit.roles[role] = Instrument("/".join(s for s, _, _ in layers), out)
+    kit.license = _sonic_pi_license(files)
+    return kit
+
+
 @lru_cache(maxsize=512)
-def _read_sample(path: Path, sample_rate: int) -> np.ndarray:
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = data.mean(axis=1)
+def _read_sample(source, sample_rate: int) -> np.ndarray:
+    """A layer's audio as mono float32 (n_frames,) at ``sample_rate`` Hz (soxr where needed).
+
+    ``source`` is an audio file (Path; channels averaged) or an
+    :class:`~debleed.models.sf2.Sf2Source`.
+    """
+    if isinstance(source, Sf2Source):
+        mono, sr = source.read(), source.sample_rate
+    else:
+        data, sr = sf.read(str(source), dtype="float32", always_2d=True)
+        mono = data.mean(axis=1)
     if sr != sample_rate:
         import soxr
 
@@ -135,7 +390,11 @@ def _read_sample(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def instrument_hit(inst: Instrument, velocity: float, sample_rate: int) -> np.ndarray:
-    """The one-shot of ``inst`` for ``velocity`` in (0, 1], scaled by velocity, mono float32."""
+    """The one-shot of ``inst`` for ``velocity`` in (0, 1], scaled by velocity, mono float32.
+
+    Plays the first layer (in ``min`` order) whose ``[min, max]`` holds ``velocity``, else the
+    last layer.
+    """
     layer = inst.layers[-1]
     for lo, hi, gain, p in inst.layers:
         if lo <= velocity <= hi:
@@ -295,7 +554,8 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
     Parameters
     ----------
     kit : str
-        Installed Hydrogen kit (see :data:`ACOUSTIC_KITS`); default "ForzeeStereo".
+        Installed kit (see :func:`load_kit`): a Hydrogen kit (:data:`ACOUSTIC_KITS`),
+        ``"avldrums:STEM"`` or ``"sonic-pi"`` (:data:`EXTRA_KITS`); default "ForzeeStereo".
     seconds : float
         Length, s, > 0; default 8.
     sample_rate : int
