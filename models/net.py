@@ -4,8 +4,13 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
 
 - encoder: ``Conv1d(1, n_filters, window, stride=hop)`` over the last ``window`` samples
   (``window = 2 * hop``), i.e. one frame per hop;
-- mask estimator: per frame, log power of the filterbank, a linear layer, a stacked GRU over
-  frames (causal by construction), a linear layer and a sigmoid (one mask value per filter);
+- context features (``context > window``): a fixed causal constant-Q filterbank over the last
+  ``context`` samples (complex Hann-windowed exponentials, right-aligned so they end at the
+  newest sample), for the frequency resolution the short synthesis window lacks (snare body
+  against toms and kick). It looks only into the past, so it adds no latency;
+- mask estimator: per frame, log power of the filterbank (and of the context features), a
+  linear layer, a stacked GRU over frames (causal by construction), a linear layer and a
+  sigmoid (one mask value per filter);
 - decoder: ``ConvTranspose1d(n_filters, 1, window, stride=hop)`` with overlap-add.
 
 :meth:`SnareDenoiserNet.forward` is the streaming step and also the training forward: it takes
@@ -26,6 +31,33 @@ from torch import nn
 STATE_NAMES = ("enc_state", "gru_state", "ola_state")
 
 
+def constant_q_kernels(context: int, n_bins: int, sample_rate: float, *, f_min: float = 40.0,
+                       f_max: float = 16000.0, q: float = 8.0):
+    """Causal constant-Q analysis filters, shape ``(2 * n_bins, context)`` (cos rows, then sin rows).
+
+    Bin ``k`` is centred on ``f_k``, geometrically spaced from ``f_min`` to ``min(f_max, 0.45 *
+    sample_rate)`` Hz, with a periodic Hann window of ``min(context, q * sample_rate / f_k)``
+    samples placed at the end of the ``context``-sample span (the newest samples), normalised to
+    unit sum: the transform of Brown, "Calculation of a constant Q spectral transform", JASA 89
+    (1991), made causal by right-aligning the windows (no look-ahead).
+    """
+    import math
+
+    f_hi = min(float(f_max), 0.45 * float(sample_rate))
+    freqs = torch.tensor([f_min * (f_hi / f_min) ** (k / max(n_bins - 1, 1)) for k in range(n_bins)],
+                         dtype=torch.float64)
+    ker = torch.zeros(2 * n_bins, context, dtype=torch.float64)
+    for k, f in enumerate(freqs.tolist()):
+        length = int(min(context, max(8, round(q * sample_rate / f))))
+        n = torch.arange(length, dtype=torch.float64)
+        w = 0.5 - 0.5 * torch.cos(2.0 * math.pi * n / length)
+        w = w / w.sum()
+        ph = 2.0 * math.pi * f / sample_rate * n
+        ker[k, context - length:] = w * torch.cos(ph)
+        ker[n_bins + k, context - length:] = w * torch.sin(ph)
+    return ker.float()
+
+
 class SnareDenoiserNet(nn.Module):
     """Causal streaming filterbank-mask denoiser.
 
@@ -39,14 +71,32 @@ class SnareDenoiserNet(nn.Module):
         GRU width; default 128.
     layers : int
         GRU layers; default 2.
+    context : int
+        Samples of past the mask estimator sees, a multiple of ``hop`` and >= ``window``; default
+        ``window`` (no context features). Adds no latency.
+    cq_bins : int
+        Constant-Q context bins (used when ``context > window``); default 64.
+    sample_rate : int
+        Hz, for the constant-Q centre frequencies; default 48000.
     """
 
-    def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2):
+    def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
+                 context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
+        self.context = self.window if context is None else int(context)
+        if self.context < self.window or self.context % self.hop:
+            raise ValueError(f"context must be a multiple of hop ({hop}) and >= window ({self.window}), got {context}")
+        self.cq_bins = int(cq_bins) if self.context > self.window else 0
+        self.sample_rate = int(sample_rate)
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
-        self.inp = nn.Linear(n_filters, hidden)
+        if self.cq_bins:
+            self.cq = nn.Conv1d(1, 2 * self.cq_bins, self.context, stride=hop, bias=False)
+            with torch.no_grad():
+                self.cq.weight.copy_(constant_q_kernels(self.context, self.cq_bins, self.sample_rate).unsqueeze(1))
+            self.cq.weight.requires_grad_(False)
+        self.inp = nn.Linear(n_filters + self.cq_bins, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
         self.decoder = nn.ConvTranspose1d(n_filters, 1, self.window, stride=hop, bias=False)
@@ -75,11 +125,15 @@ class SnareDenoiserNet(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments (saved in checkpoints and ONNX metadata)."""
-        return {"hop": self.hop, "n_filters": self.n_filters, "hidden": self.hidden, "layers": self.layers}
+        cfg = {"hop": self.hop, "n_filters": self.n_filters, "hidden": self.hidden, "layers": self.layers}
+        if self.cq_bins:
+            cfg.update(context=self.context, cq_bins=self.cq_bins, sample_rate=self.sample_rate)
+        return cfg
 
     def zero_state(self, batch: int = 1):
-        """Zero streaming state ``(enc_state (B, hop), gru_state (layers, B, hidden), ola_state (B, hop))``."""
-        return (torch.zeros(batch, self.hop), torch.zeros(self.layers, batch, self.hidden),
+        """Zero streaming state ``(enc_state (B, context - hop), gru_state (layers, B, hidden),
+        ola_state (B, hop))``."""
+        return (torch.zeros(batch, self.context - self.hop), torch.zeros(self.layers, batch, self.hidden),
                 torch.zeros(batch, self.hop))
 
     def forward(self, audio, enc_state, gru_state, ola_state):
@@ -89,8 +143,8 @@ class SnareDenoiserNet(nn.Module):
         ----------
         audio : Tensor (B, T * hop)
             Input samples, T >= 1.
-        enc_state : Tensor (B, hop)
-            The previous ``hop`` input samples (zeros at start).
+        enc_state : Tensor (B, context - hop)
+            The previous ``context - hop`` input samples (zeros at start).
         gru_state : Tensor (layers, B, hidden)
         ola_state : Tensor (B, hop)
             Overlap-add tail of the previous chunk (zeros at start).
@@ -103,15 +157,20 @@ class SnareDenoiserNet(nn.Module):
             The state for the next chunk.
         """
         hop = self.hop
-        x = torch.cat([enc_state, audio], dim=-1)
-        frames = self.encoder(x.unsqueeze(1))                      # (B, N, T)
-        feat = 0.1 * torch.log(frames * frames + 1e-9).transpose(1, 2)
+        x = torch.cat([enc_state, audio], dim=-1)                  # (B, context - hop + T * hop)
+        frames = self.encoder(x[:, self.context - self.window:].unsqueeze(1))  # (B, N, T)
+        feat = 0.1 * torch.log(frames * frames + 1e-9)
+        if self.cq_bins:
+            c = self.cq(x.unsqueeze(1))                           # (B, 2K, T)
+            c = c * c
+            feat = torch.cat([feat, 0.1 * torch.log(c[:, :self.cq_bins] + c[:, self.cq_bins:] + 1e-9)], dim=1)
+        feat = feat.transpose(1, 2)
         z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
         mask = torch.sigmoid(self.out(z)).transpose(1, 2)         # (B, N, T)
         y = self.decoder(frames * mask).squeeze(1)                 # (B, (T + 1) * hop)
         y = torch.cat([y[:, :hop] + ola_state, y[:, hop:]], dim=-1)
         n = audio.shape[-1]
-        return y[:, :n], x[:, -hop:], gru_out, y[:, n:]
+        return y[:, :n], x[:, -(self.context - hop):], gru_out, y[:, n:]
 
     def run(self, audio):
         """Whole-signal (one-shot) output from zero state; ``audio`` (B, T * hop)."""
@@ -121,7 +180,7 @@ class SnareDenoiserNet(nn.Module):
 def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int = 17) -> None:
     """Export the streaming step to ONNX with named state inputs and outputs.
 
-    Inputs ``audio`` (1, n) with n a multiple of ``hop``, ``enc_state`` (1, hop), ``gru_state``
+    Inputs ``audio`` (1, n) with n a multiple of ``hop``, ``enc_state`` (1, context - hop), ``gru_state``
     (layers, 1, hidden), ``ola_state`` (1, hop); outputs ``denoised`` (1, n) and
     ``enc_state_out``, ``gru_state_out``, ``ola_state_out``. The metadata holds ``hop``,
     ``window``, ``sample_rate`` and the constructor arguments.

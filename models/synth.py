@@ -22,9 +22,18 @@ from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
 from debleed.models.multitrack import PIECES, groove, render_multitrack, room_bleed_irs
 
-#: Kits used for training; the held-out validation kit is :data:`VALID_KIT`.
-TRAIN_KITS = ("ForzeeStereo", "BJA_Pacific", "rumpf_kit_z01_h2", "ColomboAcousticDrumkit")
+#: Kits used for training: four Hydrogen kits and the Sonic Pi one-shots.
+TRAIN_KITS = ("ForzeeStereo", "BJA_Pacific", "rumpf_kit_z01_h2", "ColomboAcousticDrumkit", "sonic-pi")
+#: The held-out validation kit (``debleed eval``'s default).
 VALID_KIT = "The Black Pearl 1.0"
+#: Kits never used in training. The avldrums SF2 kits are by the author of The Black Pearl and
+#: share its closed hi-hat recording (sample for sample) and, for Black_Pearl_4_LV2, other takes
+#: of its drums: training on them would leak the validation kit, so they are held out as well
+#: and serve as a second validation kit (``debleed eval --kit avldrums:Red_Zeppelin_4_LV2``).
+HELD_OUT_KITS = (VALID_KIT, "avldrums:Black_Pearl_4_LV2", "avldrums:Red_Zeppelin_4_LV2")
+#: Bleed level range of training scenes, dB relative to the snare: a quiet studio to a loud
+#: stage with wedges, a little past the -10 dB of the loud-stage evaluation.
+TRAIN_BLEED_DB = (-40.0, -6.0)
 #: Ghost notes are snare hits below this velocity (linear; the groove draws them 20-35 dB down).
 GHOST_VELOCITY = 0.2
 #: Loud hits are snare hits at or above this velocity.
@@ -99,7 +108,7 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
         Random seed: the same seed gives the same scene.
     bleed_db : float, optional
         Overall bleed level relative to the snare, dB (each piece varies by -6..+3 dB around
-        it); default random in -40..-10.
+        it); default random in :data:`TRAIN_BLEED_DB` (-40..-6).
     room : bool
         Bleed through a random pyroomacoustics room (RT60 0.2-1.0 s, cardioid mic); default True.
     augment : bool
@@ -114,7 +123,7 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
                       swell_prob=0.5, ride_prob=0.3)
     else:
         hits = groove(seconds, sample_rate, bpm=bpm, seed=seed, swell_prob=0.5, ride_prob=0.3)
-    level = float(rng.uniform(-40.0, -10.0)) if bleed_db is None else float(bleed_db)
+    level = float(rng.uniform(*TRAIN_BLEED_DB)) if bleed_db is None else float(bleed_db)
     per_piece = {p: level + float(rng.uniform(-6.0, 3.0)) for p in PIECES if p != "snare"}
     irs = room_bleed_irs(sample_rate, rng) if room else None
     mt = render_multitrack(kit=kit, seconds=seconds, sample_rate=sample_rate, bpm=bpm, seed=seed,
@@ -140,6 +149,9 @@ def build_cache(path, *, kits, sample_rate: int, n_scenes: int, seconds: float, 
     n = int(round(seconds * sample_rate))
     noisy = np.zeros((n_scenes, n), np.float32)
     clean = np.zeros((n_scenes, n), np.float32)
+    if set(kits) & set(HELD_OUT_KITS) and set(kits) - set(HELD_OUT_KITS):
+        raise DebleedError(f"kits {sorted(set(kits) & set(HELD_OUT_KITS))} are held out for validation "
+                           f"and cannot be mixed with training kits {sorted(set(kits) - set(HELD_OUT_KITS))}")
     for i in tqdm(range(n_scenes), desc=f"render {path.name}", disable=not progress):
         sc = render_scene(kit=kits[i % len(kits)], sample_rate=sample_rate, seconds=seconds,
                           seed=seed * 100003 + i, room=room)

@@ -10,12 +10,13 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def exported(torch_installed, tmp_path_factory):
-    """A randomly initialised default-size network, exported to ONNX."""
+    """A randomly initialised network of the shipped architecture, exported to ONNX."""
     torch = torch_installed
     from debleed.models.net import SnareDenoiserNet, export_onnx
+    from debleed.models.train import DEFAULT_MODEL
 
     torch.manual_seed(0)
-    net = SnareDenoiserNet().eval()
+    net = SnareDenoiserNet(**DEFAULT_MODEL).eval()
     with torch.no_grad():  # make the mask vary so the comparison means something
         net.out.bias.normal_(0.0, 1.0)
     path = tmp_path_factory.mktemp("export") / "net.onnx"
@@ -63,3 +64,26 @@ def test_training_smoke_resume_and_export(torch_installed, tmp_path):
     y = np.empty_like(x)
     d.process(x[:128], y[:128])
     assert np.all(np.isfinite(y[:128]))
+
+
+def test_constant_q_context_is_causal_and_tuned(torch_installed):
+    """Each context filter sits on its centre frequency and only reads the newest samples."""
+    import math
+
+    from debleed.models.net import constant_q_kernels
+
+    rate, context, bins = 48000, 1024, 32
+    ker = constant_q_kernels(context, bins, rate).double().numpy()
+    assert ker.shape == (2 * bins, context)
+    f_hi = min(16000.0, 0.45 * rate)
+    freqs = [40.0 * (f_hi / 40.0) ** (k / (bins - 1)) for k in range(bins)]
+    t = np.arange(context) / rate
+    for k in (0, bins // 2, bins - 1):
+        power = []
+        for f in freqs:
+            x = np.cos(2 * math.pi * f * t + 0.3)
+            power.append(np.dot(ker[k], x) ** 2 + np.dot(ker[bins + k], x) ** 2)
+        assert int(np.argmax(power)) == k
+        # high bins use short windows at the end of the span: the oldest samples are unused
+        length = int(min(context, max(8, round(8.0 * rate / freqs[k]))))
+        assert np.all(ker[k, :context - length] == 0.0) and np.any(ker[k, context - length:] != 0.0)
