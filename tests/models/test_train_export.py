@@ -87,3 +87,38 @@ def test_constant_q_context_is_causal_and_tuned(torch_installed):
         # high bins use short windows at the end of the span: the oldest samples are unused
         length = int(min(context, max(8, round(8.0 * rate / freqs[k]))))
         assert np.all(ker[k, :context - length] == 0.0) and np.any(ker[k, context - length:] != 0.0)
+
+
+def test_frame_level_loss_weighs_ghost_notes_like_accents(torch_installed):
+    """Halving a ghost note 30 dB under an accent costs what halving the accent costs."""
+    torch = torch_installed
+    from debleed.models.train import frame_level_loss
+
+    rng = np.random.default_rng(0)
+    n = 4096
+    burst = rng.standard_normal(1024)  # unit power: the -50 dB floor stays far below both hits
+    ref = np.zeros(n)
+    ref[512:1536] = burst                      # accent
+    ref[2560:3584] = 10 ** (-30 / 20) * burst  # ghost note, -30 dB
+    quiet_accent, quiet_ghost = ref.copy(), ref.copy()
+    quiet_accent[512:1536] *= 0.5
+    quiet_ghost[2560:3584] *= 0.5
+    t = lambda a: torch.tensor(a[None], dtype=torch.float32)  # noqa: E731
+    la = float(frame_level_loss(t(quiet_accent), t(ref)))
+    lg = float(frame_level_loss(t(quiet_ghost), t(ref)))
+    assert la > 0.0 and abs(la - lg) < 0.05 * la
+    # residual bleed between hits keeps costing until it is far down
+    for level_db in (-10, -20, -30):
+        bleed = ref + 10 ** (level_db / 20) * rng.standard_normal(n) * 0.1
+        more = ref + 10 ** ((level_db + 10) / 20) * rng.standard_normal(n) * 0.1
+        assert float(frame_level_loss(t(more), t(ref))) > float(frame_level_loss(t(bleed), t(ref)))
+
+
+def test_held_out_kits_cannot_enter_training_scenes(tmp_path):
+    from debleed.errors import DebleedError
+    from debleed.models.synth import build_cache
+
+    with pytest.raises(DebleedError, match="held out"):
+        build_cache(tmp_path / "x.npz", kits=("ForzeeStereo", "avldrums:Red_Zeppelin_4_LV2"),
+                    sample_rate=48000, n_scenes=2, seconds=1.0, seed=0, progress=False)
+    assert not (tmp_path / "x.npz").exists()
