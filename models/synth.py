@@ -146,12 +146,12 @@ def build_cache(path, *, kits, sample_rate: int, n_scenes: int, seconds: float, 
     from tqdm import tqdm
 
     path = Path(path)
-    n = int(round(seconds * sample_rate))
-    noisy = np.zeros((n_scenes, n), np.float32)
-    clean = np.zeros((n_scenes, n), np.float32)
     if set(kits) & set(HELD_OUT_KITS) and set(kits) - set(HELD_OUT_KITS):
         raise DebleedError(f"kits {sorted(set(kits) & set(HELD_OUT_KITS))} are held out for validation "
                            f"and cannot be mixed with training kits {sorted(set(kits) - set(HELD_OUT_KITS))}")
+    n = int(round(seconds * sample_rate))
+    noisy = np.zeros((n_scenes, n), np.float32)
+    clean = np.zeros((n_scenes, n), np.float32)
     for i in tqdm(range(n_scenes), desc=f"render {path.name}", disable=not progress):
         sc = render_scene(kit=kits[i % len(kits)], sample_rate=sample_rate, seconds=seconds,
                           seed=seed * 100003 + i, room=room)

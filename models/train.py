@@ -197,18 +197,20 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
                     seconds=scene_s, seed=seed + 2, progress=progress)
     data = dict(np.load(train_npz))
     valid = dict(np.load(valid_npz))
+    init_state = torch.load(init, weights_only=False) if init is not None else None
     if model_kwargs is None:
-        model_kwargs = dict(DEFAULT_MODEL, sample_rate=int(sample_rate))
-        if init is not None:  # fine-tuning keeps the architecture (and filters) of the start weights
-            model_kwargs = dict(torch.load(init, weights_only=False)["config"])
+        # fine-tuning keeps the architecture (and filters) of the start weights
+        model_kwargs = (dict(init_state["config"]) if init_state is not None
+                        else dict(DEFAULT_MODEL, sample_rate=int(sample_rate)))
     model = SnareDenoiserNet(**model_kwargs)
     hop = model.hop
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
     # The filterbank starts as a perfect-reconstruction frame with weights of about 0.04: at
     # the mask network's learning rate Adam's first steps scramble it (the output fell 40 dB
     # in 100 steps), so it learns 20 times slower. Warm-up 100 steps, then cosine to 10 %.
-    fb = [p for n, p in model.named_parameters() if n.startswith(("encoder.", "decoder."))]
-    rest = [p for n, p in model.named_parameters() if not n.startswith(("encoder.", "decoder."))]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not the fixed constant-Q
+    fb = [p for n, p in trained if n.startswith(("encoder.", "decoder."))]
+    rest = [p for n, p in trained if not n.startswith(("encoder.", "decoder."))]
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": fb, "lr": lr / 20.0}])
     warm = 100 if init is None else 1
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -224,9 +226,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         step = int(st["step"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
-    elif init is not None:
-        st = torch.load(init, weights_only=False)
-        model.load_state_dict(st["model"])
+    elif init_state is not None:
+        model.load_state_dict(init_state["model"])
     loss_fn = Loss(**(loss_kwargs or {}))
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
     vx, vy = _crops(valid, np.random.default_rng(99), 8, vlen)
