@@ -36,7 +36,9 @@ from debleed.models.sf2 import Sf2Source, read_sf2
 HYDROGEN_DIRS = (Path("/usr/share/hydrogen/data/drumkits"), Path.home() / ".hydrogen/data/drumkits")
 #: The acoustic kits of hydrogen-drumkits that debleed uses (Hydrogen kits only).
 ACOUSTIC_KITS = ("ForzeeStereo", "BJA_Pacific", "The Black Pearl 1.0", "rumpf_kit_z01_h2",
-                 "ColomboAcousticDrumkit")
+                 "ColomboAcousticDrumkit", "Millo-Drums_v.1", "Millo_MultiLayered2", "Millo_MultiLayered3")
+#: Debian's copyright file of hydrogen-drumkits: the license of kits whose ``drumkit.xml`` has none.
+HYDROGEN_COPYRIGHT = Path("/usr/share/doc/hydrogen-drumkits/copyright")
 #: Kits from other Debian packages: the SF2 kits of avldrums.lv2-soundfont and the Sonic Pi
 #: one-shots of sonic-pi-samples.
 EXTRA_KITS = ("avldrums:Red_Zeppelin_4_LV2", "avldrums:Black_Pearl_4_LV2", "sonic-pi")
@@ -66,6 +68,9 @@ _ROLES = {
     "crash": (r"crash", r"ride|flink|choke|bell"),
     "ride": (r"ride", r"bell|crash|flink|bow|cup"),
 }
+#: Per kit, roles whose instrument the name patterns get wrong: ``{kit: {role: instrument name}}``.
+#: Millo_MultiLayered3's main snare is called "Snare Rock" (the other is a roll).
+_KIT_ROLE_OVERRIDES = {"Millo_MultiLayered3": {"snare": "Snare Rock"}}
 
 
 #: SF2 kits: per role, the General MIDI keys to try in order, and a pattern that a name of one of
@@ -186,7 +191,7 @@ def _load_hydrogen_kit(name: str) -> Kit:
     """Parse a Hydrogen kit's ``drumkit.xml`` and assign instruments to roles by name."""
     path = find_kit_dir(name)
     root = _strip_ns(ET.parse(path / "drumkit.xml").getroot())
-    lic = (root.findtext("license") or "unknown").strip()
+    lic = (root.findtext("license") or "").strip() or _hydrogen_license(name)
     instruments = []
     for inst in root.iter("instrument"):
         iname = (inst.findtext("name") or "").strip()
@@ -202,7 +207,14 @@ def _load_hydrogen_kit(name: str) -> Kit:
             instruments.append(Instrument(iname, sorted(layers, key=lambda v: v[0])))
     kit = Kit(name=name, path=path, license=lic)
     taken = set()
+    for role, iname in _KIT_ROLE_OVERRIDES.get(name, {}).items():
+        inst = next((i for i in instruments if i.name == iname), None)
+        if inst is not None:
+            kit.roles[role] = inst
+            taken.add(id(inst))
     for role, (pattern, exclude) in _ROLES.items():
+        if role in kit.roles:
+            continue
         for inst in instruments:
             low = inst.name.lower()
             if id(inst) in taken:
@@ -216,6 +228,16 @@ def _load_hydrogen_kit(name: str) -> Kit:
             raise DebleedError(f"kit {name!r}: no instrument found for {must} "
                                f"(instruments: {', '.join(i.name for i in instruments)})")
     return kit
+
+
+def _hydrogen_license(name: str) -> str:
+    """License of a Hydrogen kit from Debian's hydrogen-drumkits copyright file ("unknown" if silent)."""
+    para = (_dep5_match(_dep5(HYDROGEN_COPYRIGHT), f"drumkits/{name}.h2drumkit")
+            if HYDROGEN_COPYRIGHT.is_file() else None)
+    if para is None or not para.get("license"):
+        return "unknown"
+    return (f"{_first_line(para['license'])}, Copyright {' '.join(para.get('copyright', '').split())} "
+            f"(Debian hydrogen-drumkits, {HYDROGEN_COPYRIGHT})")
 
 
 def avldrums_stems() -> list[str]:
@@ -371,11 +393,13 @@ def _load_sonic_pi_kit() -> Kit:
 
 
 @lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def _read_sample(source, sample_rate: int) -> np.ndarray:
     """A layer's audio as mono float32 (n_frames,) at ``sample_rate`` Hz (soxr where needed).
 
     ``source`` is an audio file (Path; channels averaged) or an
-    :class:`~debleed.models.sf2.Sf2Source`.
+    :class:`~debleed.models.sf2.Sf2Source`. Cached (kits are read-only package files); the
+    returned array is read-only.
     """
     if isinstance(source, Sf2Source):
         mono, sr = source.read(), source.sample_rate
@@ -386,21 +410,35 @@ def _read_sample(source, sample_rate: int) -> np.ndarray:
         import soxr
 
         mono = soxr.resample(mono, sr, sample_rate).astype(np.float32)
+    mono = np.ascontiguousarray(mono, np.float32)
+    mono.flags.writeable = False
     return mono
 
 
-def instrument_hit(inst: Instrument, velocity: float, sample_rate: int) -> np.ndarray:
+def _pitched(x: np.ndarray, semitones: float, sample_rate: int) -> np.ndarray:
+    """``x`` played ``semitones`` higher (faster and shorter; lower: slower and longer), soxr."""
+    import soxr
+
+    ratio = 2.0 ** (semitones / 12.0)
+    return soxr.resample(x, sample_rate * ratio, sample_rate).astype(np.float32)
+
+
+def instrument_hit(inst: Instrument, velocity: float, sample_rate: int, semitones: float = 0.0) -> np.ndarray:
     """The one-shot of ``inst`` for ``velocity`` in (0, 1], scaled by velocity, mono float32.
 
     Plays the first layer (in ``min`` order) whose ``[min, max]`` holds ``velocity``, else the
-    last layer.
+    last layer; ``semitones`` (default 0) retunes it by resampling (a tighter or slacker head:
+    pitch and decay change together).
     """
     layer = inst.layers[-1]
     for lo, hi, gain, p in inst.layers:
         if lo <= velocity <= hi:
             layer = (lo, hi, gain, p)
             break
-    return _read_sample(layer[3], sample_rate) * np.float32(layer[2] * velocity)
+    x = _read_sample(layer[3], sample_rate)
+    if semitones:
+        x = _pitched(x, float(semitones), sample_rate)
+    return x * np.float32(layer[2] * velocity)
 
 
 @dataclass
@@ -548,7 +586,8 @@ def _one_pole_lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.n
 
 def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample_rate: int = 48000,
                       bpm: float = 100.0, seed: int = 0, bleed_db: dict | None = None,
-                      hits: list[Hit] | None = None, bleed_irs: dict | None = None) -> Multitrack:
+                      hits: list[Hit] | None = None, bleed_irs: dict | None = None,
+                      tuning: dict | None = None) -> Multitrack:
     """Render a groove on a real kit into close mics with bleed.
 
     Parameters
@@ -571,6 +610,9 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
         :func:`room_bleed_irs`). Where given, the bleed of that piece into that mic is the piece
         convolved with the IR, scaled to unit IR energy, times ``10**(dB/20)``, instead of the
         default delay and low-pass.
+    tuning : dict, optional
+        ``{piece: semitones}``: retune every one-shot of that piece by resampling (e.g.
+        ``{"snare": -2.0}``); default none.
 
     Notes
     -----
@@ -589,7 +631,7 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
                                                  "tom_high": "tom_mid", "ride": "crash"}.get(h.role, h.role)
         if role not in k.roles:
             continue
-        s = instrument_hit(k.roles[role], h.velocity, sample_rate)
+        s = instrument_hit(k.roles[role], h.velocity, sample_rate, (tuning or {}).get(role_piece(h.role), 0.0))
         m = min(s.size, n - h.frame)
         if m > 0:
             direct[role_piece(h.role)][h.frame:h.frame + m] += s[:m]

@@ -22,8 +22,9 @@ from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
 from debleed.models.multitrack import PIECES, groove, render_multitrack, room_bleed_irs
 
-#: Kits used for training: four Hydrogen kits and the Sonic Pi one-shots.
-TRAIN_KITS = ("ForzeeStereo", "BJA_Pacific", "rumpf_kit_z01_h2", "ColomboAcousticDrumkit", "sonic-pi")
+#: Kits used for training: seven Hydrogen kits and the Sonic Pi one-shots.
+TRAIN_KITS = ("ForzeeStereo", "BJA_Pacific", "rumpf_kit_z01_h2", "ColomboAcousticDrumkit", "Millo-Drums_v.1",
+              "Millo_MultiLayered2", "Millo_MultiLayered3", "sonic-pi")
 #: The held-out validation kit (``debleed eval``'s default).
 VALID_KIT = "The Black Pearl 1.0"
 #: Kits never used in training. The avldrums SF2 kits are by the author of The Black Pearl and
@@ -34,6 +35,15 @@ HELD_OUT_KITS = (VALID_KIT, "avldrums:Black_Pearl_4_LV2", "avldrums:Red_Zeppelin
 #: Bleed level range of training scenes, dB relative to the snare: a quiet studio to a loud
 #: stage with wedges, a little past the -10 dB of the loud-stage evaluation.
 TRAIN_BLEED_DB = (-40.0, -6.0)
+#: Snare retuning range of training scenes, semitones (a tighter or slacker head); toms and kick
+#: get :data:`TRAIN_TUNING_OTHERS`.
+TRAIN_TUNING_SNARE = (-4.0, 4.0)
+TRAIN_TUNING_OTHERS = (-2.0, 2.0)
+#: Snare-only tone of training scenes (head, tuning and shell differences the mic EQ does not
+#: cover): peaking bands ``(low Hz, high Hz, max |gain| dB)`` applied to the snare alone.
+TRAIN_SNARE_TONE = ((120.0, 500.0, 6.0), (600.0, 2500.0, 6.0), (3000.0, 10000.0, 6.0))
+#: Version of the scene recipe; with the kits and ranges above it names the training cache.
+SCENE_RECIPE = 3
 #: Ghost notes are snare hits below this velocity (linear; the groove draws them 20-35 dB down).
 GHOST_VELOCITY = 0.2
 #: Loud hits are snare hits at or above this velocity.
@@ -85,6 +95,24 @@ def colour(x: np.ndarray, rng: np.random.Generator, sample_rate: int):
     return sections
 
 
+def recipe_tag() -> str:
+    """Short hash of the training-scene recipe (kits, ranges, :data:`SCENE_RECIPE`): caches and
+    checkpoints made with another recipe are not reused."""
+    import hashlib
+
+    spec = repr((SCENE_RECIPE, TRAIN_KITS, TRAIN_BLEED_DB, TRAIN_TUNING_SNARE, TRAIN_TUNING_OTHERS,
+                 TRAIN_SNARE_TONE))
+    return hashlib.sha1(spec.encode()).hexdigest()[:8]
+
+
+def snare_tone(rng: np.random.Generator, sample_rate: int):
+    """Random snare-only tone: one peaking band in each :data:`TRAIN_SNARE_TONE` range (log-
+    uniform centre, uniform gain within +-max dB, Q 0.7-2), as ``(b, a)`` sections."""
+    nyq = 0.45 * sample_rate
+    return [_peaking(np.exp(rng.uniform(np.log(lo), np.log(min(hi, nyq)))), rng.uniform(-g, g),
+                     rng.uniform(0.7, 2.0), sample_rate) for lo, hi, g in TRAIN_SNARE_TONE]
+
+
 def _apply(sections, x):
     y = np.asarray(x, np.float64)
     for b, a in sections:
@@ -112,8 +140,9 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
     room : bool
         Bleed through a random pyroomacoustics room (RT60 0.2-1.0 s, cardioid mic); default True.
     augment : bool
-        Random groove density, colouration and gain; default True (False: the demo groove's
-        densities, no colouration, unity gain, for evaluation).
+        Random groove density, snare and tom tuning (:data:`TRAIN_TUNING_SNARE`), snare tone
+        (:func:`snare_tone`), mic colouration and gain; default True (False: the demo groove's
+        densities, the kit as sampled, no colouration, unity gain, for evaluation).
     """
     rng = np.random.default_rng([seed, 4242])
     bpm = float(rng.uniform(70.0, 180.0))
@@ -126,10 +155,18 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
     level = float(rng.uniform(*TRAIN_BLEED_DB)) if bleed_db is None else float(bleed_db)
     per_piece = {p: level + float(rng.uniform(-6.0, 3.0)) for p in PIECES if p != "snare"}
     irs = room_bleed_irs(sample_rate, rng) if room else None
+    tuning = None
+    if augment:  # drawn after the evaluation scenes' draws, so those stay as they were
+        tuning = {"snare": float(rng.uniform(*TRAIN_TUNING_SNARE)),
+                  **{p: float(rng.uniform(*TRAIN_TUNING_OTHERS)) for p in ("kick", "toms")}}
     mt = render_multitrack(kit=kit, seconds=seconds, sample_rate=sample_rate, bpm=bpm, seed=seed,
-                           bleed_db={"snare": per_piece}, hits=hits, bleed_irs=irs)
+                           bleed_db={"snare": per_piece}, hits=hits, bleed_irs=irs, tuning=tuning)
     noisy, clean = mt.mics["snare"], mt.direct["snare"]
     if augment:
+        toned = _apply(snare_tone(rng, sample_rate), clean)
+        # keep the snare's -6 dBFS peak so the bleed level stays relative to the snare
+        toned *= np.float32(float(np.max(np.abs(clean))) / max(float(np.max(np.abs(toned))), 1e-12))
+        noisy, clean = toned + (noisy - clean), toned
         sections = colour(noisy, rng, sample_rate)
         g = np.float32(10.0 ** (rng.uniform(-18.0, 3.0) / 20.0))
         noisy, clean = _apply(sections, noisy) * g, _apply(sections, clean) * g

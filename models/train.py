@@ -18,7 +18,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
-from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache
+from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, recipe_tag
 
 MODELS_DIR = Path(__file__).resolve().parent
 RATE_TAG = {48000: "48k", 44100: "44k1"}
@@ -154,7 +154,7 @@ def _crops(data, rng, batch: int, length: int):
 
 
 def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: int = 0,
-          batch: int = 12, crop_s: float = 0.67, lr: float = 1e-3, n_scenes: int = 300,
+          batch: int = 12, crop_s: float = 0.67, lr: float = 1e-3, n_scenes: int = 400,
           scene_s: float = 6.0, ckpt_every: int = 100, resume: bool = True, threads: int = 1,
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
           log=None, loss_kwargs: dict | None = None) -> dict:
@@ -187,8 +187,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     work = Path(work_dir)
     tag = RATE_TAG[int(sample_rate)]
     work.mkdir(parents=True, exist_ok=True)
-    train_npz = work / f"train_{tag}_{n_scenes}x{scene_s:g}s_seed{seed}.npz"
-    valid_npz = work / f"valid_{tag}_{valid_scenes}x{scene_s:g}s_seed{seed}.npz"
+    recipe = recipe_tag()
+    train_npz = work / f"train_{tag}_{n_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
+    valid_npz = work / f"valid_{tag}_{valid_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
     if not train_npz.exists():
         build_cache(train_npz, kits=TRAIN_KITS, sample_rate=sample_rate, n_scenes=n_scenes,
                     seconds=scene_s, seed=seed + 1, progress=progress)
@@ -220,6 +221,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     rng = np.random.default_rng([seed, 17])
     if resume and ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
+        if st.get("recipe") != recipe:
+            raise DebleedError(f"checkpoint {ckpt} was trained on scene recipe {st.get('recipe')!r}, this "
+                               f"run renders recipe {recipe!r}: move it away to keep it, or pass --no-resume "
+                               "to start over (it is then overwritten)")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -244,7 +249,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     def save():
         _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                       "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                      "config": model.config(), "sample_rate": sample_rate}, ckpt)
+                      "config": model.config(), "sample_rate": sample_rate, "recipe": recipe}, ckpt)
 
     t0 = time.monotonic()
     bar = tqdm(total=steps, initial=step, desc=f"train {tag}", disable=not progress,
@@ -306,7 +311,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--crop-s", type=float, default=0.67, help="training crop length, s")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--scenes", type=int, default=300, help="rendered training scenes (6 s each; default 300)")
+    p.add_argument("--scenes", type=int, default=400, help="rendered training scenes (6 s each; default 400)")
     p.add_argument("--ckpt-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

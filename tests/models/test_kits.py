@@ -182,3 +182,44 @@ def test_sf2_reader_rejects_other_files(tmp_path):
     p.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
     with pytest.raises(DebleedError, match="not a SoundFont 2"):
         read_sf2(p)
+
+
+MILLO_KITS = ("Millo-Drums_v.1", "Millo_MultiLayered2", "Millo_MultiLayered3")
+
+
+@pytest.mark.parametrize("name", MILLO_KITS)
+def test_millo_kits_take_their_license_from_debian_and_play_a_snare(name):
+    kit = load_kit(name)
+    # drumkit.xml has no <license>: the hydrogen-drumkits copyright paragraph gives it
+    assert kit.license.startswith("GPL-2") and "Emillo" in kit.license
+    assert {"kick", "snare", "hihat_closed", "tom_low", "crash", "ride"} <= set(kit.roles)
+    assert re.search("snare", kit.roles["snare"].name, re.I)
+    assert not re.search("roll|stick", kit.roles["snare"].name, re.I)
+
+
+def test_role_override_picks_the_main_snare_not_the_roll():
+    # the name patterns skip "Snare Rock" (other kits use "rock" for alternates); the override takes it
+    assert load_kit("Millo_MultiLayered3").roles["snare"].name == "Snare Rock"
+
+
+def test_tuning_resamples_the_one_shot():
+    inst = load_kit("ForzeeStereo").roles["snare"]
+    base = instrument_hit(inst, 0.8, 48000)
+    up = instrument_hit(inst, 0.8, 48000, semitones=12.0)
+    down = instrument_hit(inst, 0.8, 48000, semitones=-12.0)
+    assert abs(up.size - base.size / 2) <= 64 and abs(down.size - 2 * base.size) <= 64
+
+    def centroid(x):
+        mag = np.abs(np.fft.rfft(x[:4096], 8192))
+        return float(np.sum(mag * np.arange(mag.size)) / np.sum(mag))
+
+    assert centroid(down) < centroid(base) < centroid(up)
+    # the cached sample itself is never changed
+    assert np.array_equal(instrument_hit(inst, 0.8, 48000), base)
+
+
+def test_render_multitrack_tuning_only_touches_its_piece():
+    kw = dict(kit="ForzeeStereo", seconds=2.0, sample_rate=48000, seed=3)
+    plain, tuned = render_multitrack(**kw), render_multitrack(**kw, tuning={"snare": 3.0})
+    assert np.array_equal(plain.direct["kick"], tuned.direct["kick"])
+    assert not np.allclose(plain.direct["snare"], tuned.direct["snare"])

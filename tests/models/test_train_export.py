@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from debleed.errors import DebleedError
 from debleed.models.denoiser import Denoiser
 
 pytestmark = pytest.mark.torch
@@ -58,6 +59,18 @@ def test_training_smoke_resume_and_export(torch_installed, tmp_path):
     assert ck["step"] == 3
     res = train(steps=5, **kw)  # resumes at step 3
     assert res["steps"] == 5
+    # a checkpoint from another scene recipe is not silently resumed, and is kept
+    import debleed.models.train as train_mod
+
+    before = (tmp_path / "work" / "ckpt_44k1.pt").read_bytes()
+    real = train_mod.recipe_tag
+    try:
+        train_mod.recipe_tag = lambda: "otherrec"
+        with pytest.raises(DebleedError, match=r"ckpt_44k1\.pt.*recipe"):
+            train(steps=6, **kw)
+    finally:
+        train_mod.recipe_tag = real
+    assert (tmp_path / "work" / "ckpt_44k1.pt").read_bytes() == before
     d = Denoiser(tmp_path / "m.onnx")
     d.prepare(44100, 128)
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
