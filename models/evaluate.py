@@ -3,7 +3,7 @@
 Two scenarios on the validation kit (never seen in training): *studio* (bleed -40 dB relative
 to the snare) and *loud stage* (-10 dB). Per scenario, several scenes of the evaluation groove
 are rendered (:func:`debleed.models.synth.render_scene`, no colouration, unity gain; bleed
-through a simulated room when pyroomacoustics is installed) and four processors compared:
+through a simulated room, pyroomacoustics) and four processors compared:
 
 - ``raw``: the mic as is;
 - ``gate``: debleed's own gate (:class:`debleed.dsp.chain.Chain`, key self, no lookahead), its
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from debleed.errors import DebleedError
 from debleed.fileio import atomic_path, atomic_write_text
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, VALID_KIT, render_scene
@@ -176,9 +177,11 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
 
     try:
         import pyroomacoustics  # noqa: F401
-        room = True
     except ImportError:
-        room = False
+        # no silent fallback to another bleed model: its numbers would not compare with the model card's
+        raise DebleedError("debleed eval renders bleed through pyroomacoustics rooms, which is not installed "
+                           "(a dependency of debleed: reinstall it, e.g. `pip install -e .`)") from None
+    room = True
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     den = Denoiser(model_path)

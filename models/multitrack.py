@@ -710,7 +710,7 @@ def room_bleed_irs(sample_rate: int, rng: np.random.Generator, *, mic: str = "sn
 
     Notes
     -----
-    Needs pyroomacoustics (training extra: ``pip install -e '.[train]'``).
+    Needs pyroomacoustics (a runtime dependency of debleed).
     """
     import pyroomacoustics as pra
     from pyroomacoustics.directivities import Cardioid, DirectionVector

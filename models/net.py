@@ -133,8 +133,9 @@ class SnareDenoiserNet(nn.Module):
     def zero_state(self, batch: int = 1):
         """Zero streaming state ``(enc_state (B, context - hop), gru_state (layers, B, hidden),
         ola_state (B, hop))``."""
-        return (torch.zeros(batch, self.context - self.hop), torch.zeros(self.layers, batch, self.hidden),
-                torch.zeros(batch, self.hop))
+        dev = self.encoder.weight.device
+        return (torch.zeros(batch, self.context - self.hop, device=dev),
+                torch.zeros(self.layers, batch, self.hidden, device=dev), torch.zeros(batch, self.hop, device=dev))
 
     def forward(self, audio, enc_state, gru_state, ola_state):
         """One streaming step over a chunk of whole hops.

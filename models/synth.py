@@ -6,8 +6,8 @@ with random tempo, groove density (ghost notes, flams, fills, cymbal swells, rid
 level, mic colouration and gain. Scenes are rendered once into an ``.npz`` cache so training
 epochs cost no rendering.
 
-Needs pyroomacoustics for the rooms (training extra); without it the renderer's plain
-delay-and-low-pass bleed is used (``room=False``).
+Needs pyroomacoustics for the rooms (a runtime dependency); ``room=False`` uses the renderer's
+plain delay-and-low-pass bleed instead.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Train the snare denoiser (needs the ``train`` extra: torch, auraloss, pyroomacoustics, onnx).
+"""Train the snare denoiser (needs the ``train`` extra: torch, auraloss, onnx).
 
 ``make train`` runs :func:`main` twice: 48 kHz from scratch, then 44.1 kHz fine-tuned from the
 48 kHz weights, and exports ``models/snare_denoiser_48k.onnx`` and ``..._44k1.onnx``. Fixed
@@ -99,12 +99,38 @@ def frame_level_loss(est, ref, frame: int = 256, floor_db: float = -50.0):
     return (level(est) - level(ref)).abs().mean()
 
 
+def bleed_loss(est, ref, mix, frame: int = 256, below_db: float = 20.0, target_db: float = -40.0):
+    """How far the output stays above ``target_db`` relative to the mic between snare hits, in
+    units of 10 dB (B, n inputs; 0 once every item reaches it).
+
+    Per item: the frames (``frame`` samples, hop ``frame / 2``) where the snare (``ref``) is
+    ``below_db`` or more under the bleed (``mix - ref``) are the bleed-only frames of the bleed
+    reduction metric (:func:`debleed.models.metrics.silent_mask`); the item's output level there
+    is ``10 log10(sum of output energy / sum of mic energy)`` over those frames, energy-weighted
+    like the metric, so the loudest residual (hi-hat under a snare decay, a tom that passes)
+    counts most. Items with no such frame add nothing.
+    """
+    import torch
+
+    def energy(x):
+        return x.unfold(-1, frame, frame // 2).pow(2).sum(-1)
+
+    e_ref, e_bleed = energy(ref), energy(mix - ref)
+    e_mix, e_est = energy(mix), energy(est)
+    silent = ((e_ref * 10.0 ** (below_db / 10.0) <= e_bleed) & (e_bleed > 1e-10)).float()
+    n = silent.sum(-1)
+    level_db = 10.0 * torch.log10(((e_est * silent).sum(-1) + 1e-10) / ((e_mix * silent).sum(-1) + 1e-10))
+    per_item = torch.relu(level_db - target_db) / 10.0
+    has = (n > 0).float()
+    return (per_item * has).sum() / has.sum().clamp(min=1.0)
+
+
 class Loss:
     """Training loss per item at unit mic RMS (Le Roux et al. 2019 for SI-SDR; auraloss for the
     multi-resolution STFT loss):
 
     ``L1 + MRSTFT + compressed_weight * compressed spectral loss + level_weight * frame level
-    loss - 0.05 * SI-SDR (dB)``.
+    loss + bleed_weight * bleed loss - 0.05 * SI-SDR (dB)``.
 
     Estimate and target are divided by the RMS of the mic signal (the input) first, so every
     item weighs the same whatever its level. (Dividing by the clean RMS instead blows up crops
@@ -112,14 +138,16 @@ class Loss:
     MRSTFT loss (FFT 256/512/1024) is spectral convergence + linear-magnitude L1; the
     power-law-compressed spectral loss (:func:`compressed_spectral_loss`) carries the quiet
     parts: ghost notes and the residual bleed between hits; the frame level loss
-    (:func:`frame_level_loss`) asks for the short-time level of the clean snare.
+    (:func:`frame_level_loss`) asks for the short-time level of the clean snare; the bleed loss
+    (:func:`bleed_loss`) asks for 40 dB less than the mic where only bleed sounds.
     """
 
-    def __init__(self, compressed_weight: float = 10.0, level_weight: float = 1.0):
+    def __init__(self, compressed_weight: float = 10.0, level_weight: float = 1.0, bleed_weight: float = 0.0):
         import auraloss
 
         self.compressed_weight = float(compressed_weight)
         self.level_weight = float(level_weight)
+        self.bleed_weight = float(bleed_weight)
         self.mrstft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024],
             w_sc=1.0, w_log_mag=0.0, w_lin_mag=1.0, eps=1e-2)
@@ -131,11 +159,12 @@ class Loss:
         spec = self.mrstft(est.unsqueeze(1), ref.unsqueeze(1))
         comp = compressed_spectral_loss(est, ref)
         lev = frame_level_loss(est, ref)
+        bl = bleed_loss(est, ref, mix / rms) if self.bleed_weight else est.new_zeros(())
         has_snare = (ref.pow(2).mean(-1) > 1e-8).float()
         sisdr = (si_sdr_db(est, ref).clamp(max=50.0) * has_snare).sum() / has_snare.sum().clamp(min=1.0)
-        loss = l1 + spec + self.compressed_weight * comp + self.level_weight * lev - 0.05 * sisdr
+        loss = l1 + spec + self.compressed_weight * comp + self.level_weight * lev + self.bleed_weight * bl - 0.05 * sisdr
         return loss, {"l1": l1.item(), "stft": spec.item(), "comp": comp.item(), "level": lev.item(),
-                      "sisdr": sisdr.item()}
+                      "bleed": bl.item(), "sisdr": sisdr.item()}
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -157,7 +186,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           batch: int = 12, crop_s: float = 0.67, lr: float = 1e-3, n_scenes: int = 400,
           scene_s: float = 6.0, ckpt_every: int = 100, resume: bool = True, threads: int = 1,
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
-          log=None, loss_kwargs: dict | None = None) -> dict:
+          log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
+          device: str = "cpu") -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -173,6 +203,14 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     init : path, optional
         A checkpoint whose weights start this run (fine-tuning), used when no checkpoint of this
         run exists yet.
+    loss_kwargs : dict, optional
+        Weights for :class:`Loss` (``compressed_weight``, ``level_weight``, ``bleed_weight``).
+    ckpt_name : str, optional
+        Checkpoint file name in ``work_dir``; default ``ckpt_48k.pt`` / ``ckpt_44k1.pt``. A
+        fine-tuning stage at the same rate needs its own name.
+    device : str
+        torch device for training (``"cpu"``, the default and what ``make train`` uses, or e.g.
+        ``"cuda"``); checkpoints and the exported model are the same either way.
     """
     _require_torch()
     import torch
@@ -196,14 +234,15 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if not valid_npz.exists():
         build_cache(valid_npz, kits=(VALID_KIT,), sample_rate=sample_rate, n_scenes=valid_scenes,
                     seconds=scene_s, seed=seed + 2, progress=progress)
-    data = dict(np.load(train_npz))
-    valid = dict(np.load(valid_npz))
-    init_state = torch.load(init, weights_only=False) if init is not None else None
+    # float32 whatever the cache holds (a cache may be stored as float16 to move it around)
+    data = {k: np.asarray(v, np.float32) for k, v in np.load(train_npz).items() if k in ("noisy", "clean")}
+    valid = {k: np.asarray(v, np.float32) for k, v in np.load(valid_npz).items() if k in ("noisy", "clean")}
+    init_state = torch.load(init, weights_only=False, map_location="cpu") if init is not None else None
     if model_kwargs is None:
         # fine-tuning keeps the architecture (and filters) of the start weights
         model_kwargs = (dict(init_state["config"]) if init_state is not None
                         else dict(DEFAULT_MODEL, sample_rate=int(sample_rate)))
-    model = SnareDenoiserNet(**model_kwargs)
+    model = SnareDenoiserNet(**model_kwargs).to(device)
     hop = model.hop
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
     # The filterbank starts as a perfect-reconstruction frame with weights of about 0.04: at
@@ -216,11 +255,11 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     warm = 100 if init is None else 1
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * min(s / max(steps, 1), 1.0)))))
-    ckpt = work / f"ckpt_{tag}.pt"
+    ckpt = work / (ckpt_name or f"ckpt_{tag}.pt")
     step = 0
     rng = np.random.default_rng([seed, 17])
     if resume and ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+        st = torch.load(ckpt, weights_only=False, map_location="cpu")
         if st.get("recipe") != recipe:
             raise DebleedError(f"checkpoint {ckpt} was trained on scene recipe {st.get('recipe')!r}, this "
                                f"run renders recipe {recipe!r}: move it away to keep it, or pass --no-resume "
@@ -234,9 +273,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     elif init_state is not None:
         model.load_state_dict(init_state["model"])
     loss_fn = Loss(**(loss_kwargs or {}))
+    loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
     vx, vy = _crops(valid, np.random.default_rng(99), 8, vlen)
-    vx, vy = torch.from_numpy(vx), torch.from_numpy(vy)
+    vx, vy = torch.from_numpy(vx).to(device), torch.from_numpy(vy).to(device)
 
     def validate():
         model.eval()
@@ -257,7 +297,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     model.train()
     while step < steps:
         x, y = _crops(data, rng, batch, length)
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         est = model.run(x)[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
         opt.zero_grad()
@@ -279,7 +319,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     v, vp = validate()
     out = Path(out) if out is not None else model_path(sample_rate)
     with atomic_path(out) as tmp:
-        export_onnx(model.eval(), tmp, sample_rate=sample_rate)
+        export_onnx(model.to("cpu").eval(), tmp, sample_rate=sample_rate)
     return {"sample_rate": sample_rate, "steps": step, "valid_loss": v, "valid_sisdr_db": vp["sisdr"],
             "onnx": str(out), "checkpoint": str(ckpt), "seconds": round(time.monotonic() - t0, 1)}
 
@@ -291,7 +331,7 @@ def export_checkpoint(ckpt, out) -> Path:
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
 
-    st = torch.load(ckpt, weights_only=False)
+    st = torch.load(ckpt, weights_only=False, map_location="cpu")
     model = SnareDenoiserNet(**st["config"])
     model.load_state_dict(st["model"])
     out = Path(out)
@@ -315,6 +355,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--bleed-weight", type=float, default=0.0,
+                   help="weight of the bleed loss (output level where only bleed sounds; default 0)")
+    p.add_argument("--ckpt-name", default=None,
+                   help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     p.add_argument("--log", default=None, help="append JSON lines (loss, validation) to this file")
     p.add_argument("--export-only", action="store_true",
                    help="export the latest checkpoint of --rate in --work-dir to --out and stop")
@@ -323,7 +368,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_from_args(args) -> int:
     """Entry point of ``debleed train``."""
     if args.export_only:
-        ckpt = Path(args.work_dir) / f"ckpt_{RATE_TAG[args.rate]}.pt"
+        ckpt = Path(args.work_dir) / (args.ckpt_name or f"ckpt_{RATE_TAG[args.rate]}.pt")
         if not ckpt.is_file():
             raise DebleedError(f"no checkpoint {ckpt} to export (train first)")
         print(export_checkpoint(ckpt, args.out or model_path(args.rate)))
@@ -333,7 +378,8 @@ def run_from_args(args) -> int:
         res = train(sample_rate=args.rate, steps=args.steps, work_dir=args.work_dir, out=args.out,
                     init=args.init, seed=args.seed, batch=args.batch, crop_s=args.crop_s, lr=args.lr,
                     n_scenes=args.scenes, ckpt_every=args.ckpt_every, resume=not args.no_resume,
-                    threads=args.threads, log=log)
+                    threads=args.threads, log=log, ckpt_name=args.ckpt_name,
+                    loss_kwargs={"bleed_weight": args.bleed_weight}, device=args.device)
     finally:
         if log:
             log.close()

@@ -127,6 +127,63 @@ def test_frame_level_loss_weighs_ghost_notes_like_accents(torch_installed):
         assert float(frame_level_loss(t(more), t(ref))) > float(frame_level_loss(t(bleed), t(ref)))
 
 
+def test_bleed_loss_measures_the_output_where_only_bleed_sounds(torch_installed):
+    """The bleed loss is the metric's bleed reduction as a loss: 0 once the output is 40 dB under
+    the mic where only bleed sounds, 1 per 10 dB above that, blind to what happens under hits."""
+    torch = torch_installed
+    from debleed.models.train import bleed_loss
+
+    rng = np.random.default_rng(1)
+    n = 8192
+    snare = np.zeros(n)
+    snare[1024:3072] = rng.standard_normal(2048)        # a hit; silence elsewhere
+    bleed = 0.1 * rng.standard_normal(n)                 # -20 dB everywhere
+    mic = snare + bleed
+    t = lambda a: torch.tensor(np.asarray(a)[None], dtype=torch.float32)  # noqa: E731
+    passed = float(bleed_loss(t(mic), t(snare), t(mic)))
+    assert passed == pytest.approx(4.0, abs=0.01)        # output = mic: 0 dB, 40 dB short
+    for reduction_db in (10.0, 20.0, 30.0):
+        out = snare + 10 ** (-reduction_db / 20) * bleed
+        assert float(bleed_loss(t(out), t(snare), t(mic))) == pytest.approx(4.0 - reduction_db / 10, abs=0.05)
+    assert float(bleed_loss(t(snare), t(snare), t(mic))) == 0.0   # perfect output
+    # what the output does under the hit does not count (that is the other losses' job)
+    louder_hit = snare * 2.0 + 1e-3 * bleed
+    assert float(bleed_loss(t(louder_hit), t(snare), t(mic))) == 0.0
+    # an item with no bleed-only frame adds nothing (and no NaN)
+    assert float(bleed_loss(t(snare), t(snare), t(snare))) == 0.0
+    # the gradient points towards less output where only bleed sounds
+    out = t(mic).requires_grad_(True)
+    bleed_loss(out, t(snare), t(mic)).backward()
+    g = out.grad[0].numpy()
+    assert np.all(np.isfinite(g)) and np.dot(g[4096:], mic[4096:]) > 0.0
+
+
+def test_training_with_bleed_weight_uses_its_own_checkpoint(torch_installed, tmp_path):
+    """A fine-tuning stage (bleed weight, own checkpoint name) starts from --init, leaves the
+    base checkpoint alone and logs the bleed loss."""
+    import json
+
+    from debleed.models.train import train
+
+    kw = dict(sample_rate=44100, work_dir=tmp_path / "work", batch=2, crop_s=0.2, n_scenes=2, scene_s=1.5,
+              valid_scenes=1, ckpt_every=1, progress=False,
+              model_kwargs={"hop": 32, "n_filters": 32, "hidden": 16, "layers": 1})
+    train(steps=2, out=tmp_path / "base.onnx", **kw)
+    base = tmp_path / "work" / "ckpt_44k1.pt"
+    before = base.read_bytes()
+    with open(tmp_path / "log.jsonl", "w") as log:
+        res = train(steps=2, out=tmp_path / "ft.onnx", init=base, ckpt_name="ckpt_44k1_ft.pt", log=log,
+                    loss_kwargs={"bleed_weight": 1.0}, **{k: v for k, v in kw.items() if k != "model_kwargs"})
+    assert res["checkpoint"].endswith("ckpt_44k1_ft.pt") and (tmp_path / "work" / "ckpt_44k1_ft.pt").is_file()
+    assert base.read_bytes() == before
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rows and all(np.isfinite(r["bleed"]) and r["bleed"] >= 0.0 for r in rows)
+    # the fine-tuned weights started from the base checkpoint, not from scratch
+    ft = torch_installed.load(tmp_path / "work" / "ckpt_44k1_ft.pt", weights_only=False)
+    b = torch_installed.load(base, weights_only=False)
+    assert ft["config"] == b["config"]
+
+
 def test_held_out_kits_cannot_enter_training_scenes(tmp_path):
     from debleed.errors import DebleedError
     from debleed.models.synth import build_cache
