@@ -151,6 +151,18 @@ def test_bleed_loss_measures_the_output_where_only_bleed_sounds(torch_installed)
     assert float(bleed_loss(t(louder_hit), t(snare), t(mic))) == 0.0
     # an item with no bleed-only frame adds nothing (and no NaN)
     assert float(bleed_loss(t(snare), t(snare), t(snare))) == 0.0
+    # against the item's mic power ("rms"): bleed 40 dB under the hits costs nothing once it is
+    # 50 dB under the item's power, while loud bleed keeps costing
+    quiet_mic = snare + 0.1 * bleed                      # bleed -40 dB
+    p_mic = float(np.mean(quiet_mic ** 2))
+    expect = (10 * np.log10(float(np.mean(bleed[4096:] ** 2)) * 0.01 / p_mic) + 50.0) / 10.0
+    got = float(bleed_loss(t(quiet_mic), t(snare), t(quiet_mic), reference="rms", target_db=-50.0))
+    assert got == pytest.approx(expect, abs=0.05) and 0.0 < got < 2.0
+    reduced = snare + 0.1 * 10 ** (-20 / 20) * bleed
+    assert float(bleed_loss(t(reduced), t(snare), t(quiet_mic), reference="rms", target_db=-50.0)) == 0.0
+    assert float(bleed_loss(t(mic), t(snare), t(mic), reference="rms", target_db=-50.0)) > got + 1.0
+    with pytest.raises(DebleedError, match="reference"):
+        bleed_loss(t(mic), t(snare), t(mic), reference="peak")
     # the gradient points towards less output where only bleed sounds
     out = t(mic).requires_grad_(True)
     bleed_loss(out, t(snare), t(mic)).backward()
