@@ -142,7 +142,7 @@ class Loss:
     multi-resolution STFT loss):
 
     ``L1 + MRSTFT + compressed_weight * compressed spectral loss + level_weight * frame level
-    loss + bleed_weight * bleed loss - 0.05 * SI-SDR (dB)``.
+    loss + bleed_weight * bleed loss - sisdr_weight * SI-SDR (dB)`` (``sisdr_weight`` 0.05 by default).
 
     Estimate and target are divided by the RMS of the mic signal (the input) first, so every
     item weighs the same whatever its level. (Dividing by the clean RMS instead blows up crops
@@ -155,13 +155,14 @@ class Loss:
     """
 
     def __init__(self, compressed_weight: float = 10.0, level_weight: float = 1.0, bleed_weight: float = 0.0,
-                 bleed_reference: str = "mic", bleed_target_db: float = -40.0):
+                 bleed_reference: str = "mic", bleed_target_db: float = -40.0, sisdr_weight: float = 0.05):
         import auraloss
 
         self.compressed_weight = float(compressed_weight)
         self.level_weight = float(level_weight)
         self.bleed_weight = float(bleed_weight)
         self.bleed_kw = {"reference": bleed_reference, "target_db": float(bleed_target_db)}
+        self.sisdr_weight = float(sisdr_weight)
         self.mrstft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024],
             w_sc=1.0, w_log_mag=0.0, w_lin_mag=1.0, eps=1e-2)
@@ -176,7 +177,8 @@ class Loss:
         bl = bleed_loss(est, ref, mix / rms, **self.bleed_kw) if self.bleed_weight else est.new_zeros(())
         has_snare = (ref.pow(2).mean(-1) > 1e-8).float()
         sisdr = (si_sdr_db(est, ref).clamp(max=50.0) * has_snare).sum() / has_snare.sum().clamp(min=1.0)
-        loss = l1 + spec + self.compressed_weight * comp + self.level_weight * lev + self.bleed_weight * bl - 0.05 * sisdr
+        loss = (l1 + spec + self.compressed_weight * comp + self.level_weight * lev + self.bleed_weight * bl
+                - self.sisdr_weight * sisdr)
         return loss, {"l1": l1.item(), "stft": spec.item(), "comp": comp.item(), "level": lev.item(),
                       "bleed": bl.item(), "sisdr": sisdr.item()}
 
@@ -374,6 +376,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bleed-reference", choices=("mic", "rms"), default="mic",
                    help="bleed loss level against the mic in those frames (mic) or the item's mic power (rms)")
     p.add_argument("--bleed-target", type=float, default=-40.0, help="bleed loss target level, dB (default -40)")
+    p.add_argument("--sisdr-weight", type=float, default=0.05, help="weight of -SI-SDR (dB) in the loss (default 0.05)")
     p.add_argument("--ckpt-name", default=None,
                    help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -397,7 +400,8 @@ def run_from_args(args) -> int:
                     n_scenes=args.scenes, ckpt_every=args.ckpt_every, resume=not args.no_resume,
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
-                                 "bleed_target_db": args.bleed_target}, device=args.device)
+                                 "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight},
+                    device=args.device)
     finally:
         if log:
             log.close()

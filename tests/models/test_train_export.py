@@ -170,6 +170,26 @@ def test_bleed_loss_measures_the_output_where_only_bleed_sounds(torch_installed)
     assert np.all(np.isfinite(g)) and np.dot(g[4096:], mic[4096:]) > 0.0
 
 
+def test_loss_weights_move_the_total_by_their_terms(torch_installed):
+    """``sisdr_weight`` and ``bleed_weight`` change the total by exactly weight x term."""
+    torch = torch_installed
+    from debleed.models.train import Loss
+
+    rng = np.random.default_rng(3)
+    ref = np.zeros((2, 8192))
+    ref[:, 1024:3072] = rng.standard_normal((2, 2048))
+    mix = ref + 0.1 * rng.standard_normal((2, 8192))
+    est = ref + 0.03 * rng.standard_normal((2, 8192))
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    base, parts = Loss()(t(est), t(ref), t(mix))
+    assert parts["bleed"] == 0.0 and parts["sisdr"] > 10.0
+    heavy, p2 = Loss(sisdr_weight=0.5)(t(est), t(ref), t(mix))
+    assert float(heavy) == pytest.approx(float(base) - 0.45 * parts["sisdr"], rel=1e-4, abs=1e-4)
+    with_bleed, p3 = Loss(bleed_weight=2.0)(t(est), t(ref), t(mix))
+    assert p3["bleed"] > 0.0
+    assert float(with_bleed) == pytest.approx(float(base) + 2.0 * p3["bleed"], rel=1e-4, abs=1e-4)
+
+
 def test_training_with_bleed_weight_uses_its_own_checkpoint(torch_installed, tmp_path):
     """A fine-tuning stage (bleed weight, own checkpoint name) starts from --init, leaves the
     base checkpoint alone and logs the bleed loss."""
