@@ -7,11 +7,15 @@ frame ``k`` played: a zero-latency insert gives outputs aligned with its inputs.
 
 In freewheel mode (``freewheel=True``) the server runs cycles as fast as the clients allow:
 fast and deterministic, which the end-to-end tests use. Without it the run takes real time.
+Playback starts only once the server reports freewheeling and a few cycles have run with the
+new connections: a connection, like the switch to freewheel, takes effect at a later cycle, and
+a real-time cycle on a loaded machine may miss a client.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import jack
 import numpy as np
@@ -64,7 +68,8 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
     rec = np.zeros((len(capture), total), np.float32)
     events = sorted(midi or [], key=lambda e: e[0])
     done = threading.Event()
-    st = {"armed": False, "pos": 0, "cur": -1}
+    st = {"armed": False, "pos": 0, "cur": -1, "cycles": 0}
+    freewheeling = threading.Event()
 
     play = jack.Client(f"{name}-play", no_start_server=True, servername=server_name)
     recc = jack.Client(f"{name}-rec", no_start_server=True, servername=server_name)
@@ -73,6 +78,7 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
     ins = [recc.inports.register(f"in_{i}") for i in range(len(capture))]
 
     def play_cb(frames):
+        st["cycles"] += 1
         if mout is not None:
             mout.clear_buffer()
         if not st["armed"] or st["pos"] >= total:
@@ -103,7 +109,15 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
         for i, p in enumerate(ins):
             rec[i, pos:pos + m] = p.get_array()[:m]
 
+    def settle(n_cycles: int, deadline: float) -> None:
+        start = st["cycles"]
+        while st["cycles"] < start + n_cycles:
+            if time.monotonic() > deadline:
+                raise EngineError(f"play_record: the JACK server ran no cycle for {timeout_s} s")
+            time.sleep(0.001)
+
     play.set_process_callback(play_cb)
+    play.set_freewheel_callback(lambda starting: freewheeling.set() if starting else freewheeling.clear())
     recc.set_process_callback(rec_cb)
     try:
         play.activate()
@@ -118,8 +132,13 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
                 recc.connect(src, p)
         except jack.JackError as e:
             raise EngineError(f"play_record: cannot connect ports: {e}") from None
+        deadline = time.monotonic() + timeout_s
         if freewheel:
             play.set_freewheel(True)
+            # the callback comes when freewheeling starts; if another client had it on already
+            # none comes, so wait a bounded time and go on
+            freewheeling.wait(min(timeout_s, 10.0))
+        settle(4, deadline)
         st["armed"] = True
         ok = done.wait(timeout_s)
         if freewheel:
