@@ -1,9 +1,10 @@
 """Train the snare denoiser (needs the ``train`` extra: torch, auraloss, onnx).
 
-``make train`` runs :func:`main` twice: 48 kHz from scratch, then 44.1 kHz fine-tuned from the
-48 kHz weights, and exports ``models/snare_denoiser_48k.onnx`` and ``..._44k1.onnx``. Fixed
-seeds, a progress bar, a checkpoint every ``--ckpt-every`` steps and ``--resume`` from the
-last one. Loss: time-domain L1 + multi-resolution STFT (auraloss) + SI-SDR.
+``make train`` runs it three times: 48 kHz from scratch, a 48 kHz fine-tuning stage with the
+SI-SDR term weighted 10 times higher, then 44.1 kHz fine-tuned from those weights; it exports
+``models/snare_denoiser_48k.onnx`` and ``..._44k1.onnx``. Fixed seeds, a progress bar, a
+checkpoint every ``--ckpt-every`` steps and ``--resume`` from the last one. Loss: time-domain L1
++ multi-resolution STFT (auraloss) + compressed spectral and level losses + SI-SDR (:class:`Loss`).
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         A checkpoint whose weights start this run (fine-tuning), used when no checkpoint of this
         run exists yet.
     loss_kwargs : dict, optional
-        Weights for :class:`Loss` (``compressed_weight``, ``level_weight``, ``bleed_weight``).
+        Arguments of :class:`Loss` (``compressed_weight``, ``level_weight``, ``bleed_weight``,
+        ``bleed_reference``, ``bleed_target_db``, ``sisdr_weight``).
     ckpt_name : str, optional
         Checkpoint file name in ``work_dir``; default ``ckpt_48k.pt`` / ``ckpt_44k1.pt``. A
         fine-tuning stage at the same rate needs its own name.

@@ -113,7 +113,7 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
         start = st["cycles"]
         while st["cycles"] < start + n_cycles:
             if time.monotonic() > deadline:
-                raise EngineError(f"play_record: the JACK server ran no cycle for {timeout_s} s")
+                raise EngineError(f"play_record: the JACK server ran fewer than {n_cycles} cycles in {timeout_s} s")
             time.sleep(0.001)
 
     play.set_process_callback(play_cb)
