@@ -73,7 +73,7 @@ def cmd_eval(args) -> int:
 def cmd_train(args) -> int:
     import importlib.util
 
-    missing = [m for m in ("torch", "auraloss", "pyroomacoustics", "onnx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "auraloss", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
         raise DebleedError(f"training needs {', '.join(missing)} (the train extra): run "
                            "`pip install -e '.[train]'` in the venv, or `make train`")

@@ -181,20 +181,19 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
         # no silent fallback to another bleed model: its numbers would not compare with the model card's
         raise DebleedError("debleed eval renders bleed through pyroomacoustics rooms, which is not installed "
                            "(a dependency of debleed: reinstall it, e.g. `pip install -e .`)") from None
-    room = True
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     den = Denoiser(model_path)
     den.prepare(sample_rate, 1024)
     lat = den.latency_samples
     results = {"setup": {"kit": kit, "sample_rate": sample_rate, "scenes": scenes, "seconds": seconds,
-                         "seed": seed, "bleed": "room (pyroomacoustics)" if room else "delay + low-pass",
+                         "seed": seed, "bleed": "room (pyroomacoustics)",
                          "model": str(den.model_path), "latency_samples": lat}}
     bar = tqdm(total=len(SCENARIOS) * 4, desc="eval", disable=not progress)
     plot = None
     for name, bleed_db in SCENARIOS.items():
         sc = [render_scene(kit=kit, sample_rate=sample_rate, seconds=seconds, seed=seed + i,
-                           bleed_db=bleed_db, room=room, augment=False) for i in range(scenes)]
+                           bleed_db=bleed_db, room=True, augment=False) for i in range(scenes)]
         res = {"raw": _metrics(sc, [s.noisy for s in sc], 0, sample_rate)}
         bar.update(1)
         g, gb = _best_gates(sc, [s.noisy for s in sc], sample_rate, 0)
