@@ -160,8 +160,10 @@ def test_live_denoised_channel_is_denoised_or_dry_block_by_block(jack_server, en
     assert sum(clean) >= 0.8 * nb, f"{engine}: only {sum(clean)} of {nb} clean cycles ({stats['xruns']} xruns)"
     denoised = fallback = checked = 0
     for b in range(1, nb - 2):
-        # block b in, block b + 2 out; the stand-in's state is the sample before block b
-        if not (clean[b - 1] and clean[b] and clean[b + 2]):
+        # block b in, block b + 2 out; the stand-in's state is the sample before block b. A cycle
+        # the engine missed anywhere from b - 1 to b + 2 shifts its ring against the player's
+        # timeline (it never pushed that block), so all four cycles must be clean.
+        if not all(clean[b - 1:b + 3]):
             continue
         checked += 1
         blk = rec[0, d + b * PERIOD:d + (b + 1) * PERIOD]
