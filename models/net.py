@@ -11,6 +11,13 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
 - mask estimator: per frame, log power of the filterbank (and of the context features), a
   linear layer, a stacked GRU over frames (causal by construction), a linear layer and a
   sigmoid (one mask value per filter);
+- multi-frame filter (``taps > 1``): besides the mask on the current frame, a second linear
+  head gives ``taps - 1`` unbounded coefficients per filter that weight the same filter's
+  previous frames, so each output frame is a short FIR filter across frames of every subband
+  (the "deep filtering" of DeepFilterNet, Schröter et al., ICASSP 2022, here on a real learned
+  filterbank). It reaches ``window + (taps - 1) * hop`` samples into the past, sharpening the
+  frequency resolution the output can have without adding latency. The head starts at zero, so a
+  model with taps starts as the same model without them (fine-tuning from one);
 - decoder: ``ConvTranspose1d(n_filters, 1, window, stride=hop)`` with overlap-add.
 
 :meth:`SnareDenoiserNet.forward` is the streaming step and also the training forward: it takes
@@ -78,10 +85,19 @@ class SnareDenoiserNet(nn.Module):
         Constant-Q context bins (used when ``context > window``); default 64.
     sample_rate : int
         Hz, for the constant-Q centre frequencies; default 48000.
+    taps : int
+        Frames the output filter spans per filter (1: a mask on the current frame only; the
+        default). Needs ``window + (taps - 1) * hop <= context``.
+
+    Raises
+    ------
+    ValueError
+        ``context`` not a multiple of ``hop`` or below ``window``; ``taps`` below 1 or reaching
+        past ``context``.
     """
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
-                 context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000):
+                 context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -89,6 +105,10 @@ class SnareDenoiserNet(nn.Module):
         if self.context < self.window or self.context % self.hop:
             raise ValueError(f"context must be a multiple of hop ({hop}) and >= window ({self.window}), got {context}")
         self.cq_bins = int(cq_bins) if self.context > self.window else 0
+        self.taps = int(taps)
+        if self.taps < 1 or self.window + (self.taps - 1) * self.hop > self.context:
+            raise ValueError(f"taps must be >= 1 with window + (taps - 1) * hop <= context "
+                             f"({self.window} + (taps - 1) * {self.hop} <= {self.context}), got {taps}")
         self.sample_rate = int(sample_rate)
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
         if self.cq_bins:
@@ -99,6 +119,10 @@ class SnareDenoiserNet(nn.Module):
         self.inp = nn.Linear(n_filters + self.cq_bins, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
+        if self.taps > 1:
+            self.taps_out = nn.Linear(hidden, n_filters * (self.taps - 1))
+            nn.init.zeros_(self.taps_out.weight)
+            nn.init.zeros_(self.taps_out.bias)
         self.decoder = nn.ConvTranspose1d(n_filters, 1, self.window, stride=hop, bias=False)
         self.reset_filterbank()
 
@@ -128,6 +152,8 @@ class SnareDenoiserNet(nn.Module):
         cfg = {"hop": self.hop, "n_filters": self.n_filters, "hidden": self.hidden, "layers": self.layers}
         if self.cq_bins:
             cfg.update(context=self.context, cq_bins=self.cq_bins, sample_rate=self.sample_rate)
+        if self.taps > 1:
+            cfg["taps"] = self.taps
         return cfg
 
     def zero_state(self, batch: int = 1):
@@ -159,7 +185,9 @@ class SnareDenoiserNet(nn.Module):
         """
         hop = self.hop
         x = torch.cat([enc_state, audio], dim=-1)                  # (B, context - hop + T * hop)
-        frames = self.encoder(x[:, self.context - self.window:].unsqueeze(1))  # (B, N, T)
+        past = (self.taps - 1) * hop
+        frames_all = self.encoder(x[:, self.context - self.window - past:].unsqueeze(1))  # (B, N, taps - 1 + T)
+        frames = frames_all[:, :, self.taps - 1:]                  # (B, N, T)
         feat = 0.1 * torch.log(frames * frames + 1e-9)
         if self.cq_bins:
             c = self.cq(x.unsqueeze(1))                           # (B, 2K, T)
@@ -168,7 +196,14 @@ class SnareDenoiserNet(nn.Module):
         feat = feat.transpose(1, 2)
         z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
         mask = torch.sigmoid(self.out(z)).transpose(1, 2)         # (B, N, T)
-        y = self.decoder(frames * mask).squeeze(1)                 # (B, (T + 1) * hop)
+        filtered = frames * mask
+        if self.taps > 1:
+            t = frames.shape[-1]
+            coef = self.taps_out(z).transpose(1, 2)                # (B, N * (taps - 1), T)
+            for k in range(1, self.taps):                          # frame t - k weighted by c_k(t)
+                c = coef[:, (k - 1) * self.n_filters:k * self.n_filters]
+                filtered = filtered + c * frames_all[:, :, self.taps - 1 - k:self.taps - 1 - k + t]
+        y = self.decoder(filtered).squeeze(1)                      # (B, (T + 1) * hop)
         y = torch.cat([y[:, :hop] + ola_state, y[:, hop:]], dim=-1)
         n = audio.shape[-1]
         return y[:, :n], x[:, -(self.context - hop):], gru_out, y[:, n:]

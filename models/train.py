@@ -1,7 +1,8 @@
 """Train the snare denoiser (needs the ``train`` extra: torch, auraloss, onnx).
 
-``make train`` runs it three times: 48 kHz from scratch, a 48 kHz fine-tuning stage with the
-SI-SDR term weighted 10 times higher, then 44.1 kHz fine-tuned from those weights; it exports
+``make train`` runs it three times: 48 kHz from scratch (a mask on the current frame), a 48 kHz
+fine-tuning stage that adds the 8-frame multi-frame filter (``--taps 8``) and weights the SI-SDR
+term 10 times higher, then 44.1 kHz fine-tuned from those weights; it exports
 ``models/snare_denoiser_48k.onnx`` and ``..._44k1.onnx``. Fixed seeds, a progress bar, a
 checkpoint every ``--ckpt-every`` steps and ``--resume`` from the last one. Loss: time-domain L1
 + multi-resolution STFT (auraloss) + compressed spectral and level losses + SI-SDR (:class:`Loss`).
@@ -204,7 +205,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           scene_s: float = 6.0, ckpt_every: int = 100, resume: bool = True, threads: int = 1,
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
-          device: str = "cpu") -> dict:
+          device: str = "cpu", taps: int | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -226,6 +227,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     ckpt_name : str, optional
         Checkpoint file name in ``work_dir``; default ``ckpt_48k.pt`` / ``ckpt_44k1.pt``. A
         fine-tuning stage at the same rate needs its own name.
+    taps : int, optional
+        Multi-frame filter length of the model (see :class:`~debleed.models.net.SnareDenoiserNet`);
+        default that of ``init``, or 1. Fine-tuning a one-tap checkpoint with more taps adds the
+        coefficient head at zero, so the run starts from the checkpoint's output exactly.
     device : str
         torch device for training (``"cpu"``, the default and what ``make train`` uses, or e.g.
         ``"cuda"``); checkpoints and the exported model are the same either way.
@@ -260,6 +265,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         # fine-tuning keeps the architecture (and filters) of the start weights
         model_kwargs = (dict(init_state["config"]) if init_state is not None
                         else dict(DEFAULT_MODEL, sample_rate=int(sample_rate)))
+    if taps is not None:
+        model_kwargs = dict(model_kwargs, taps=int(taps))
     model = SnareDenoiserNet(**model_kwargs).to(device)
     hop = model.hop
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
@@ -289,7 +296,13 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
     elif init_state is not None:
-        model.load_state_dict(init_state["model"])
+        try:
+            missing, unexpected = model.load_state_dict(init_state["model"], strict=False)
+        except RuntimeError as e:  # a shape mismatch
+            raise DebleedError(f"checkpoint {init} does not fit this model: {e}") from None
+        if unexpected or any(not k.startswith("taps_out.") for k in missing):
+            raise DebleedError(f"checkpoint {init} does not fit this model (missing {missing}, unexpected "
+                               f"{unexpected}); only the multi-frame filter head may be new")
     loss_fn = Loss(**(loss_kwargs or {}))
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
@@ -381,6 +394,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sisdr-weight", type=float, default=0.05, help="weight of -SI-SDR (dB) in the loss (default 0.05)")
     p.add_argument("--ckpt-name", default=None,
                    help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
+    p.add_argument("--taps", type=int, default=None,
+                   help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     p.add_argument("--log", default=None, help="append JSON lines (loss, validation) to this file")
     p.add_argument("--export-only", action="store_true",
@@ -403,7 +418,7 @@ def run_from_args(args) -> int:
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight},
-                    device=args.device)
+                    device=args.device, taps=args.taps)
     finally:
         if log:
             log.close()

@@ -9,17 +9,21 @@ from debleed.models.denoiser import Denoiser
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module")
-def exported(torch_installed, tmp_path_factory):
-    """A randomly initialised network of the shipped architecture, exported to ONNX."""
+@pytest.fixture(scope="module", params=[1, 8], ids=["taps1", "taps8"])
+def exported(request, torch_installed, tmp_path_factory):
+    """A randomly initialised network of the shipped architecture (with and without the
+    multi-frame filter), exported to ONNX."""
     torch = torch_installed
     from debleed.models.net import SnareDenoiserNet, export_onnx
     from debleed.models.train import DEFAULT_MODEL
 
     torch.manual_seed(0)
-    net = SnareDenoiserNet(**DEFAULT_MODEL).eval()
-    with torch.no_grad():  # make the mask vary so the comparison means something
+    net = SnareDenoiserNet(**DEFAULT_MODEL, taps=request.param).eval()
+    with torch.no_grad():  # make the mask (and the filter taps) vary so the comparison means something
         net.out.bias.normal_(0.0, 1.0)
+        if request.param > 1:
+            net.taps_out.weight.normal_(0.0, 0.02)
+            net.taps_out.bias.normal_(0.0, 0.2)
     path = tmp_path_factory.mktemp("export") / "net.onnx"
     export_onnx(net, path, sample_rate=48000)
     return net, path
@@ -224,3 +228,66 @@ def test_held_out_kits_cannot_enter_training_scenes(tmp_path):
         build_cache(tmp_path / "x.npz", kits=("ForzeeStereo", "avldrums:Red_Zeppelin_4_LV2"),
                     sample_rate=48000, n_scenes=2, seconds=1.0, seed=0, progress=False)
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_multi_frame_filter_streams_and_starts_as_the_one_tap_model(torch_installed):
+    """Taps reach into past frames without latency: streaming equals one-shot, the zero-initialised
+    head leaves a one-tap model's output unchanged, and a span past the context is refused."""
+    torch = torch_installed
+    from debleed.models.net import SnareDenoiserNet
+
+    kw = {"hop": 32, "n_filters": 64, "hidden": 24, "layers": 1, "context": 256, "cq_bins": 8}
+    torch.manual_seed(1)
+    one = SnareDenoiserNet(**kw).eval()
+    many = SnareDenoiserNet(**kw, taps=7).eval()
+    missing = many.load_state_dict(one.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["taps_out.bias", "taps_out.weight"]
+    x = torch.randn(2, 32 * 60)
+    with torch.no_grad():
+        assert torch.equal(one.run(x), many.run(x))
+        many.taps_out.weight.normal_(0.0, 0.1)
+        many.taps_out.bias.normal_(0.0, 0.3)
+        full = many.run(x)
+        assert (full - one.run(x)).abs().max() > 1e-2
+        # an impulse reaches the output through the taps only up to (taps - 1) frames later
+        # than through the mask: streaming in uneven chunks gives the one-shot output
+        state, outs, i = many.zero_state(2), [], 0
+        for c in (32, 96, 320, 64, 1408):
+            y, *state = many(x[:, i:i + c], *state)
+            outs.append(y)
+            i += c
+        assert torch.allclose(torch.cat(outs, -1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="taps"):
+        SnareDenoiserNet(**kw, taps=8)  # 64 + 7 * 32 > 256
+    with pytest.raises(ValueError, match="taps"):
+        SnareDenoiserNet(**kw, taps=0)
+
+
+def test_fine_tuning_with_taps_starts_from_the_checkpoint_output(torch_installed, tmp_path):
+    from debleed.models.train import train
+
+    kw = dict(sample_rate=44100, work_dir=tmp_path / "work", batch=2, crop_s=0.2, n_scenes=2, scene_s=1.5,
+              valid_scenes=1, ckpt_every=1, progress=False)
+    train(steps=2, out=tmp_path / "base.onnx", model_kwargs={"hop": 32, "n_filters": 32, "hidden": 16, "layers": 1,
+                                                               "context": 256, "cq_bins": 8}, **kw)
+    base = tmp_path / "work" / "ckpt_44k1.pt"
+    res = train(steps=0, out=tmp_path / "ft.onnx", init=base, ckpt_name="ft.pt", taps=4, **kw)
+    assert res["steps"] == 0
+    x = np.random.default_rng(0).standard_normal(4410).astype(np.float32) * 0.3
+    outs = []
+    for name in ("base.onnx", "ft.onnx"):
+        d = Denoiser(tmp_path / name)
+        d.prepare(44100, 441)
+        y = np.zeros_like(x)
+        for i in range(0, x.size, 441):
+            d.process(x[i:i + 441], y[i:i + 441])
+        outs.append(y)
+    assert np.max(np.abs(outs[0])) > 1e-3
+    assert np.max(np.abs(outs[0] - outs[1])) <= 1e-6
+    from debleed.models.denoiser import model_info
+
+    assert model_info(tmp_path / "ft.onnx")["config"]["taps"] == 4
+    # a checkpoint that does not fit (other widths) is refused by name, not half-loaded
+    with pytest.raises(DebleedError, match="does not fit"):
+        train(steps=0, out=tmp_path / "x.onnx", init=base, ckpt_name="x.pt",
+              model_kwargs={"hop": 32, "n_filters": 32, "hidden": 8, "layers": 1}, **kw)
