@@ -289,6 +289,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
             raise DebleedError(f"checkpoint {ckpt} was trained on scene recipe {st.get('recipe')!r}, this "
                                f"run renders recipe {recipe!r}: move it away to keep it, or pass --no-resume "
                                "to start over (it is then overwritten)")
+        if st.get("config") != model.config():
+            raise DebleedError(f"checkpoint {ckpt} holds a model {st.get('config')}, this run builds "
+                               f"{model.config()} (another --taps?): move it away to keep it, or pass "
+                               "--no-resume to start over (it is then overwritten)")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])

@@ -249,8 +249,8 @@ def test_multi_frame_filter_streams_and_starts_as_the_one_tap_model(torch_instal
         many.taps_out.bias.normal_(0.0, 0.3)
         full = many.run(x)
         assert (full - one.run(x)).abs().max() > 1e-2
-        # an impulse reaches the output through the taps only up to (taps - 1) frames later
-        # than through the mask: streaming in uneven chunks gives the one-shot output
+        # the taps read frames from before each chunk (out of enc_state): streaming in uneven
+        # chunks, some shorter than the taps' reach, gives the one-shot output
         state, outs, i = many.zero_state(2), [], 0
         for c in (32, 96, 320, 64, 1408):
             y, *state = many(x[:, i:i + c], *state)
@@ -273,6 +273,12 @@ def test_fine_tuning_with_taps_starts_from_the_checkpoint_output(torch_installed
     base = tmp_path / "work" / "ckpt_44k1.pt"
     res = train(steps=0, out=tmp_path / "ft.onnx", init=base, ckpt_name="ft.pt", taps=4, **kw)
     assert res["steps"] == 0
+    # resuming a checkpoint with another filter length is refused and keeps the checkpoint
+    train(steps=1, out=tmp_path / "ft1.onnx", init=base, ckpt_name="ft1.pt", taps=4, **kw)
+    before = (tmp_path / "work" / "ft1.pt").read_bytes()
+    with pytest.raises(DebleedError, match=r"ft1\.pt.*taps"):
+        train(steps=2, out=tmp_path / "ft1.onnx", init=base, ckpt_name="ft1.pt", taps=2, **kw)
+    assert (tmp_path / "work" / "ft1.pt").read_bytes() == before
     x = np.random.default_rng(0).standard_normal(4410).astype(np.float32) * 0.3
     outs = []
     for name in ("base.onnx", "ft.onnx"):
