@@ -40,14 +40,12 @@ test: system venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Reproduces the shipped denoisers (fixed seeds; resumes from train-cache/ checkpoints; about
-# 115 minutes on 2 cores): 48 kHz from scratch, a 48 kHz fine-tuning stage that adds the
-# multi-frame filter (--taps) and weights the SI-SDR term 10 times higher, then 44.1 kHz
-# fine-tuned from that with the same loss.
+# 110 minutes on 2 cores): 48 kHz from scratch, a 48 kHz fine-tuning stage with the SI-SDR term
+# weighted 10 times higher, then 44.1 kHz fine-tuned from that with the same loss.
 TRAIN_STEPS_48K    ?= 7000
 TRAIN_STEPS_48K_FT ?= 1000
-TRAIN_STEPS_44K1   ?= 600
+TRAIN_STEPS_44K1   ?= 1000
 TRAIN_SISDR_FT     ?= 0.5
-TRAIN_TAPS         ?= 8
 TRAIN_THREADS      ?= 2
 train: system venv
 	$(PY) -m pip install -q -e '.[train,test]'
@@ -55,7 +53,7 @@ train: system venv
 	$(PY) -m debleed.models.train --rate 48000 --steps $(TRAIN_STEPS_48K) --threads $(TRAIN_THREADS) \
 	  --out train-cache/snare_denoiser_48k_base.onnx --log train-cache/train_48k.jsonl
 	$(PY) -m debleed.models.train --rate 48000 --steps $(TRAIN_STEPS_48K_FT) --threads $(TRAIN_THREADS) --lr 3e-4 \
-	  --sisdr-weight $(TRAIN_SISDR_FT) --taps $(TRAIN_TAPS) --init train-cache/ckpt_48k.pt --ckpt-name ckpt_48k_ft.pt \
+	  --sisdr-weight $(TRAIN_SISDR_FT) --init train-cache/ckpt_48k.pt --ckpt-name ckpt_48k_ft.pt \
 	  --log train-cache/train_48k_ft.jsonl
 	$(PY) -m debleed.models.train --rate 44100 --steps $(TRAIN_STEPS_44K1) --threads $(TRAIN_THREADS) --lr 3e-4 \
 	  --sisdr-weight $(TRAIN_SISDR_FT) --init train-cache/ckpt_48k_ft.pt --log train-cache/train_44k1.jsonl

@@ -14,11 +14,11 @@ through a simulated room, pyroomacoustics) and four processors compared:
 - ``gate (bleed-tuned)``, ``denoiser+gate (bleed-tuned)``: the grid point with the most bleed
   reduction whose loud-hit loss (vs mic) stays within 0.5 dB;
 - ``oracle mask (bound)``: not a processor but a ceiling: the ideal ratio mask computed from the
-  clean snare itself (:func:`oracle_mask_signal`) at the denoiser's synthesis resolution
-  (64-sample window, 32-sample hop). No one-frame mask at that resolution, learned or not, does
-  better on average. The shipped model's multi-frame filter reaches 7 frames further into the
-  past, so it is not strictly bound by it; the row is the reference point of what a mask on the
-  current frame alone can do.
+  clean snare itself (:func:`oracle_mask_signal`) at the denoiser's time-frequency resolution
+  (64-sample window, 32-sample hop). No mask at that resolution, learned or not, does better
+  on average, so a target above it cannot be met by this kind of model. A model trained with
+  ``--taps`` (a multi-frame filter) reaches further into the past; for it the row is a reference
+  point, not a strict bound.
 
 Metrics (:mod:`debleed.models.metrics`): SI-SDR against the clean snare; bleed reduction where
 the snare is silent; hit loss over the first 30 ms of loud hits (velocity >= 0.6) and ghost
@@ -260,8 +260,7 @@ TARGETS = (("SI-SDR >= best-tuned gate + 5 dB", "si_sdr_db", ">=gate+", 5.0),
 def targets_table(loud: dict) -> list:
     """Markdown lines: each target, the denoiser's value, met or not, and the oracle mask's value."""
     den, gate, bound = loud["denoiser"], loud["gate"], loud.get("oracle mask (bound)", {})
-    out = ["Targets, loud stage (the oracle mask is the ceiling of a one-frame mask at the model's "
-           "window):", "",
+    out = ["Targets, loud stage (the oracle mask is the ceiling at the model's resolution):", "",
            "| target | denoiser | met? | oracle mask (bound) |", "|---|---:|---|---:|"]
     for label, key, cmp, value in TARGETS:
         v, b = den[key], bound.get(key, float("nan"))

@@ -1,8 +1,7 @@
 """Train the snare denoiser (needs the ``train`` extra: torch, auraloss, onnx).
 
-``make train`` runs it three times: 48 kHz from scratch (a mask on the current frame), a 48 kHz
-fine-tuning stage that adds the 8-frame multi-frame filter (``--taps 8``) and weights the SI-SDR
-term 10 times higher, then 44.1 kHz fine-tuned from those weights; it exports
+``make train`` runs it three times: 48 kHz from scratch, a 48 kHz fine-tuning stage with the
+SI-SDR term weighted 10 times higher, then 44.1 kHz fine-tuned from those weights; it exports
 ``models/snare_denoiser_48k.onnx`` and ``..._44k1.onnx``. Fixed seeds, a progress bar, a
 checkpoint every ``--ckpt-every`` steps and ``--resume`` from the last one. Loss: time-domain L1
 + multi-resolution STFT (auraloss) + compressed spectral and level losses + SI-SDR (:class:`Loss`).
