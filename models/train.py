@@ -285,13 +285,14 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if resume and ckpt.exists():
         st = torch.load(ckpt, weights_only=False, map_location="cpu")
         if st.get("recipe") != recipe:
-            raise DebleedError(f"checkpoint {ckpt} was trained on scene recipe {st.get('recipe')!r}, this "
-                               f"run renders recipe {recipe!r}: move it away to keep it, or pass --no-resume "
-                               "to start over (it is then overwritten)")
-        if st.get("config") != model.config():
-            raise DebleedError(f"checkpoint {ckpt} holds a model {st.get('config')}, this run builds "
-                               f"{model.config()} (another --taps?): move it away to keep it, or pass "
-                               "--no-resume to start over (it is then overwritten)")
+            why = f"was trained on scene recipe {st.get('recipe')!r}, this run renders recipe {recipe!r}"
+        elif st.get("config") != model.config():
+            why = f"holds a model {st.get('config')}, this run builds {model.config()} (another --taps?)"
+        else:
+            why = None
+        if why:
+            raise DebleedError(f"checkpoint {ckpt} {why}: move it away to keep it, or pass --no-resume to "
+                               "start over (it is then overwritten)")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
