@@ -14,10 +14,12 @@ first input is the block length, the others 1).
 - ``raw``: ``session.run`` versus ``run_with_iobinding`` with preallocated inputs and outputs,
   on the CPU provider and on CUDA where a GPU is present.
 - ``deadline``: blocks whose ``process`` took longer than the block lasts
-  (``n_frames / sample_rate``), without and with a busy-looping process on the other core; in
-  the live engine such a block falls back to the gated dry signal. When the live engine has a
-  denoise stage, ``debleed live`` also runs under the hog and its ``late_blocks`` counter is
-  reported.
+  (``n_frames / sample_rate``), without and with a busy-looping process pinned to another core
+  than the one timed. One such block is not yet a dropout: the live engine gives its denoiser
+  worker ``D`` periods (default 2) and replaces a block only when the worker has not finished
+  by then. When the live engine has a denoise stage, ``debleed live`` also runs with denoised
+  channels, without and with an unpinned busy-looping process, and its ``late_blocks`` counter
+  (blocks replaced by the delayed dry signal) is reported.
 
 Skipped, with a note, when the module or the ``.onnx`` files are missing.
 """
@@ -54,23 +56,23 @@ def find_denoiser():
 
 @contextlib.contextmanager
 def one_core():
-    """Pin this process to its first usable core (restored afterwards); yields that core."""
+    """Pin this process to its first usable core (restored afterwards).
+
+    Yields ``(core, other)``: the pinned core and another core this process could use (for a
+    hog beside it), ``None`` where there is none or affinity is not supported. ``other`` is read
+    before pinning: once pinned, the process's own affinity holds only ``core``.
+    """
     if not hasattr(os, "sched_getaffinity"):
-        yield None
+        yield None, None
         return
     before = os.sched_getaffinity(0)
     core = min(before)
+    rest = sorted(before - {core})
     os.sched_setaffinity(0, {core})
     try:
-        yield core
+        yield core, (rest[0] if rest else None)
     finally:
         os.sched_setaffinity(0, before)
-
-
-def other_core(core) -> int | None:
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    rest = [c for c in cores if c != core]
-    return rest[0] if rest else core
 
 
 def model_rate(path) -> int:
@@ -185,7 +187,7 @@ def run(ctx: Context, progress) -> dict:
             m["error"] = f"{type(e).__name__}: {e}"
             models[path.name] = m
             continue
-        with one_core() as core:
+        with one_core() as (core, other):
             for block in BLOCKS:
                 reps, rtf = [], []
                 for _ in range(opt.repeats):
@@ -213,9 +215,12 @@ def run(ctx: Context, progress) -> dict:
                         m["raw"].setdefault(prov, {})[str(block)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
             progress(f"denoiser: {path.name} raw sessions")
             for label, hog in (("no_hog", False), ("hog_other_core", True)):
+                if hog and other is None:
+                    m["deadline"][label] = {"skipped": "no other usable core for the hog"}
+                    continue
                 over = []
                 for _ in range(opt.repeats):
-                    with (cpu_hog(other_core(core)) if hog else contextlib.nullcontext()):
+                    with (cpu_hog(other) if hog else contextlib.nullcontext()):
                         t = time_wrapper(Denoiser, path, 64, audio, n_blocks, providers=["CPUExecutionProvider"],
                                          rate=rate)
                     over.append(int(np.sum(t > 1e9 * 64 / rate)))

@@ -123,7 +123,8 @@ def markdown(report: dict) -> str:
                 L.append(f"- {prov}: " + "; ".join(parts))
             dl = m["deadline"]
             L += ["", "Blocks of 64 frames over their deadline: " + ", ".join(
-                f"{k} {_mm(v['over_deadline'], 0)} of {v['blocks']}" for k, v in dl.items()), ""]
+                f"{k} {_mm(v['over_deadline'], 0)} of {v['blocks']}" if "over_deadline" in v
+                else f"{k} skipped ({v.get('skipped', '')})" for k, v in dl.items()), ""]
         lf = d["live_fallback"]
         if "skipped" in lf:
             L += [f"Live fallback: {lf['skipped']}", ""]
