@@ -7,15 +7,47 @@ from pathlib import Path
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError, ParameterError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aif", ".aiff", ".w64", ".caf")
+#: Output container per file suffix (libsndfile major formats).
+FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aif": "AIFF", ".aiff": "AIFF", ".w64": "W64",
+           ".caf": "CAF"}
+AUDIO_SUFFIXES = tuple(FORMATS)
 
 
 def _audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
+def output_format(src_info, dst: Path) -> tuple[str, str]:
+    """``(format, subtype)`` to write ``dst``: the container its suffix names, with the input's
+    sample format (``src_info``: :func:`soundfile.info` of the input).
+
+    Raises
+    ------
+    DebleedError
+        ``dst`` has no audio suffix, or its container cannot hold the input's sample format
+        (e.g. 32-bit float into FLAC); nothing is written.
+    """
+    import soundfile as sf
+
+    fmt = FORMATS.get(dst.suffix.lower())
+    if fmt is None:
+        raise DebleedError(f"output {dst}: unknown audio suffix {dst.suffix!r} (allowed: {', '.join(AUDIO_SUFFIXES)})")
+    if not sf.check_format(fmt, src_info.subtype):
+        raise DebleedError(f"output {dst}: a {fmt} file cannot hold the input's {src_info.subtype} samples; "
+                           f"give an output with the input's suffix, or one of .wav, .w64, .caf")
+    return fmt, src_info.subtype
+
+
 def denoise_file(src: Path, dst: Path, denoiser, block: int) -> None:
-    """Denoise one audio file into ``dst`` (same rate, length, channels, subtype), atomically."""
+    """Denoise one audio file into ``dst`` atomically: same rate, length, channels and sample
+    format as ``src``, in the container ``dst``'s suffix names.
+
+    Raises
+    ------
+    DebleedError
+        ``src`` unreadable (names the path), or ``dst``'s container cannot hold the input's
+        sample format (see :func:`output_format`); ``dst`` is then not touched.
+    """
     import soundfile as sf
 
     from debleed.models.denoiser import denoise_signal
@@ -25,12 +57,21 @@ def denoise_file(src: Path, dst: Path, denoiser, block: int) -> None:
         x, sr = sf.read(str(src), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DebleedError(f"cannot read audio file {src}: {e}") from None
+    fmt, subtype = output_format(info, dst)
     y = denoise_signal(x, sr, denoiser=denoiser, block=block)
     with atomic_path(dst) as tmp:
-        sf.write(str(tmp), y, sr, subtype=info.subtype, format=info.format)
+        sf.write(str(tmp), y, sr, subtype=subtype, format=fmt)
+
+
+def _is_folder_arg(arg: str, path: Path) -> bool:
+    """An ``-o`` naming a folder: one that exists, ends with a separator, or has no suffix."""
+    import os
+
+    return path.is_dir() or arg.endswith((os.sep, "/")) or path.suffix == ""
 
 
 def cmd_denoise(args) -> int:
+    import soundfile as sf
     from tqdm import tqdm
 
     from debleed.models.denoiser import Denoiser
@@ -48,10 +89,15 @@ def cmd_denoise(args) -> int:
             raise DebleedError(f"output {dst} is a file; the input is a folder, so give a folder")
         pairs = [(f, dst / f.name) for f in files]
     else:
-        pairs = [(src, dst / src.name if dst.is_dir() else dst)]
+        pairs = [(src, dst / src.name if _is_folder_arg(str(args.output), dst) else dst)]
     for s, d in pairs:
         if d.exists() and d.resolve() == s.resolve():
             raise DebleedError(f"output {d} is the input file; refusing to overwrite an input")
+        if not src.is_dir():
+            try:
+                output_format(sf.info(str(s)), d)
+            except (RuntimeError, sf.LibsndfileError) as e:
+                raise DebleedError(f"cannot read audio file {s}: {e}") from None
     den = Denoiser(args.model, providers=args.providers)
     for s, d in tqdm(pairs, desc="denoise", unit="file", disable=args.quiet or len(pairs) == 1 and not args.progress):
         denoise_file(s, d, den, args.block)
@@ -88,9 +134,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("denoise", help="remove bleed from snare-mic files with the neural denoiser")
     p.add_argument("-i", "--input", required=True, help="audio file or folder of audio files")
-    p.add_argument("-o", "--output", required=True, help="output file, or folder (created if needed)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (its suffix picks the container), or folder: one that exists, ends with '/' "
+                        "or has no suffix (created if needed)")
     p.add_argument("--model", default=None, help="ONNX model (default: the shipped one for 44.1/48 kHz; "
-                   "other rates are resampled to 48 kHz and back)")
+                   "other rates are resampled to 48 kHz and back; a given model's rate otherwise)")
     p.add_argument("--providers", nargs="+", default=None, metavar="PROVIDER",
                    help="onnxruntime providers (default CPUExecutionProvider; e.g. CUDAExecutionProvider)")
     p.add_argument("--block", type=int, default=1024, help="processing block, frames (default 1024)")

@@ -83,7 +83,7 @@ class Denoiser:
         A missing or unreadable model file (the message names the path), or a provider that is
         not available.
     ParameterError
-        ``intra_op_threads`` < 1.
+        ``intra_op_threads`` not an integer >= 1; ``providers`` a string or empty.
 
     Notes
     -----
@@ -102,8 +102,12 @@ class Denoiser:
     """
 
     def __init__(self, model_path=None, *, providers=None, intra_op_threads: int = 1):
-        if int(intra_op_threads) < 1:
-            raise ParameterError(f"intra_op_threads must be >= 1, got {intra_op_threads!r}")
+        if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, (int, np.integer)) \
+                or intra_op_threads < 1:
+            raise ParameterError(f"intra_op_threads must be an integer >= 1, got {intra_op_threads!r}")
+        if isinstance(providers, str):
+            raise ParameterError(f"providers must be a list of onnxruntime provider names, got the string "
+                                 f"{providers!r} (write [{providers!r}])")
         self._providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
         if not self._providers:
             raise ParameterError("providers must name at least one onnxruntime provider (e.g. CPUExecutionProvider)")
@@ -124,6 +128,11 @@ class Denoiser:
     def latency_samples(self) -> int:
         """Total algorithmic latency, samples: ``window - 1`` (overlap-add plus hop buffering)."""
         return self._window - 1
+
+    @property
+    def model_rate(self) -> int | None:
+        """Hz the given model was trained at; None when using the shipped models (44100 and 48000)."""
+        return self._rate if self._explicit is not None else None
 
     @property
     def model_path(self):
@@ -199,7 +208,7 @@ class Denoiser:
         DebleedError
             Called before :meth:`prepare`.
         ParameterError
-            ``x`` not 1-D, longer than ``max_block``, or ``out`` too short.
+            ``x`` not 1-D or longer than ``max_block``; ``out`` not a 1-D float array or too short.
         """
         if self.sample_rate is None:
             raise DebleedError("Denoiser.process called before prepare(sample_rate, max_block)")
@@ -208,8 +217,9 @@ class Denoiser:
         n = x.shape[0]
         if n > self.max_block:
             raise ParameterError(f"block of {n} frames is longer than max_block={self.max_block} given to prepare")
-        if out.ndim != 1 or out.shape[0] < n:
-            raise ParameterError(f"out must be 1-D with at least {n} frames, got shape {out.shape}")
+        if out.ndim != 1 or out.shape[0] < n or out.dtype.kind != "f":
+            raise ParameterError(f"out must be a 1-D float array with at least {n} frames, got shape "
+                                 f"{out.shape}, dtype {out.dtype}")
         if n == 0:
             return
         hop = self._hop
@@ -258,17 +268,26 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
     x : ndarray, float (n,) or (n, channels)
         Audio (soundfile's layout), each channel denoised on its own.
     sample_rate : int
-        Hz, > 0. Rates other than 44100 and 48000 are resampled with soxr to 48000 and back.
+        Hz, > 0. With the shipped models, rates other than 44100 and 48000 are resampled with soxr
+        to 48000 and back; a denoiser built on a given model file works at that model's rate,
+        and other rates are resampled to it and back.
     denoiser : Denoiser, optional
         Reused if given (its shipped models are picked per rate).
     block : int
-        Processing block, frames; default 1024.
+        Processing block, frames, 1 to 1048576; default 1024.
     compensate : bool
         Remove the model latency so the output lines up with the input; default True.
 
     Returns
     -------
     ndarray, float32, same shape as ``x``.
+
+    Raises
+    ------
+    ParameterError
+        ``sample_rate`` not > 0, or ``block`` out of range.
+    DebleedError
+        The model cannot be loaded (names the path).
     """
     import soxr
 
@@ -277,8 +296,11 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
     x = np.asarray(x)
     mono = x.ndim == 1
     xs = x[:, None] if mono else x
-    rate = int(sample_rate) if int(sample_rate) in SHIPPED else 48000
     d = denoiser or Denoiser()
+    if d.model_rate is not None:
+        rate = d.model_rate
+    else:
+        rate = int(sample_rate) if int(sample_rate) in SHIPPED else 48000
     d.prepare(rate, block)
     lat = d.latency_samples if compensate else 0
     out = np.zeros(xs.shape, np.float32)
@@ -303,10 +325,23 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
 
 
 def model_info(path) -> dict:
-    """Metadata of an exported model (hop, window, sample_rate, config)."""
+    """Metadata of an exported model: ``hop``, ``window``, ``sample_rate`` (strings, as stored)
+    and ``config`` (the constructor arguments, a dict).
+
+    Raises
+    ------
+    DebleedError
+        ``path`` missing or not a loadable ONNX model (the message names the path).
+    """
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    path = Path(path)
+    if not path.is_file():
+        raise DebleedError(f"denoiser model {path} does not exist")
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise DebleedError(f"cannot load denoiser model {path}: {str(e).strip().splitlines()[0][:300]}") from None
     meta = dict(sess.get_modelmeta().custom_metadata_map)
     if "config" in meta:
         meta["config"] = json.loads(meta["config"])

@@ -36,7 +36,7 @@ import numpy as np
 from debleed.errors import DebleedError
 from debleed.fileio import atomic_path, atomic_write_text
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
-from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, VALID_KIT, render_scene
+from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, TRAIN_KITS, VALID_KIT, render_scene
 
 SCENARIOS = {"studio": -40.0, "loud stage": -10.0}
 #: Gate grid: -120 dB is a gate that never closes, so "best gate" is never worse than no gate.
@@ -171,7 +171,34 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
              seconds: float = 10.0, seed: int = 1000, model_path=None, progress: bool = True) -> dict:
     """Run the evaluation; write ``eval.md``, ``eval.json`` and ``mel.png`` into ``out_dir``.
 
-    Returns the results dict ``{scenario: {processor: metrics}}`` plus ``"setup"``.
+    Parameters
+    ----------
+    out_dir : path
+        Output folder (created if needed); the three files are written atomically.
+    sample_rate : int
+        44100 or 48000 Hz (the denoiser's real-time rates).
+    kit : str
+        A Hydrogen kit name, ``avldrums:STEM`` or ``sonic-pi``; default the held-out validation kit.
+        A training kit is evaluated too, and the table says so.
+    scenes : int
+        Scenes per scenario, >= 1 (default 4).
+    seconds : float
+        Length of each scene, s, > 0 and finite (default 10).
+    seed : int
+        Scene ``i`` uses seed ``seed + i``.
+    model_path : path, optional
+        ONNX model; default the shipped one for ``sample_rate``.
+
+    Returns
+    -------
+    dict
+        ``{scenario: {processor: metrics}}`` plus ``"setup"``.
+
+    Raises
+    ------
+    DebleedError
+        ``scenes`` or ``seconds`` out of range (named), pyroomacoustics missing, a model that
+        cannot be loaded; :class:`ParameterError` for an unsupported ``sample_rate``.
     """
     from tqdm import tqdm
 
@@ -183,6 +210,10 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
         # no silent fallback to another bleed model: its numbers would not compare with the model card's
         raise DebleedError("debleed eval renders bleed through pyroomacoustics rooms, which is not installed "
                            "(a dependency of debleed: reinstall it, e.g. `pip install -e .`)") from None
+    if isinstance(scenes, bool) or not isinstance(scenes, (int, np.integer)) or scenes < 1:
+        raise DebleedError(f"--scenes must be an integer >= 1, got {scenes!r}")
+    if not (isinstance(seconds, (int, float, np.floating)) and np.isfinite(seconds) and seconds > 0):
+        raise DebleedError(f"--seconds must be a finite number > 0, got {seconds!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     den = Denoiser(model_path)
@@ -228,7 +259,9 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
 def markdown_table(results: dict) -> str:
     """The results as a markdown table."""
     s = results["setup"]
-    lines = [f"Validation kit *{s['kit']}* (held out of training), {s['sample_rate']} Hz, "
+    held = ("Kit *{}* (a training kit, not held out)" if s["kit"] in TRAIN_KITS
+            else "Validation kit *{}* (held out of training)").format(s["kit"])
+    lines = [f"{held}, {s['sample_rate']} Hz, "
              f"{s['scenes']} scenes x {s['seconds']:g} s per scenario, bleed: {s['bleed']}; "
              f"denoiser latency {s['latency_samples']} samples "
              f"({1000.0 * s['latency_samples'] / s['sample_rate']:.2f} ms).", "",

@@ -199,6 +199,24 @@ def _crops(data, rng, batch: int, length: int):
     return x, y
 
 
+def _check_settings(**kw) -> None:
+    """Refuse training settings outside their ranges, naming the value (:class:`DebleedError`)."""
+    fine_tuning = kw.pop("init") is not None
+    lowest = {"steps": 0 if fine_tuning else 1, "batch": 1, "n_scenes": 1, "ckpt_every": 1, "threads": 1,
+              "valid_scenes": 1}
+    for name, low in lowest.items():
+        v = kw[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            why = " (0 exports the --init checkpoint unchanged)" if name == "steps" and fine_tuning else ""
+            raise DebleedError(f"{name} must be an integer >= {low}{why}, got {v!r}")
+    for name in ("crop_s", "lr", "scene_s"):
+        v = kw[name]
+        if not isinstance(v, (int, float, np.floating)) or not np.isfinite(v) or v <= 0:
+            raise DebleedError(f"{name} must be a finite number > 0, got {v!r}")
+    if kw["crop_s"] > kw["scene_s"]:
+        raise DebleedError(f"crop_s {kw['crop_s']} s is longer than a scene (scene_s {kw['scene_s']} s)")
+
+
 def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: int = 0,
           batch: int = 12, crop_s: float = 0.67, lr: float = 1e-3, n_scenes: int = 400,
           scene_s: float = 6.0, ckpt_every: int = 100, resume: bool = True, threads: int = 1,
@@ -212,7 +230,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     sample_rate : int
         44100 or 48000 Hz.
     steps : int
-        Optimiser steps in total (a resumed run continues up to this count).
+        Optimiser steps in total (a resumed run continues up to this count); >= 1, or >= 0 with
+        ``init`` (0 exports the start weights).
     work_dir : path
         Cache and checkpoint folder (git-ignored, e.g. ``train-cache/``).
     out : path, optional
@@ -233,6 +252,40 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     device : str
         torch device for training (``"cpu"``, the default and what ``make train`` uses, or e.g.
         ``"cuda"``); checkpoints and the exported model are the same either way.
+    seed : int
+        Seeds the scene caches (``seed + 1`` training, ``seed + 2`` validation), the crops and torch.
+    batch : int
+        Crops per step, >= 1 (default 12).
+    crop_s : float
+        Crop length, s, > 0 and at most ``scene_s``; it must hold at least ``context + window``
+        samples of the model (0.023 s at 48 kHz for the default model).
+    lr : float
+        Learning rate of the mask network, > 0 (the filterbank learns 20 times slower); 100
+        warm-up steps from scratch (1 when fine-tuning), then cosine decay to 10 % at ``steps``.
+    n_scenes, valid_scenes : int
+        Rendered training and validation scenes, >= 1 (default 400 and 12).
+    scene_s : float
+        Scene length, s, > 0 (default 6).
+    ckpt_every : int
+        Checkpoint (and validation log row) every N steps, >= 1.
+    resume : bool
+        Continue from ``work_dir``'s checkpoint of this run when it exists (default True).
+    threads : int
+        torch intra-op threads, >= 1.
+    progress : bool
+        tqdm progress bars on stderr.
+    model_kwargs : dict, optional
+        :class:`~debleed.models.net.SnareDenoiserNet` arguments; default those of ``init``, else
+        ``DEFAULT_MODEL`` at ``sample_rate``.
+    log : file, optional
+        Gets one JSON line per checkpoint (losses, validation loss and SI-SDR, elapsed s).
+
+    Raises
+    ------
+    DebleedError
+        An unsupported ``sample_rate``; a setting outside its range (named in the message); an
+        ``init`` that is missing or does not fit the model; a checkpoint to resume made with
+        another scene recipe or model.
     """
     _require_torch()
     import torch
@@ -242,6 +295,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
 
     if int(sample_rate) not in RATE_TAG:
         raise DebleedError(f"sample_rate {sample_rate} Hz not supported (allowed: 44100, 48000)")
+    _check_settings(steps=steps, batch=batch, crop_s=crop_s, lr=lr, n_scenes=n_scenes, scene_s=scene_s,
+                    ckpt_every=ckpt_every, threads=threads, valid_scenes=valid_scenes, init=init)
+    if init is not None and not Path(init).is_file():
+        raise DebleedError(f"--init checkpoint {init} does not exist (or is not a file)")
     torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     work = Path(work_dir)
@@ -269,6 +326,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     model = SnareDenoiserNet(**model_kwargs).to(device)
     hop = model.hop
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
+    if length < model.context + model.window:
+        raise DebleedError(f"crop_s {crop_s} s gives {length} samples per crop; at least {model.context + model.window} "
+                           f"({(model.context + model.window) / sample_rate:.3f} s at {sample_rate} Hz) are needed")
     # The filterbank starts as a perfect-reconstruction frame with weights of about 0.04: at
     # the mask network's learning rate Adam's first steps scramble it (the output fell 40 dB
     # in 100 steps), so it learns 20 times slower. Warm-up 100 steps, then cosine to 10 %.

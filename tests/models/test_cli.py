@@ -74,3 +74,40 @@ def test_train_without_torch_names_the_install(monkeypatch, capsys):
     assert main(["train", "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "torch" in err and "pip install -e '.[train]'" in err and "make train" in err
+
+
+def test_denoise_output_suffix_picks_the_container(tmp_path, mic, capsys):
+    src = tmp_path / "s.wav"
+    _write(src, mic, 48000, "PCM_24")
+    dst = tmp_path / "s.flac"
+    assert main(["denoise", "-i", str(src), "-o", str(dst), "--quiet"]) == 0
+    info = sf.info(str(dst))
+    assert (info.format, info.subtype, info.frames) == ("FLAC", "PCM_24", mic.size)
+    # float samples do not fit FLAC: refused before anything is written
+    fsrc = tmp_path / "f.wav"
+    _write(fsrc, mic, 48000, "FLOAT")
+    assert main(["denoise", "-i", str(fsrc), "-o", str(tmp_path / "f.flac"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "f.flac" in err and "FLOAT" in err
+    assert not (tmp_path / "f.flac").exists()
+    assert main(["denoise", "-i", str(fsrc), "-o", str(tmp_path / "f.mp4"), "--quiet"]) == 2
+    assert "'.mp4'" in capsys.readouterr().err
+
+
+def test_denoise_single_file_into_a_new_folder(tmp_path, mic):
+    src = tmp_path / "s.wav"
+    _write(src, mic, 48000, "PCM_16")
+    for arg, folder in ((str(tmp_path / "new") + "/", tmp_path / "new"), (str(tmp_path / "plain"), tmp_path / "plain")):
+        assert main(["denoise", "-i", str(src), "-o", arg, "--quiet"]) == 0
+        assert folder.is_dir() and sf.info(str(folder / "s.wav")).frames == mic.size
+
+
+def test_denoise_with_a_given_model_resamples_to_its_rate(tmp_path, mic):
+    from debleed.models.denoiser import SHIPPED
+
+    src = tmp_path / "s.wav"
+    _write(src, mic, 48000, "FLOAT")
+    dst = tmp_path / "o.wav"
+    assert main(["denoise", "-i", str(src), "-o", str(dst), "--model", str(SHIPPED[44100]), "--quiet"]) == 0
+    y, sr = sf.read(str(dst), dtype="float32")
+    assert sr == 48000 and y.size == mic.size and np.all(np.isfinite(y)) and np.max(np.abs(y)) > 1e-3

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from debleed.errors import DebleedError, ParameterError
-from debleed.models.denoiser import SHIPPED, Denoiser, denoise_signal
+from debleed.models.denoiser import SHIPPED, Denoiser, denoise_signal, model_info
 from debleed.models.multitrack import render_multitrack
 
 RATES = (48000, 44100)
@@ -113,8 +113,14 @@ def test_wrong_rate_and_block_errors(snare):
         d.process(np.zeros((2, 64), np.float32), out)
     with pytest.raises(ParameterError, match="out must be"):
         d.process(snare[:64], np.empty(10, np.float32))
+    with pytest.raises(ParameterError, match="out must be a 1-D float array.*int16"):
+        d.process(snare[:64], np.empty(64, np.int16))
     with pytest.raises(ParameterError, match="intra_op_threads"):
         Denoiser(intra_op_threads=0)
+    with pytest.raises(ParameterError, match="intra_op_threads.*None"):
+        Denoiser(intra_op_threads=None)
+    with pytest.raises(ParameterError, match=r"\['CPUExecutionProvider'\]"):
+        Denoiser(providers="CPUExecutionProvider")
 
 
 def test_explicit_model_rate_must_match():
@@ -132,6 +138,8 @@ def test_missing_and_corrupt_model_name_the_path(tmp_path):
     corrupt.write_bytes(b"\x08\x07 this is not a protobuf" * 50)
     with pytest.raises(DebleedError, match=str(corrupt)):
         Denoiser(corrupt)
+    with pytest.raises(DebleedError, match=str(missing)):
+        model_info(missing)
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(SHIPPED[48000].read_bytes()[:5000])
     with pytest.raises(DebleedError, match=str(truncated)):

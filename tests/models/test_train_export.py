@@ -61,8 +61,13 @@ def test_training_smoke_resume_and_export(torch_installed, tmp_path):
     assert (tmp_path / "work" / "ckpt_44k1.pt").is_file()
     ck = torch_installed.load(tmp_path / "work" / "ckpt_44k1.pt", weights_only=False)
     assert ck["step"] == 3
-    res = train(steps=5, **kw)  # resumes at step 3
+    with open(tmp_path / "resume.jsonl", "w") as log:
+        res = train(steps=5, log=log, **kw)  # resumes at step 3: logs steps 4 and 5 only
     assert res["steps"] == 5
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "resume.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 5]
     # a checkpoint from another scene recipe is not silently resumed, and is kept
     import debleed.models.train as train_mod
 
@@ -206,18 +211,41 @@ def test_training_with_bleed_weight_uses_its_own_checkpoint(torch_installed, tmp
               model_kwargs={"hop": 32, "n_filters": 32, "hidden": 16, "layers": 1})
     train(steps=2, out=tmp_path / "base.onnx", **kw)
     base = tmp_path / "work" / "ckpt_44k1.pt"
-    before = base.read_bytes()
+    # a start point far from any fresh model: the mask bias moved from 2.0 to -1.0
+    st = torch_installed.load(base, weights_only=False)
+    st["model"]["out.bias"] = st["model"]["out.bias"] - 3.0
+    start = tmp_path / "start.pt"
+    torch_installed.save(st, start)
+    before = start.read_bytes()
     with open(tmp_path / "log.jsonl", "w") as log:
-        res = train(steps=2, out=tmp_path / "ft.onnx", init=base, ckpt_name="ckpt_44k1_ft.pt", log=log,
+        res = train(steps=2, out=tmp_path / "ft.onnx", init=start, ckpt_name="ckpt_44k1_ft.pt", log=log,
                     loss_kwargs={"bleed_weight": 1.0}, **{k: v for k, v in kw.items() if k != "model_kwargs"})
     assert res["checkpoint"].endswith("ckpt_44k1_ft.pt") and (tmp_path / "work" / "ckpt_44k1_ft.pt").is_file()
-    assert base.read_bytes() == before
+    assert start.read_bytes() == before
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert rows and all(np.isfinite(r["bleed"]) and r["bleed"] >= 0.0 for r in rows)
-    # the fine-tuned weights started from the base checkpoint, not from scratch
+    # the fine-tuned weights started from the given checkpoint, not from scratch (bias 2.0)
     ft = torch_installed.load(tmp_path / "work" / "ckpt_44k1_ft.pt", weights_only=False)
-    b = torch_installed.load(base, weights_only=False)
-    assert ft["config"] == b["config"]
+    assert ft["config"] == st["config"]
+    moved = (ft["model"]["out.bias"] - st["model"]["out.bias"]).abs().max().item()
+    assert moved < 0.05
+
+
+def test_train_refuses_bad_settings_before_rendering(torch_installed, tmp_path):
+    from debleed.models.train import train
+
+    kw = dict(sample_rate=44100, work_dir=tmp_path / "work", out=tmp_path / "m.onnx", progress=False)
+    for bad, match in (({"steps": 0}, "steps must be an integer >= 1, got 0"),
+                       ({"steps": -3, "init": tmp_path / "x.pt"}, "steps must be an integer >= 0"),
+                       ({"ckpt_every": 0}, "ckpt_every must be an integer >= 1, got 0"),
+                       ({"batch": 2.5}, "batch must be an integer >= 1, got 2.5"),
+                       ({"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+                       ({"crop_s": 7.0}, r"crop_s 7.0 s is longer than a scene"),
+                       ({"init": tmp_path / "missing.pt"}, r"--init checkpoint .*missing\.pt does not exist")):
+        args = {"steps": 2, **bad}
+        with pytest.raises(DebleedError, match=match):
+            train(**kw, **args)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "m.onnx").exists()
 
 
 def test_held_out_kits_cannot_enter_training_scenes(tmp_path):
