@@ -66,7 +66,10 @@ def cmd_live(args) -> int:
             eng.write_stats(args.stats_json)
         eng.stop()
     if eng.shutdown_reason:
-        what = "JACK server went away" if eng.backend == "jack" else "audio device stopped"
+        if eng.backend == "jack":
+            what = "JACK server went away" if eng.server_gone else "JACK changed under debleed"
+        else:
+            what = "audio device stopped"
         print(f"debleed: {what} ({eng.shutdown_reason}); stopped", file=sys.stderr)
         return 1
     cb = s["callback_us"]

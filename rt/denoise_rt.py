@@ -29,8 +29,8 @@ from numba import njit
 from debleed.errors import DebleedError
 
 # control array columns
-CTL_SEQ, CTL_DONE, CTL_LATE, CTL_DELAY, CTL_OVERRUN = range(5)
-N_CTL = 5
+CTL_SEQ, CTL_DONE, CTL_LATE, CTL_DELAY, CTL_OVERRUN, CTL_EPOCH = range(6)
+N_CTL = 6
 
 
 @njit(cache=True)
@@ -50,7 +50,8 @@ def exchange(n, inputs, src, row, ring_in, ring_out, slot_n, tags, ctl, dry, dry
     ring_in, ring_out : float32 (k, R, max_block)
     slot_n : int64 (R,) frames per slot.
     tags : int64 (R,) sequence number of the block in each output slot (-1: none).
-    ctl : int64 (N_CTL,) sequence, worker progress, late count, D, overruns.
+    ctl : int64 (N_CTL,) sequence, worker progress, late count, D, overruns, epoch (the first
+        block of the current period: older blocks are not substituted, the dry fallback is).
     dry : float32 (k, dry_len) dry delay rings; dry_w : int64 (k,) write indices.
     dry_delay : int
         Samples the dry fallback is delayed (``D * period + denoiser latency``).
@@ -68,8 +69,9 @@ def exchange(n, inputs, src, row, ring_in, ring_out, slot_n, tags, ctl, dry, dry
     n_slots = tags.shape[0]
     slot = seq % n_slots
     want = seq - ctl[CTL_DELAY]
+    due = want >= ctl[CTL_EPOCH]
     wslot = want % n_slots if want >= 0 else 0
-    ok = want >= 0 and tags[wslot] == want
+    ok = due and tags[wslot] == want
     size = dry.shape[1]
     for k in range(src.shape[0]):
         s, r = src[k], row[k]
@@ -90,7 +92,7 @@ def exchange(n, inputs, src, row, ring_in, ring_out, slot_n, tags, ctl, dry, dry
                 w = 0
         dry_w[k] = w
     slot_n[slot] = n
-    if want >= 0 and not ok:
+    if due and not ok:
         ctl[CTL_LATE] += 1
     ctl[CTL_SEQ] = seq + 1
     return 1
@@ -109,7 +111,8 @@ class DenoiseStage:
     max_block : int
         Largest block, frames.
     period : int
-        JACK period, frames (for the dry fallback's delay).
+        JACK period, frames, 1 to ``max_block`` (for the dry fallback's delay); see
+        :meth:`set_period` for a period change while running.
     delay_blocks : int
         D, 1 to 16.
     slots : int
@@ -132,13 +135,37 @@ class DenoiseStage:
         self.ctl[CTL_DELAY] = int(delay_blocks)
         lat = max((d.latency_samples for d in self.denoisers), default=0)
         self.denoiser_latency = int(lat)
-        self.dry_delay = int(delay_blocks) * int(period) + self.denoiser_latency
-        self.dry = np.zeros((k, self.dry_delay + max_block + 1), np.float32)
+        self.max_block = int(max_block)
+        self.dry_delay = 0
+        self.set_period(period)
+        # room for the longest delay any period up to max_block can ask for
+        self.dry = np.zeros((k, int(delay_blocks) * self.max_block + self.denoiser_latency + self.max_block + 1),
+                            np.float32)
         self.dry_w = np.zeros(k, np.int64)
         self.fd = os.eventfd(0, os.EFD_CLOEXEC)
         self._stop = False
         self._thread = None
         self.error: str | None = None
+
+    def set_period(self, period: int) -> int:
+        """Follow a period change: the delay becomes ``D * period`` plus the denoiser's latency.
+
+        Blocks published before the change are not substituted: for the next ``D`` blocks the
+        channel plays the dry signal at the new delay (not counted as late), then the denoised
+        blocks of the new size, at the same delay. Call it while the audio thread is not running
+        (JACK's buffer-size callback: the graph is suspended); the cfunc engine must also copy
+        :attr:`dry_delay` into its header. Returns the new :attr:`dry_delay`, samples.
+
+        Raises
+        ------
+        DebleedError
+            ``period`` outside 1 to ``max_block``.
+        """
+        if not 1 <= int(period) <= self.max_block:
+            raise DebleedError(f"period must be 1 to max_block={self.max_block} frames, got {period!r}")
+        self.dry_delay = int(self.ctl[CTL_DELAY]) * int(period) + self.denoiser_latency
+        self.ctl[CTL_EPOCH] = self.ctl[CTL_SEQ]
+        return self.dry_delay
 
     @property
     def latency_samples(self) -> int:
@@ -198,11 +225,17 @@ class DenoiseStage:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop and join the worker thread; close the eventfd."""
+        """Stop and join the worker thread; close the eventfd once the worker has ended.
+
+        A worker still inside a model call after 5 s keeps its eventfd open (it ends at its next
+        wake-up; closing the descriptor under it could hand its number to another file).
+        """
         self._stop = True
         if self._thread is not None:
             os.eventfd_write(self.fd, 1)
             self._thread.join(5.0)
+            if self._thread.is_alive():
+                return
             self._thread = None
         if self.fd >= 0:
             os.close(self.fd)

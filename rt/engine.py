@@ -127,8 +127,14 @@ class EngineBase:
             d.reset()
             denoisers.append(d)
         delay = max(self.config.channel[c].denoise_delay_blocks for c, _, _ in rows)
-        self.stage = DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows],
-                                  max_block=self.max_block, period=self.block, delay_blocks=delay)
+        self.stage = st = DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows],
+                                       max_block=self.max_block, period=self.block, delay_blocks=delay)
+        # compile and load the exchange kernel now (the Python engines call it from the
+        # callback), on copies so that the stage's rings and counters stay untouched
+        from debleed.rt.denoise_rt import exchange
+
+        exchange(0, self.inputs.copy(), st.src, st.row, st.ring_in.copy(), st.ring_out.copy(), st.slot_n.copy(),
+                 st.tags.copy(), st.ctl.copy(), st.dry.copy(), st.dry_w.copy(), st.dry_delay)
 
     def channel_latency_samples(self) -> list[int]:
         """Latency of each output, samples: lookahead, plus D periods and the denoiser's latency
@@ -228,6 +234,8 @@ class JackEngine(EngineBase):
         self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
         self.client: jack.Client | None = None
         self._keepalive: list = []
+        self._header = None
+        self.server_gone = False
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -330,7 +338,7 @@ class JackEngine(EngineBase):
 
     def stop(self) -> None:
         """Deactivate and close the client (skipped if the server already went away)."""
-        if self.client is not None and self.shutdown_reason is None:
+        if self.client is not None and not self.server_gone:
             try:
                 self.client.deactivate()
                 self.client.close()
@@ -343,6 +351,7 @@ class JackEngine(EngineBase):
 
     # --- callbacks (JACK's notification thread, never the audio thread) -------------------
     def _on_shutdown(self, status, reason):
+        self.server_gone = True
         self.shutdown_reason = reason or str(status)
         self.stopped.set()
 
@@ -354,6 +363,23 @@ class JackEngine(EngineBase):
         if blocksize > self.max_block:
             print(f"debleed: warning: JACK period {blocksize} frames exceeds the {self.max_block} "
                   "allocated; outputs are silent until debleed restarts", file=sys.stderr)
+        elif self.stage is not None and blocksize > 0:
+            # denoised channels are D periods late: follow the new period (the graph is
+            # suspended while JACK calls this), then tell JACK the new latency from another
+            # thread (a server request from inside a notification could block it)
+            self.stage.set_period(blocksize)
+            if self._header is not None:
+                from debleed.rt import jack_cfunc as jc
+
+                self._header[jc.H_DRYDELAY] = self.stage.dry_delay
+            threading.Thread(target=self._recompute_latencies, name="debleed-latency", daemon=True).start()
+
+    def _recompute_latencies(self) -> None:
+        try:
+            if self.client is not None and not self.closed and not self.server_gone:
+                _jackptr.recompute_total_latencies(self.client)
+        except Exception as e:  # reported, the audio goes on
+            print(f"debleed: cannot update the reported latency: {e}", file=sys.stderr)
 
     def _on_samplerate(self, samplerate):
         if samplerate != self.sample_rate:

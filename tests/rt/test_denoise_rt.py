@@ -14,6 +14,7 @@ import threading
 import numpy as np
 import pytest
 
+from debleed.errors import DebleedError
 from debleed.rt.config import parse_config
 from debleed.rt.denoise_rt import CTL_LATE, DenoiseStage
 from debleed.rt.engine import JackEngine
@@ -99,6 +100,37 @@ def test_a_late_worker_falls_back_to_the_delayed_dry_signal_and_counts_it():
         st.stop()
 
 
+def test_set_period_keeps_the_stream_whole_at_d_new_periods():
+    st = make_stage(2)
+    try:
+        half = PERIOD // 2
+        x = np.random.default_rng(4).standard_normal(PERIOD * 10 + half * 10).astype(np.float32)
+        got = np.zeros_like(x)
+        inputs = np.zeros((2, PERIOD), np.float32)
+        pos = 0
+        for b in range(20):
+            if b == 10:
+                assert st.set_period(half) == 2 * half == st.latency_samples
+            n = PERIOD if b < 10 else half
+            inputs[0, :n] = x[pos:pos + n]
+            st.exchange(n, inputs)
+            got[pos:pos + n] = inputs[1, :n]
+            st.process_pending()
+            pos += n
+        sw = 10 * PERIOD
+        ref = reference(x)
+        assert np.array_equal(got[2 * PERIOD:sw], ref[:sw - 2 * PERIOD])
+        # D blocks of the dry signal at the new delay, then the denoised ones at the same delay
+        assert np.array_equal(got[sw:sw + 2 * half], x[sw - 2 * half:sw])
+        assert np.array_equal(got[sw + 2 * half:], ref[sw:-2 * half])
+        assert st.ctl[CTL_LATE] == 0
+        for bad in (0, PERIOD + 1):
+            with pytest.raises(DebleedError, match=f"period must be 1 to max_block={PERIOD} frames, got {bad}"):
+                st.set_period(bad)
+    finally:
+        st.stop()
+
+
 def test_worker_thread_processes_in_the_background():
     st = make_stage(2)
     st.start()
@@ -142,20 +174,32 @@ def test_live_denoised_channel_is_denoised_or_dry_block_by_block(jack_server, en
     eng = JackEngine(cfg, engine=engine, server_name=jack_server.name, denoiser_factory=lambda ch: HalfAndEcho())
     eng.start()
     try:
-        n = PERIOD * 200
-        x = np.random.default_rng(2).standard_normal(n).astype(np.float32) * 0.3
-        rec = play_record({f"dn{engine}:in_snare": x}, [f"dn{engine}:out_snare", f"dn{engine}:out_raw"],
-                          server_name=jack_server.name, freewheel=False, tail_frames=4 * PERIOD,
-                          timeout_s=60, name=f"dnt{engine}")
+        x, rec = _play(jack_server, f"dn{engine}", PERIOD)
         stats = eng.stats()
     finally:
         eng.stop()
+    assert stats["latency_samples"] == {"snare": 2 * PERIOD, "raw": 0}
+    _check_denoised_or_dry(x, rec, PERIOD, stats, engine)
+
+
+def _play(jack_server, client, period):
+    n = period * 200
+    x = np.random.default_rng(2).standard_normal(n).astype(np.float32) * 0.3
+    rec = play_record({f"{client}:in_snare": x}, [f"{client}:out_snare", f"{client}:out_raw"],
+                      server_name=jack_server.name, freewheel=False, tail_frames=4 * period,
+                      timeout_s=60, name=f"{client}t")
+    return x, rec
+
+
+def _check_denoised_or_dry(x, rec, period, stats, engine):
+    """Every checkable block of the denoised channel is the stand-in's output or the dry input,
+    ``2 * period`` samples late."""
+    PERIOD = period
     d = 2 * PERIOD
-    assert stats["latency_samples"] == {"snare": d, "raw": 0}
     # In real time on a shared machine a Python client can miss a cycle (an xrun): JACK then
     # drops that cycle's data. Such blocks show on the bypassed raw channel and are left out.
     ref = reference(x)
-    nb = n // PERIOD
+    nb = x.size // PERIOD
     clean = [np.array_equal(rec[1, b * PERIOD:(b + 1) * PERIOD], x[b * PERIOD:(b + 1) * PERIOD]) for b in range(nb)]
     assert sum(clean) >= 0.8 * nb, f"{engine}: only {sum(clean)} of {nb} clean cycles ({stats['xruns']} xruns)"
     denoised = fallback = checked = 0
@@ -177,6 +221,38 @@ def test_live_denoised_channel_is_denoised_or_dry_block_by_block(jack_server, en
     assert fallback <= stats["late_blocks"]
     assert stats["denoiser"]["worker_error"] is None
     json.dumps(stats)
+
+
+@pytest.mark.jack
+def test_a_period_change_moves_the_denoised_channel_to_d_new_periods(jack_server, tmp_path):
+    import time
+
+    import jack
+
+    from debleed.rt import _jackptr
+    from debleed.rt import jack_cfunc as jc
+
+    cfg = parse_config(__import__("tomllib").loads(textwrap.dedent(GIG.format(engine="per"))))
+    eng = JackEngine(cfg, engine="cfunc", server_name=jack_server.name, denoiser_factory=lambda ch: HalfAndEcho())
+    eng.start()
+    ctl = jack.Client("dnperctl", servername=jack_server.name)
+    try:
+        ctl.blocksize = PERIOD // 2
+        for _ in range(100):  # the latency update runs on its own thread
+            lo, hi = _jackptr.get_latency_range(eng.outports[0], _jackptr.CAPTURE_LATENCY)
+            if (lo, hi) == (PERIOD, PERIOD):
+                break
+            time.sleep(0.02)
+        assert eng.stage.latency_samples == PERIOD and eng._header[jc.H_DRYDELAY] == PERIOD
+        assert eng.stats()["latency_samples"] == {"snare": PERIOD, "raw": 0}
+        assert (lo, hi) == (PERIOD, PERIOD)
+        x, rec = _play(jack_server, "dnper", PERIOD // 2)
+        stats = eng.stats()
+    finally:
+        ctl.blocksize = PERIOD
+        ctl.close()
+        eng.stop()
+    _check_denoised_or_dry(x, rec, PERIOD // 2, stats, "cfunc")
 
 
 def test_offline_render_runs_the_denoiser_stage_as_a_live_run_that_keeps_up():
