@@ -22,6 +22,8 @@ from debleed.errors import ConfigError
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
 _KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
 KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
+#: Largest finite ratio (the gain computer's limit; inf is allowed too).
+MAX_RATIO = 1e6
 
 
 def _check_name(cls, v):
@@ -111,12 +113,43 @@ class ChannelConfig(_Strict):
                 raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
         return v.strip()
 
-    @field_validator("ratio", "threshold_db", "knee_db", "range_db", "attack_ms", "release_ms", "hold_ms")
+    @field_validator("ratio", "threshold_db", "knee_db", "range_db", "attack_ms", "release_ms", "hold_ms",
+                     "hysteresis_db", "lookahead_ms", "dry_wet", "rms_ms", "key_hpf_hz", "key_lpf_hz",
+                     "trigger_threshold_db", "retrigger_ms", mode="before")
     @classmethod
     def _finite(cls, v, info):
-        if math.isnan(v) or (math.isinf(v) and not (info.field_name == "ratio" and v > 0)):
-            raise ValueError("must be a finite number" + (" (or inf)" if info.field_name == "ratio" else ""))
+        # before the range checks, so that NaN is named as such rather than as out of range
+        if isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and not (info.field_name == "ratio" and v > 0))):
+            raise ValueError("must be a finite number" + (" (or inf)" if info.field_name == "ratio" else "")
+                             + f", got {v!r}")
         return v
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v):
+        if math.isfinite(v) and v > MAX_RATIO:
+            raise ValueError(f"must be 1 to {MAX_RATIO:g}, or inf, got {v!r}")
+        return v
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v):
+        return None if v is None else _check_name(cls, v)
+
+    @model_validator(mode="after")
+    def _no_inert_keys(self):
+        """Keys that would do nothing on this channel are errors, not silently ignored."""
+        given = self.model_fields_set
+        kind = self.key.partition(":")[0]
+        if self.velocity_depth and kind != "midi":
+            raise ValueError(f"velocity_depth = true needs a midi:<note> key, this channel's key is {self.key!r}")
+        for name in ("denoise_model", "denoise_delay_blocks"):
+            if name in given and not self.denoise:
+                raise ValueError(f"{name} is set but denoise is not true (set denoise = true, or remove {name})")
+        for name in ("key_hpf_hz", "key_lpf_hz"):
+            if kind in ("trigger", "midi") and getattr(self, name) > 0:
+                raise ValueError(f"{name} filters an audio key; a {kind}: key has none (remove {name})")
+        return self
 
 
 class GigConfig(_Strict):
@@ -191,6 +224,22 @@ class GigConfig(_Strict):
                 notes=tuple(int(v) for v in ref.split(",")) if kind == "midi" else (),
                 **fields))
         return specs
+
+    def check_sample_rate(self, sample_rate: float, source: str = "<config>") -> None:
+        """Refuse key filters at or above Nyquist for ``sample_rate`` (Hz), naming channel and key.
+
+        Raises
+        ------
+        ConfigError
+            A ``key_hpf_hz`` or ``key_lpf_hz`` >= ``sample_rate / 2``.
+        """
+        nyq = float(sample_rate) / 2.0
+        bad = [f"channel[{c}] ({ch.name!r}).{name}: {getattr(ch, name):g} Hz must be below Nyquist "
+               f"({nyq:g} Hz at {sample_rate:g} Hz), or 0 for no filter"
+               for c, ch in enumerate(self.channel) for name in ("key_hpf_hz", "key_lpf_hz")
+               if getattr(ch, name) >= nyq]
+        if bad:
+            raise ConfigError(f"{source}: invalid config at this sample rate:\n  " + "\n  ".join(bad))
 
     def chain(self) -> Chain:
         """A fresh (unprepared) :class:`Chain` for this gig."""

@@ -18,11 +18,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from debleed.errors import EngineError
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db
 from debleed.models.multitrack import PIECES, render_multitrack
+from debleed.rt.audiofile import write_audio
 from debleed.rt.config import load_config
 from debleed.fileio import atomic_write_text
 from debleed.rt.player import play_record
@@ -100,7 +100,7 @@ def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", p
         mt = render_multitrack(kit=kit, seconds=seconds, sample_rate=sr, bpm=120.0, seed=7)
         tracks = {**mt.mics, "kick_trig": mt.kick_trigger}
         for name, x in tracks.items():
-            sf.write(out / "inputs" / f"{name}.wav", x, sr, subtype="FLOAT")
+            write_audio(out / "inputs" / f"{name}.wav", np.asarray(x, np.float32)[None], sr)
         proc = start_live(cfg_path, env, engine=engine, stats_json=out / "stats.json")
         client = cfg.client.name
         try:
@@ -121,7 +121,7 @@ def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", p
     lat = stats["latency_samples"]
     rows = []
     for c, ch in enumerate(cfg.channel):
-        sf.write(out / "outputs" / f"{ch.name}.wav", rec[c], sr, subtype="FLOAT")
+        write_audio(out / "outputs" / f"{ch.name}.wav", rec[c][None], sr)
         piece = ch.input
         if piece not in PIECES:
             continue

@@ -68,6 +68,7 @@ class EngineBase:
 
     def _prepare_buffers(self) -> None:
         """Prepare the chain, the input/output arrays and the denoisers; warm the kernel up."""
+        self.config.check_sample_rate(self.sample_rate)
         self.chain.prepare(self.sample_rate, self.max_block)
         self.inputs = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
         self.outputs = np.zeros((self.chain.n_channels, self.max_block), np.float32)
@@ -254,7 +255,12 @@ class JackEngine(EngineBase):
         self.sample_rate = client.samplerate
         self.block = client.blocksize
         self.max_block = max(MIN_MAX_BLOCK, self.block)
-        self._prepare_buffers()
+        try:
+            self._prepare_buffers()
+        except BaseException:
+            client.close()  # nothing was activated; leave the server as it was
+            self.client = None
+            raise
         cfg = self.config
         try:
             self.inports = [client.inports.register(f"in_{name}") for name in cfg.input_names]

@@ -81,13 +81,40 @@ def test_unknown_top_level_section_is_an_error():
     ("key", "trig:x", "key: must be self | input:<name> | trigger:<name> | midi:<note>[,<note>...], got 'trig:x'"),
     ("key", "midi:38,200", "MIDI notes must be in 0-127, got 200"),
     ("lookahead_ms", 250.0, "lookahead_ms: Input should be less than or equal to 100"),
-    ("release_ms", float("nan"), "release_ms"),
+    ("release_ms", float("nan"), "release_ms: must be a finite number, got nan"),
+    ("ratio", 2e6, "ratio: must be 1 to 1e+06, or inf, got 2000000.0"),
+    ("link", "a b/c", "link: must be 1-48 characters of letters, digits, '_', '-', '.', got 'a b/c'"),
     ("preset", "brutal", "preset: Input should be 'balanced', 'aggressive', 'gentle' or 'fast'"),
 ])
 def test_bad_values_are_named_with_what_is_allowed(field, value, expect):
     with pytest.raises(ConfigError) as e:
         parse_config(base(**{field: value}))
     assert expect in str(e.value)
+
+
+@pytest.mark.parametrize("channel, expect", [
+    ({"velocity_depth": True}, "velocity_depth = true needs a midi:<note> key, this channel's key is 'self'"),
+    ({"denoise_model": "m.onnx"}, "denoise_model is set but denoise is not true"),
+    ({"denoise_delay_blocks": 3}, "denoise_delay_blocks is set but denoise is not true"),
+    ({"key": "trigger:snare_trig", "key_hpf_hz": 80.0}, "key_hpf_hz filters an audio key; a trigger: key has none"),
+    ({"key": "midi:38", "key_lpf_hz": 5000.0}, "key_lpf_hz filters an audio key; a midi: key has none"),
+])
+def test_keys_that_would_do_nothing_are_errors(channel, expect):
+    with pytest.raises(ConfigError) as e:
+        parse_config(base(**channel))
+    assert expect in str(e.value) and "channel[0] ('snare')" in str(e.value)
+
+
+def test_key_filters_at_or_above_nyquist_are_named_when_the_rate_is_known():
+    cfg = parse_config(base(key_hpf_hz=30000.0, key_lpf_hz=20000.0))
+    cfg.check_sample_rate(96000)
+    with pytest.raises(ConfigError, match=r"(?s)gig\.toml: .*channel\[0\] \('snare'\)\.key_hpf_hz: 30000 Hz must be "
+                                          r"below Nyquist \(24000 Hz at 48000 Hz\)"):
+        cfg.check_sample_rate(48000, "gig.toml")
+    from debleed.rt.render import render_arrays
+
+    with pytest.raises(ConfigError, match="key_hpf_hz"):
+        render_arrays(cfg, __import__("numpy").zeros((2, 64), "float32"), 48000, 64)
 
 
 def test_key_naming_an_undefined_input_lists_the_defined_ones():
