@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from debleed.errors import DebleedError, ParameterError
 
@@ -39,10 +40,101 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_int(name, value, low, high=None):
+    """Return ``int(value)`` if it is an integer (not a bool) in ``[low, high]`` (no upper bound if None).
+
+    Raises
+    ------
+    ParameterError
+        Naming ``name``, the value and the allowed range.
+    """
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            or value < low or (high is not None and value > high)):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ParameterError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def check_notes(notes):
+    """Return ``notes`` as a tuple of ints if each is an integer MIDI note in [0, 127] (may be empty).
+
+    Raises
+    ------
+    ParameterError
+        Naming the notes and the allowed range.
+    """
+    try:
+        return tuple(check_int("note", v, 0, 127) for v in notes)
+    except (TypeError, ParameterError):
+        raise ParameterError(f"notes must be MIDI note numbers, integers in [0, 127], got {notes!r}") from None
+
+
+#: Sample rates and block lengths every ``prepare`` accepts.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000.0, 384000.0
+MAX_BLOCK = 1 << 20
+
+
+def check_prepare(sample_rate, max_block, n_channels):
+    """Return ``(sample_rate, max_block, n_channels)`` as float, int, int for a ``prepare``.
+
+    Raises
+    ------
+    ParameterError
+        If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+        [1, 1048576] frames, or ``n_channels`` not an integer >= 1.
+    """
+    return (check_range("sample_rate", sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+            check_int("max_block", max_block, 1, MAX_BLOCK), check_int("n_channels", n_channels, 1))
+
+
+def check_prepared(proc, method):
+    """Raise :class:`DebleedError` if ``proc`` has not been prepared (its ``_state`` is None)."""
+    if getattr(proc, "_state", None) is None:
+        raise DebleedError(f"{type(proc).__name__}.{method} called before prepare()")
+
+
+@njit(cache=True)
+def _first_bad_frame(events, n_events, n_frames):
+    """Index of the first of ``events[:n_events]`` whose frame is outside [0, n_frames) or below
+    the frame before it; -1 if there is none."""
+    prev = 0
+    for e in range(n_events):
+        f = events[e, 0]
+        if f < prev or f >= n_frames:
+            return e
+        prev = f
+    return -1
+
+
+def check_events(events, n_events, n_frames):
+    """Check the MIDI ``events`` of one block of ``n_frames``; return ``n_events`` as an int.
+
+    ``events`` must be int32 of shape ``(k, 4)``, rows ``(frame, status, data1, data2)``;
+    ``0 <= n_events <= k``; the frames of the first ``n_events`` rows non-decreasing and in
+    ``[0, n_frames)``. Only those rows are read, in one allocation-free pass.
+
+    Raises
+    ------
+    ParameterError
+        Naming the wrong dtype, shape, count or frame offset and what is allowed.
+    """
+    if not isinstance(events, np.ndarray) or events.dtype != np.int32 or events.ndim != 2 or events.shape[1] != 4:
+        raise ParameterError(
+            f"events must be an int32 array of shape (k, 4), rows (frame, status, data1, data2), got "
+            f"{getattr(events, 'dtype', type(events).__name__)} with shape {getattr(events, 'shape', None)}")
+    k = events.shape[0]
+    n_events = check_int("n_events", n_events, 0, k)
+    bad = _first_bad_frame(events, n_events, n_frames) if n_events else -1
+    if bad >= 0:
+        raise ParameterError(
+            f"event {bad} has frame offset {events[bad, 0]}: offsets must be in [0, {n_frames}) for a "
+            f"block of {n_frames} frames and non-decreasing (events sorted by frame)")
+    return n_events
+
+
 def check_block(proc, x, out):
     """Check the ``(n_channels, n_frames)`` float32 in/out pair of ``proc.process``; return n_frames."""
-    if getattr(proc, "_state", None) is None:
-        raise DebleedError(f"{type(proc).__name__}.process called before prepare()")
+    check_prepared(proc, "process")
     for label, a in (("input", x), ("output", out)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2:
             raise ParameterError(

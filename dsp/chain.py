@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_choice, check_range
+from debleed.dsp._common import check_choice, check_events, check_int, check_notes, check_prepare, check_range
 from debleed.dsp.delay import _delay_step
 from debleed.dsp.envelope import SNAP, _ahr_step, _detect
 from debleed.dsp.gain import _gain_db, _hysteresis
@@ -74,15 +74,16 @@ class ChannelSpec:
     name : str
         Channel name (JACK port ``out_<name>``).
     input : int
-        Index of the audio input this channel processes.
+        Index of the audio input this channel processes, >= 0 (and below the chain's
+        ``n_inputs``).
     mode : {"gate", "duck", "bypass"}
         Default "gate".
     key : {"self", "input", "trigger", "midi"}
         Key kind; default "self".
     key_input : int
-        Input index of an ``input`` or ``trigger`` key; -1 otherwise.
+        Input index of an ``input`` or ``trigger`` key, >= 0; -1 (default) otherwise.
     notes : tuple of int
-        MIDI notes of a ``midi`` key, each 0-127.
+        MIDI notes of a ``midi`` key, each an integer in [0, 127]; kept as a tuple of int.
     threshold_db, ratio, knee_db, range_db, hysteresis_db :
         See :class:`debleed.dsp.gain.GainComputer` (ranges: [-120, 0] dBFS, [1, inf], [0, 48] dB,
         [-120, 0] dB, [-48, 0] dB; defaults -30, 10, 6, -60, 0).
@@ -108,6 +109,14 @@ class ChannelSpec:
         Scale the gate's opening or the ducker's depth by note velocity / 127; default False.
     link : str or None
         Channels with the same link name share one gain (stereo link: max of their key levels).
+
+    Raises
+    ------
+    ParameterError
+        If a value is out of range or of the wrong type (integer fields take ``int`` or numpy
+        integers, not ``bool`` or ``float``); the message names the channel, the field, the value
+        and what is allowed, e.g. ``channel 'snare': midi_channel must be an integer in [0, 16],
+        got 1.7``.
     """
 
     name: str
@@ -139,6 +148,10 @@ class ChannelSpec:
     def __post_init__(self):
         where = f"channel {self.name!r}: "
         try:
+            if not isinstance(self.name, str):
+                raise ParameterError(f"name must be a str, got {self.name!r}")
+            check_int("input", self.input, 0)
+            check_int("key_input", self.key_input, -1)
             check_choice("mode", self.mode, MODES)
             check_choice("key", self.key, KEY_KINDS)
             check_choice("detector", self.detector, DETECTORS)
@@ -157,11 +170,15 @@ class ChannelSpec:
             check_range("key_lpf_hz", self.key_lpf_hz, 0.0, 96000.0)
             check_range("trigger_threshold_db", self.trigger_threshold_db, -120.0, 0.0)
             check_range("retrigger_ms", self.retrigger_ms, 0.0, 1000.0)
-            if not 0 <= int(self.midi_channel) <= 16:
-                raise ParameterError(f"midi_channel must be 0 (any) or 1-16, got {self.midi_channel!r}")
+            check_int("midi_channel", self.midi_channel, 0, 16)
+            if not isinstance(self.velocity_depth, (bool, np.bool_)):
+                raise ParameterError(f"velocity_depth must be True or False, got {self.velocity_depth!r}")
+            if self.link is not None and not isinstance(self.link, str):
+                raise ParameterError(f"link must be a str or None, got {self.link!r}")
+            object.__setattr__(self, "notes", check_notes(self.notes))
             if self.key in ("input", "trigger") and self.key_input < 0:
                 raise ParameterError(f"key '{self.key}' needs key_input >= 0, got {self.key_input!r}")
-            if self.key == "midi" and (not self.notes or any(not 0 <= v <= 127 for v in self.notes)):
+            if self.key == "midi" and not self.notes:
                 raise ParameterError(f"key 'midi' needs notes in [0, 127], got {list(self.notes)!r}")
         except ParameterError as e:
             raise ParameterError(where + str(e)) from None
@@ -176,12 +193,17 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
     n : int
         Frames in this block, 0 <= n <= scratch.shape[1].
     inputs : float32 (n_inputs, max_block)
-    outputs : float32 (n_channels, max_block); rows ``[:, :n]`` are written.
+    outputs : float32 (n_channels, max_block); rows ``[:, :n]`` are written. Must not share
+        memory with ``inputs`` (channels read their inputs after earlier channels wrote).
     itab, ptab, state : the compiled tables (see :class:`Chain`).
     delay : float32 (n_channels, max_lookahead + 1) lookahead rings.
-    notes : uint8 (n_channels, 128) MIDI note masks.
-    events : int32 (max_events, 4) MIDI events of this block, sorted by frame.
+    notes : uint8 (n_channels, 128) MIDI note masks (index = note number, 0..127).
+    events : int32 (max_events, 4) MIDI events ``(frame, status, data1, data2)`` of this block,
+        sorted by frame, frames in [0, n). A note-on is used only if its note (data1) is in
+        0..127 and its velocity (data2) in 1..127; other events are ignored.
     n_events : int
+        Number of valid rows of ``events``, ``0 <= n_events <= events.shape[0]`` (not checked
+        here: the caller guarantees it, as :meth:`Chain.process` does).
     meters : float64 (n_channels, NM), updated (see ``M_*``).
     scratch : float64 (3 * n_channels, max_block) work space.
 
@@ -209,7 +231,8 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
             if kind == KEY_MIDI:
                 level = 0.0
                 while e < n_events and events[e, EV_FRAME] <= i:
-                    if (events[e, EV_FRAME] == i and _is_note_on(events[e, EV_STATUS], events[e, EV_DATA2], midich)
+                    if (events[e, EV_FRAME] == i
+                            and _is_note_on(events[e, EV_STATUS], events[e, EV_DATA1], events[e, EV_DATA2], midich)
                             and notes[c, events[e, EV_DATA1]] != 0):
                         level = 1.0
                         vel = events[e, EV_DATA2] / 127.0
@@ -320,7 +343,8 @@ class Chain:
     Raises
     ------
     ParameterError
-        If a channel refers to an input index outside ``[0, n_inputs)``.
+        If ``n_inputs`` is not an integer >= 1, there are no channels, or a channel refers to an
+        input index outside ``[0, n_inputs)``.
 
     Notes
     -----
@@ -340,9 +364,7 @@ class Chain:
 
     def __init__(self, channels, n_inputs):
         self.channels = tuple(channels)
-        self.n_inputs = int(n_inputs)
-        if self.n_inputs < 1:
-            raise ParameterError(f"n_inputs must be >= 1, got {n_inputs!r}")
+        self.n_inputs = check_int("n_inputs", n_inputs, 1)
         if not self.channels:
             raise ParameterError("a chain needs at least one channel, got none")
         for ch in self.channels:
@@ -375,13 +397,11 @@ class Chain:
         Raises
         ------
         ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not in [1, 1048576],
-            or a key filter cutoff is not below Nyquist.
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576], or a key filter cutoff is not below Nyquist.
         """
-        sr = check_range("sample_rate", sample_rate, 8000.0, 384000.0)
-        if not 1 <= int(max_block) <= 1 << 20:
-            raise ParameterError(f"max_block must be in [1, 1048576] frames, got {max_block!r}")
-        self.sample_rate, self.max_block = sr, int(max_block)
+        sr, max_block, _ = check_prepare(sample_rate, max_block, self.n_channels)
+        self.sample_rate, self.max_block = sr, max_block
         n_ch = self.n_channels
         links = {}
         self.itab = np.zeros((n_ch, NI), np.int64)
@@ -421,7 +441,13 @@ class Chain:
         self.reset()
 
     def reset(self) -> None:
-        """Restore the state of a freshly prepared chain (gates closed, nothing ducked)."""
+        """Restore the state of a freshly prepared chain (gates closed, nothing ducked).
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
         if self.sample_rate is None:
             raise DebleedError("Chain.reset called before prepare()")
         self.state[:] = 0.0
@@ -440,23 +466,31 @@ class Chain:
         self.meters[:, M_KEY] = FLOOR_DB
 
     def process(self, inputs, outputs, events=None, n_events=0) -> None:
-        """Process one block in place.
+        """Process one block from ``inputs`` into ``outputs``.
 
         Parameters
         ----------
         inputs : ndarray, float32, shape (n_inputs, n_frames)
             Audio inputs (mics, triggers), ``0 <= n_frames <= max_block``.
         outputs : ndarray, float32, shape (n_channels, n_frames)
-            Written by the chain. Pass the array: ``process(x, out)``, not ``out = ...``.
+            Written by the chain. Pass the array: ``process(x, out)``, not ``out = ...``. It
+            must not share memory with ``inputs``: a channel reads its input and key after
+            earlier channels wrote their outputs, so ``process(x, x)`` is refused.
         events : ndarray, int32, shape (k, 4), optional
-            MIDI events ``(frame, status, data1, data2)`` sorted by frame, frames in [0, n_frames).
+            MIDI events ``(frame, status, data1, data2)``; the first ``n_events`` rows are read.
+            Their frames must be non-decreasing (sorted) and in [0, n_frames). A note-on with a
+            note or velocity byte outside 0..127 is ignored.
         n_events : int
-            Number of valid rows in ``events``.
+            Number of valid rows in ``events``, ``0 <= n_events <= k``; 0 without ``events``.
 
         Raises
         ------
         ParameterError
-            On a wrong dtype, shape or block length (the message names it).
+            On a wrong dtype, shape or block length, ``outputs`` sharing memory with ``inputs``,
+            ``n_events`` out of range, or an event frame out of range or out of order (the
+            message names it).
+        DebleedError
+            If called before :meth:`prepare`.
         """
         if self.sample_rate is None:
             raise DebleedError("Chain.process called before prepare()")
@@ -470,7 +504,14 @@ class Chain:
             raise ParameterError(
                 f"inputs and outputs must have the same n_frames <= max_block={self.max_block}, "
                 f"got {n} and {outputs.shape[1]}")
+        if np.shares_memory(inputs, outputs):
+            raise ParameterError("outputs shares memory with inputs: the chain cannot run in place, "
+                                 "pass a separate outputs array")
         if events is None:
+            if n_events != 0:
+                raise ParameterError(f"n_events must be 0 when no events are given, got {n_events!r}")
             events, n_events = self.events, 0
+        else:
+            n_events = check_events(events, n_events, n)
         run_block(n, inputs, outputs, self.itab, self.ptab, self.state, self.delay, self.notes,
-                  events, int(n_events), self.meters, self.scratch)
+                  events, n_events, self.meters, self.scratch)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_range
+from debleed.dsp._common import check_block, check_prepare, check_prepared, check_range
 from debleed.dsp.units import ms_to_samples
 
 
@@ -46,6 +46,11 @@ class LookaheadDelay:
     lookahead_ms : float
         Delay, ms, in [0, 100]; default 0.0. Rounded to whole samples at prepare.
 
+    Raises
+    ------
+    ParameterError
+        If ``lookahead_ms`` is out of range.
+
     Notes
     -----
     ``latency_samples`` is the delay in samples and is reported to hosts (JACK port latency).
@@ -63,18 +68,47 @@ class LookaheadDelay:
         return self._delay_n
 
     def prepare(self, sample_rate, max_block, n_channels):
-        """Allocate one ring of ``delay + 1`` samples per channel."""
-        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
-        self._delay_n = ms_to_samples(self.lookahead_ms, sample_rate)
+        """Allocate one ring of ``delay + 1`` samples per channel.
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576] or ``n_channels`` not an integer >= 1.
+        """
+        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
+        self._delay_n = ms_to_samples(self.lookahead_ms, self.sample_rate)
         self._bufs = np.zeros((self.n_channels, self._delay_n + 1), np.float32)
         self._state = np.zeros(self.n_channels, np.int64)
 
     def reset(self):
-        """Clear the delay line."""
+        """Clear the delay line.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
         self._bufs[:] = 0.0
         self._state[:] = 0
 
     def process(self, x, out):
-        """Delay ``x`` (float32, (n_channels, n_frames)) into ``out``; ``out`` may be ``x``."""
+        """Delay ``x`` into ``out``.
+
+        Parameters
+        ----------
+        x : ndarray, float32, shape (n_channels, n_frames)
+            Input, ``0 <= n_frames <= max_block``.
+        out : ndarray, float32, same shape
+            Written; may be ``x`` (each sample is read before it is written).
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
+        """
         n = check_block(self, x, out)
         _delay_kernel(x, out, self._bufs, self._state, n, self._delay_n)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_range
+from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared, check_range
 from debleed.dsp.units import ms_to_coef, ms_to_samples
 
 #: Below this, state snaps to exactly 0 (denormal guard, as JUCE does). debleed snaps every
@@ -140,18 +140,31 @@ class EnvelopeFollower:
         return 0
 
     def prepare(self, sample_rate: float, max_block: int, n_channels: int) -> None:
-        """Allocate state for ``n_channels`` and blocks up to ``max_block``; compute coefficients."""
-        self.sample_rate = float(sample_rate)
-        self.max_block = int(max_block)
-        self.n_channels = int(n_channels)
-        self._a_att = ms_to_coef(self.attack_ms, sample_rate)
-        self._a_rel = ms_to_coef(self.release_ms, sample_rate)
-        self._a_rms = ms_to_coef(self.rms_ms, sample_rate)
-        self._hold_n = ms_to_samples(self.hold_ms, sample_rate)
+        """Allocate state for ``n_channels`` and blocks up to ``max_block``; compute coefficients.
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576] or ``n_channels`` not an integer >= 1.
+        """
+        sr, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
+        self.sample_rate = sr
+        self._a_att = ms_to_coef(self.attack_ms, sr)
+        self._a_rel = ms_to_coef(self.release_ms, sr)
+        self._a_rms = ms_to_coef(self.rms_ms, sr)
+        self._hold_n = ms_to_samples(self.hold_ms, sr)
         self._state = np.zeros((self.n_channels, 4), np.float64)
 
     def reset(self) -> None:
-        """Clear the envelope state; parameters are kept."""
+        """Clear the envelope state; parameters are kept.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
         self._state[:] = 0.0
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -162,7 +175,14 @@ class EnvelopeFollower:
         x : ndarray, float32, shape (n_channels, n_frames)
             Input, ``0 <= n_frames <= max_block``.
         out : ndarray, float32, same shape
-            Envelope, linear amplitude. Write ``process(x, out)``, not ``out = ...``.
+            Envelope, linear amplitude. Write ``process(x, out)``, not ``out = ...``. May be ``x``.
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
         """
         n = check_block(self, x, out)
         _envelope_kernel(x, out, self._state, n, self._a_att, self._a_rel, self._hold_n,

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_range
+from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared, check_range
 
 MODES = ("gate", "duck")
 
@@ -139,12 +139,26 @@ class GainComputer:
         return 0
 
     def prepare(self, sample_rate: float, max_block: int, n_channels: int) -> None:
-        """Allocate the hysteresis state (one flag per channel)."""
-        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
+        """Allocate the hysteresis state (one flag per channel).
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576] or ``n_channels`` not an integer >= 1.
+        """
+        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
         self._state = np.zeros(self.n_channels, np.float64)
 
     def reset(self) -> None:
-        """Close every channel's hysteresis flag."""
+        """Close every channel's hysteresis flag.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
         self._state[:] = 0.0
 
     def gain_db(self, level_db):
@@ -161,9 +175,16 @@ class GainComputer:
         Parameters
         ----------
         level_db : ndarray, float32, shape (n_channels, n_frames)
-            Key level, dBFS.
+            Key level, dBFS, ``0 <= n_frames <= max_block``.
         gain_db : ndarray, float32, same shape
-            Output gain, dB, in [range_db, 0].
+            Output gain, dB, in [range_db, 0]; may be ``level_db``.
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
         """
         n = check_block(self, level_db, gain_db)
         _gain_kernel(level_db, gain_db, self._state, n, self.threshold_db, self.ratio,

@@ -11,10 +11,13 @@ compares with the threshold:
   one hit gives one opening. The channel's ``hold_ms`` sets how long the gate stays open.
 - ``midi:<note>[,<note>...]``: a note-on of a listed note gives a key level of 1.0 at its exact
   frame offset inside the block; velocity 0 is a note-off and is ignored (the channel's
-  ``hold_ms`` sets the opening).
+  ``hold_ms`` sets the opening). An event whose note or velocity byte is outside 0..127 is not
+  valid MIDI (a corrupt or truncated message) and is ignored too, so velocity / 127 is always
+  in (0, 1].
 
 MIDI events reach the kernels as an int32 array of shape ``(max_events, 4)``: rows of
-``(frame offset, status byte, data1, data2)``, sorted by frame offset.
+``(frame offset, status byte, data1, data2)``, sorted by frame offset; the first ``n_events``
+rows are read, ``0 <= n_events <= max_events``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_range
+from debleed.dsp._common import (check_block, check_events, check_int, check_notes, check_prepare,
+                                  check_prepared, check_range)
 from debleed.dsp.envelope import SNAP
+from debleed.dsp.units import ms_to_samples
 from debleed.errors import ParameterError
 
 #: Columns of a MIDI event row.
@@ -98,11 +103,16 @@ def _trigger_step(x_abs, thr_lin, mask_left, mask_n):
 
 
 @njit(cache=True, inline="always")
-def _is_note_on(status, velocity, midi_channel):
-    """True for a note-on with velocity > 0 on ``midi_channel`` (1-16, or 0 for any channel)."""
-    if (status & 0xF0) != 0x90 or velocity == 0:
+def _is_note_on(status, note, velocity, midi_channel):
+    """True for a note-on on ``midi_channel`` (1-16, or 0 for any) with ``note`` in 0..127 and
+    ``velocity`` in 1..127.
+
+    Velocity 0 is a note-off; a data byte outside 0..127 is not MIDI, so the event is ignored:
+    ``note`` can then index a 128-entry mask and ``velocity / 127`` is in (0, 1].
+    """
+    if not (0x90 <= status <= 0x9F and 0 <= note <= 127 and 1 <= velocity <= 127):
         return False
-    return midi_channel == 0 or (status & 0x0F) == midi_channel - 1
+    return midi_channel == 0 or status - 0x90 == midi_channel - 1
 
 
 @njit(cache=True)
@@ -135,11 +145,10 @@ def _midi_kernel(events, n_events, notes, midi_channel, out, n):
     out[:, :n] = 0.0
     for e in range(n_events):
         f = events[e, EV_FRAME]
-        if 0 <= f < n and _is_note_on(events[e, EV_STATUS], events[e, EV_DATA2], midi_channel):
-            note = events[e, EV_DATA1]
+        note = events[e, EV_DATA1]
+        if 0 <= f < n and _is_note_on(events[e, EV_STATUS], note, events[e, EV_DATA2], midi_channel) and notes[note]:
             for c in range(out.shape[0]):
-                if notes[note]:
-                    out[c, f] = 1.0
+                out[c, f] = 1.0
 
 
 class KeyFilter:
@@ -148,9 +157,19 @@ class KeyFilter:
     Parameters
     ----------
     hpf_hz : float
-        High-pass cutoff, Hz; 0 (default) turns it off. Must be below Nyquist at prepare.
+        High-pass cutoff, Hz, in [0, 96000]; 0 (default) turns it off. Must be below Nyquist at
+        prepare.
     lpf_hz : float
-        Low-pass cutoff, Hz; 0 (default) turns it off.
+        Low-pass cutoff, Hz, in [0, 96000]; 0 (default) turns it off. Same limit.
+
+    Raises
+    ------
+    ParameterError
+        From ``__init__`` if a cutoff is out of range; from ``prepare`` if a cutoff is not below
+        Nyquist or ``sample_rate``, ``max_block`` or ``n_channels`` is invalid (see
+        :meth:`prepare`).
+    DebleedError
+        From ``process`` or ``reset`` before ``prepare``.
 
     Notes
     -----
@@ -166,18 +185,41 @@ class KeyFilter:
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
 
     def prepare(self, sample_rate, max_block, n_channels):
-        """Compute coefficients for ``sample_rate``; allocate 4 state values per channel."""
-        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
-        self._hp = np.array(biquad_coefs("highpass", self.hpf_hz, sample_rate) if self.hpf_hz else IDENTITY)
-        self._lp = np.array(biquad_coefs("lowpass", self.lpf_hz, sample_rate) if self.lpf_hz else IDENTITY)
+        """Compute coefficients for ``sample_rate``; allocate 4 state values per channel.
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576], ``n_channels`` not an integer >= 1, or a cutoff not below Nyquist.
+        """
+        sr, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
+        hp = np.array(biquad_coefs("highpass", self.hpf_hz, sr) if self.hpf_hz else IDENTITY)
+        lp = np.array(biquad_coefs("lowpass", self.lpf_hz, sr) if self.lpf_hz else IDENTITY)
+        self.sample_rate, self._hp, self._lp = sr, hp, lp
         self._state = np.zeros((self.n_channels, 4), np.float64)
 
     def reset(self):
-        """Clear the filter state."""
+        """Clear the filter state.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
         self._state[:] = 0.0
 
     def process(self, x, out):
-        """Filter ``x`` (float32, (n_channels, n_frames)) into ``out``."""
+        """Filter ``x`` (float32, (n_channels, n_frames), ``n_frames <= max_block``) into ``out``.
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
+        """
         n = check_block(self, x, out)
         _filter_kernel(x, out, self._state, n, self._hp, self._lp)
 
@@ -192,6 +234,14 @@ class TriggerDetector:
     retrigger_ms : float
         Mask after a hit during which no new hit is detected, ms, in [0, 1000]; default 30.0.
 
+    Raises
+    ------
+    ParameterError
+        From ``__init__`` if a value is out of range; from ``prepare`` and ``process`` on an
+        invalid argument (see those methods).
+    DebleedError
+        From ``process`` or ``reset`` before ``prepare``.
+
     Notes
     -----
     Output is 1.0 on the sample where a hit is detected, else 0.0. Real-time safe; latency 0.
@@ -205,18 +255,40 @@ class TriggerDetector:
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
 
     def prepare(self, sample_rate, max_block, n_channels):
-        """Allocate the mask counters."""
-        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
+        """Allocate the mask counters.
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576] or ``n_channels`` not an integer >= 1.
+        """
+        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
         self._thr = 10.0 ** (self.trigger_threshold_db / 20.0)
-        self._mask_n = int(round(self.retrigger_ms * sample_rate / 1000.0))
+        self._mask_n = ms_to_samples(self.retrigger_ms, self.sample_rate)
         self._state = np.zeros(self.n_channels, np.float64)
 
     def reset(self):
-        """Clear running masks."""
+        """Clear running masks.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
         self._state[:] = 0.0
 
     def process(self, x, out):
-        """Write hit pulses for the piezo signal ``x`` (float32, (n_channels, n_frames)) to ``out``."""
+        """Write hit pulses for the piezo signal ``x`` (float32, (n_channels, n_frames)) to ``out``.
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
+        """
         n = check_block(self, x, out)
         _trigger_kernel(x, out, self._state, n, self._thr, self._mask_n)
 
@@ -234,31 +306,68 @@ class MidiKey:
     Raises
     ------
     ParameterError
-        On an empty note list or a note or channel out of range.
+        On an empty note list or a note or channel that is not an integer in range.
+
+    Notes
+    -----
+    A note-on with velocity 0 (a note-off) or with a data byte outside 0..127 gives no pulse.
+    Real-time safe; latency 0 samples.
     """
 
     def __init__(self, *, notes, midi_channel=0):
-        notes = list(notes)
-        if not notes or any(not isinstance(v, (int, np.integer)) or not 0 <= v <= 127 for v in notes):
+        self.notes = list(check_notes(notes))
+        if not self.notes:
             raise ParameterError(f"notes must be a non-empty list of MIDI notes in [0, 127], got {notes!r}")
-        if not isinstance(midi_channel, (int, np.integer)) or not 0 <= midi_channel <= 16:
-            raise ParameterError(f"midi_channel must be 0 (any) or 1-16, got {midi_channel!r}")
-        self.notes, self.midi_channel = notes, int(midi_channel)
+        self.midi_channel = check_int("midi_channel", midi_channel, 0, 16)
         self._state = None
 
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
 
     def prepare(self, sample_rate, max_block, n_channels):
-        """Build the note mask."""
-        self.sample_rate, self.max_block, self.n_channels = float(sample_rate), int(max_block), int(n_channels)
+        """Build the note mask.
+
+        Raises
+        ------
+        ParameterError
+            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
+            [1, 1048576] or ``n_channels`` not an integer >= 1.
+        """
+        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
         self._mask = np.zeros(128, np.bool_)
         self._mask[self.notes] = True
         self._state = np.zeros(0)
 
     def reset(self):
-        """Nothing to clear: a MIDI key keeps no state between blocks."""
+        """Nothing to clear: a MIDI key keeps no state between blocks.
+
+        Raises
+        ------
+        DebleedError
+            If called before :meth:`prepare`.
+        """
+        check_prepared(self, "reset")
 
     def process(self, events, n_events, out):
-        """Write pulses for ``events[:n_events]`` (int32, (max_events, 4)) into ``out`` (float32, (n_channels, n_frames))."""
+        """Write a pulse (1.0) for each matching note-on into ``out``, zeros elsewhere.
+
+        Parameters
+        ----------
+        events : ndarray, int32, shape (k, 4)
+            MIDI rows ``(frame, status, data1, data2)``; the first ``n_events`` are read. Their
+            frames must be non-decreasing and in [0, n_frames).
+        n_events : int
+            Number of valid rows, ``0 <= n_events <= k``.
+        out : ndarray, float32, shape (n_channels, n_frames)
+            ``0 <= n_frames <= max_block``; written.
+
+        Raises
+        ------
+        ParameterError
+            On a wrong dtype or shape of ``events`` or ``out``, ``n_events`` outside [0, k],
+            a frame offset outside [0, n_frames) or out of order, or more than ``max_block`` frames.
+        DebleedError
+            If called before :meth:`prepare`.
+        """
         n = check_block(self, out, out)
-        _midi_kernel(events, int(n_events), self._mask, self.midi_channel, out, n)
+        n_events = check_events(events, n_events, n)
+        _midi_kernel(events, n_events, self._mask, self.midi_channel, out, n)

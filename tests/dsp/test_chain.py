@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from debleed.dsp import Chain, ChannelSpec
+from debleed.dsp import Chain, ChannelSpec, MidiKey
 from debleed.dsp.chain import M_BAD, M_GR
-from debleed.errors import ParameterError
+from debleed.errors import DebleedError, ParameterError
 
 SR = 48000
 
@@ -158,6 +158,32 @@ def test_velocity_depth_scales_the_opening():
     assert opened(64) == pytest.approx(-40.0 * (1 - 64 / 127), abs=1e-4)
 
 
+@pytest.mark.parametrize("data1", [138, -118])
+def test_a_note_byte_outside_0_127_opens_no_channel(data1):
+    # 138 and -118 are note 10 modulo 128: they must not reach the mask row of channel "b"
+    specs = [ChannelSpec(name=name, input=0, key="midi", notes=notes, attack_ms=0.0, hold_ms=1.0, range_db=-60.0)
+             for name, notes in (("a", (38,)), ("b", (10,)))]
+    ch = Chain(specs, n_inputs=1)
+    ch.prepare(SR, 128)
+    ev, n = midi_events([(5, 0x90, data1, 100)])
+    y = gain_of(ch, np.ones((1, 128), np.float32), ev, n)
+    assert np.all(y == np.float32(10 ** (-60 / 20)))
+
+
+@pytest.mark.parametrize("mode, data2", [("gate", 128), ("gate", 255), ("duck", -1), ("duck", -127)])
+def test_a_velocity_byte_outside_0_127_is_ignored_and_never_gives_gain_above_0_db(mode, data2):
+    spec = ChannelSpec(name="s", input=0, mode=mode, key="midi", notes=(38,), attack_ms=0.0, hold_ms=0.0,
+                       release_ms=0.0, range_db=-60.0, velocity_depth=True)
+    x = np.ones((1, 512), np.float32)
+    results = []
+    for ev, n in (midi_events([(10, 0x99, 38, data2)]), (None, 0)):
+        ch = Chain([spec], n_inputs=1)
+        ch.prepare(SR, 512)
+        results.append(gain_of(ch, x, ev, n))
+    assert results[0].max() <= 1.0
+    assert np.array_equal(results[0], results[1])
+
+
 def test_lookahead_lets_the_gate_open_before_the_audio_arrives():
     base = dict(name="s", input=0, key="self", attack_ms=0.5, hold_ms=5.0, threshold_db=-30.0,
                 ratio=math.inf, range_db=-60.0)
@@ -201,10 +227,120 @@ def test_bypass_passes_audio_unchanged():
     ({"key": "midi", "notes": ()}, "key 'midi' needs notes"),
     ({"threshold_db": 6.0}, "channel 's': threshold_db must be in"),
     ({"lookahead_ms": 200.0}, r"lookahead_ms must be in \[0.0, 100.0\]"),
+    ({"midi_channel": "ten"}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 'ten'"),
+    ({"midi_channel": 1.7}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 1.7"),
+    ({"midi_channel": 17}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 17"),
+    ({"key": "midi", "notes": (38.5,)}, r"channel 's': notes must be MIDI note numbers, integers in \[0, 127\], "
+                                        r"got \(38.5,\)"),
+    ({"key": "midi", "notes": ("38",)}, r"channel 's': notes must be .*got \('38',\)"),
+    ({"key": "midi", "notes": (128,)}, r"channel 's': notes must be .*got \(128,\)"),
+    ({"key": "midi", "notes": 38}, r"channel 's': notes must be .*got 38"),
+    ({"notes": (-1,)}, r"channel 's': notes must be .*got \(-1,\)"),
+    ({"input": 0.9}, r"channel 's': input must be an integer >= 0, got 0.9"),
+    ({"input": True}, r"channel 's': input must be an integer >= 0, got True"),
+    ({"key": "input", "key_input": None}, r"channel 's': key_input must be an integer >= -1, got None"),
+    ({"key": "input", "key_input": 0.0}, r"channel 's': key_input must be an integer >= -1, got 0.0"),
+    ({"velocity_depth": "yes"}, r"channel 's': velocity_depth must be True or False, got 'yes'"),
+    ({"link": ["a"]}, r"channel 's': link must be a str or None, got \['a'\]"),
 ])
 def test_bad_channel_specs(kw, match):
     with pytest.raises(ParameterError, match=match):
-        Chain([ChannelSpec(name="s", input=0, **kw)], n_inputs=1)
+        Chain([ChannelSpec(**{"name": "s", "input": 0, **kw})], n_inputs=1)
+
+
+def test_channel_spec_takes_numpy_integers_and_keeps_notes_as_a_tuple_of_int():
+    spec = ChannelSpec(name="s", input=np.int64(0), key="midi", notes=[np.int32(38), 40], midi_channel=np.uint8(10),
+                       velocity_depth=np.bool_(True))
+    assert spec.notes == (38, 40) and all(type(v) is int for v in spec.notes)
+    ch = Chain([spec], n_inputs=np.int32(1))
+    ch.prepare(SR, np.int64(64))
+    assert ch.max_block == 64 and type(ch.max_block) is int
+
+
+@pytest.mark.parametrize("args, match", [
+    ((48000, "x"), r"max_block must be an integer in \[1, 1048576\], got 'x'"),
+    ((48000, 64.5), r"max_block must be an integer in \[1, 1048576\], got 64.5"),
+    ((48000, 0), r"max_block must be an integer in \[1, 1048576\], got 0"),
+    (("48k", 64), r"sample_rate must be a number, got '48k'"),
+    ((float("nan"), 64), r"sample_rate must be in \[8000.0, 384000.0\], got nan"),
+])
+def test_bad_prepare_arguments(args, match):
+    ch = Chain([ChannelSpec(name="s", input=0)], n_inputs=1)
+    with pytest.raises(ParameterError, match=match):
+        ch.prepare(*args)
+
+
+def test_bad_n_inputs_and_reset_before_prepare():
+    with pytest.raises(ParameterError, match=r"n_inputs must be an integer >= 1, got '2'"):
+        Chain([ChannelSpec(name="s", input=0)], n_inputs="2")
+    with pytest.raises(DebleedError, match=r"Chain.reset called before prepare\(\)"):
+        Chain([ChannelSpec(name="s", input=0)], n_inputs=1).reset()
+
+
+def test_process_in_place_is_refused_and_disjoint_views_of_one_array_work():
+    ch = Chain([ChannelSpec(name="s", input=0, key="input", key_input=1, range_db=-20.0)], n_inputs=2)
+    ch.prepare(SR, 64)
+    buf = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
+    for inputs, outputs in ((buf[:2], buf[:1]), (buf[:2], buf[1:2]), (buf[:2, :32], buf[1:2, 16:48])):
+        with pytest.raises(ParameterError, match="outputs shares memory with inputs"):
+            ch.process(inputs, outputs)
+    want = np.zeros((1, 64), np.float32)
+    ch.process(buf[:2].copy(), want)
+    ch.reset()
+    ch.process(buf[:2], buf[2:])
+    assert np.array_equal(buf[2:], want)
+
+
+def midi_key_runner():
+    mk = MidiKey(notes=[38])
+    mk.prepare(SR, 64, 1)
+    out = np.zeros((1, 64), np.float32)
+    return lambda events, n_events: mk.process(events, n_events, out)
+
+
+def chain_runner():
+    ch = Chain([ChannelSpec(name="s", input=0, key="midi", notes=(38,))], n_inputs=1)
+    ch.prepare(SR, 64)
+    x, y = np.zeros((1, 64), np.float32), np.zeros((1, 64), np.float32)
+    return lambda events, n_events: ch.process(x, y, events, n_events)
+
+
+def rows(*frames, dtype=np.int32):
+    ev = np.zeros((4, 4), dtype)
+    ev[:len(frames)] = [(f, 0x99, 38, 100) for f in frames]
+    return ev
+
+
+@pytest.mark.parametrize("runner", [midi_key_runner, chain_runner])
+@pytest.mark.parametrize("events, n_events, match", [
+    (rows(3, dtype=np.float64), 1, r"events must be an int32 array of shape \(k, 4\).*got float64 with shape \(4, 4\)"),
+    (rows(3, dtype=np.int64), 1, r"events must be an int32 array .*got int64"),
+    (np.zeros((4, 3), np.int32), 1, r"events must be an int32 array .*got int32 with shape \(4, 3\)"),
+    ([[3, 0x99, 38, 100]], 1, r"events must be an int32 array .*got list"),
+    (rows(3), 5, r"n_events must be an integer in \[0, 4\], got 5"),
+    (rows(3), -1, r"n_events must be an integer in \[0, 4\], got -1"),
+    (rows(3), 1.0, r"n_events must be an integer in \[0, 4\], got 1.0"),
+    (rows(10, 5), 2, r"event 1 has frame offset 5: offsets must be .* non-decreasing"),
+    (rows(3, 64), 2, r"event 1 has frame offset 64: offsets must be in \[0, 64\) for a block of 64 frames"),
+    (rows(-1), 1, r"event 0 has frame offset -1: offsets must be in \[0, 64\)"),
+])
+def test_bad_events_are_refused_with_the_value(runner, events, n_events, match):
+    with pytest.raises(ParameterError, match=match):
+        runner()(events, n_events)
+
+
+@pytest.mark.parametrize("runner", [midi_key_runner, chain_runner])
+def test_only_the_first_n_events_rows_are_checked(runner):
+    ev = rows(3, 3, 63)
+    ev[3] = (-5, 0, 0, 0)  # past n_events: never read
+    run = runner()
+    run(ev, np.int64(3))
+    run(ev, 0)
+
+
+def test_events_count_without_events_is_refused():
+    with pytest.raises(ParameterError, match="n_events must be 0 when no events are given, got 2"):
+        chain_runner()(None, 2)
 
 
 def test_bad_process_arguments():

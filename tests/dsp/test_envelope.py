@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from debleed.dsp import EnvelopeFollower, coef_to_ms, ms_to_coef
+from debleed.dsp import EnvelopeFollower, coef_to_ms, ms_to_coef, ms_to_samples
 from debleed.dsp.units import STEP_FRACTION
 from debleed.errors import ParameterError
 
@@ -64,6 +64,17 @@ def test_coefficient_conversions_round_trip():
     for ms in (0.1, 1.0, 37.0, 1000.0):
         assert coef_to_ms(ms_to_coef(ms, SR), SR) == pytest.approx(ms, rel=1e-12)
     assert ms_to_coef(0.0, SR) == 0.0
+
+
+@pytest.mark.parametrize("call", [
+    lambda sr: ms_to_samples(10.0, sr),
+    lambda sr: coef_to_ms(0.5, sr),
+    lambda sr: ms_to_coef(1.0, sr),
+])
+@pytest.mark.parametrize("sr", [-48000, 0, 0.0, float("nan"), float("inf"), "48k", None])
+def test_unit_conversions_refuse_a_non_positive_or_non_finite_sample_rate(call, sr):
+    with pytest.raises(ParameterError, match=rf"sample_rate must be finite and > 0 Hz, got {sr!r}"):
+        call(sr)
 
 
 @pytest.mark.parametrize("kw, match", [

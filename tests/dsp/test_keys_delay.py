@@ -81,10 +81,45 @@ def test_midi_key_pulses_at_exact_frame_offsets_for_listed_notes_only():
     assert list(np.nonzero(out[0])[0]) == [3, 127]
 
 
-@pytest.mark.parametrize("kw", [{"notes": []}, {"notes": [128]}, {"notes": [38], "midi_channel": 17}])
-def test_bad_midi_key_parameters(kw):
-    with pytest.raises(ParameterError):
+@pytest.mark.parametrize("data1", [138, -118, 255])
+def test_midi_key_ignores_a_note_byte_outside_0_127(data1):
+    # 138 and -118 are note 10 modulo 128: they must not read the mask entry of note 10
+    mk = MidiKey(notes=[10])
+    mk.prepare(SR, 64, 1)
+    ev = np.array([(3, 0x90, data1, 100), (9, 0x90, 10, 100)], np.int32)
+    out = np.zeros((1, 64), np.float32)
+    mk.process(ev, 2, out)
+    assert list(np.nonzero(out[0])[0]) == [9]
+
+
+@pytest.mark.parametrize("data2", [128, 255, -1, -127])
+def test_midi_key_ignores_a_velocity_byte_outside_0_127(data2):
+    mk = MidiKey(notes=[38])
+    mk.prepare(SR, 64, 1)
+    ev = np.array([(3, 0x99, 38, data2), (9, 0x99, 38, 127)], np.int32)
+    out = np.zeros((1, 64), np.float32)
+    mk.process(ev, 2, out)
+    assert list(np.nonzero(out[0])[0]) == [9]
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"notes": []}, r"notes must be a non-empty list of MIDI notes in \[0, 127\], got \[\]"),
+    ({"notes": [128]}, r"notes must be MIDI note numbers, integers in \[0, 127\], got \[128\]"),
+    ({"notes": [38.5]}, r"notes must be .*got \[38.5\]"),
+    ({"notes": ["38"]}, r"notes must be .*got \['38'\]"),
+    ({"notes": 38}, r"notes must be .*got 38"),
+    ({"notes": [38], "midi_channel": 17}, r"midi_channel must be an integer in \[0, 16\], got 17"),
+    ({"notes": [38], "midi_channel": 1.5}, r"midi_channel must be an integer in \[0, 16\], got 1.5"),
+    ({"notes": [38], "midi_channel": True}, r"midi_channel must be an integer in \[0, 16\], got True"),
+])
+def test_bad_midi_key_parameters(kw, match):
+    with pytest.raises(ParameterError, match=match):
         MidiKey(**kw)
+
+
+def test_midi_key_takes_numpy_integers():
+    mk = MidiKey(notes=np.array([38, 40], np.int16), midi_channel=np.int64(10))
+    assert mk.notes == [38, 40] and mk.midi_channel == 10
 
 
 @pytest.mark.parametrize("ms", [0.0, 0.5, 2.0, 10.0])

@@ -2,7 +2,8 @@
 
 Block sizes 0, 1, 63, 64, 65, 128, 1024 and 1, 2, 8 channels: chunked equals one-shot bit for
 bit; reset restores fresh output; tiny inputs drive state to exactly 0; NaN/Inf does not poison
-later blocks; process allocates nothing.
+later blocks; process allocates nothing. Processors keyed by MIDI take their events from a fixed
+schedule in absolute frames (:class:`MidiSchedule`), cut at the same block boundaries as the audio.
 """
 
 from __future__ import annotations
@@ -13,18 +14,45 @@ import numpy as np
 import pytest
 
 from debleed.dsp import (Chain, ChannelSpec, EnvelopeFollower, GainComputer, KeyFilter, LookaheadDelay,
-                         TriggerDetector)
+                         MidiKey, TriggerDetector)
+from debleed.errors import DebleedError, ParameterError
 
 SR = 48000
 BLOCKS = [0, 1, 63, 64, 65, 128, 1024]
 CHANNELS = [1, 2, 8]
 
 
+class MidiSchedule:
+    """Note-ons every 97 frames from frame 0, cycling through valid ones and ones to ignore
+    (note-off, other channel, data bytes outside 0..127), handed out block by block."""
+
+    EVERY = 97
+    ROWS = [(0x99, 38, 100), (0x99, 40, 0), (0x90, 38, 64), (0x99, 138, 100), (0x99, 40, 255),
+            (0x89, 38, 100), (0x99, 40, 1), (0x99, 38, 127)]
+
+    def __init__(self, n_frames=1 << 17):
+        k = np.arange(n_frames // self.EVERY)
+        self.table = np.zeros((k.size, 4), np.int32)
+        self.table[:, 0] = k * self.EVERY
+        self.table[:, 1:] = np.array(self.ROWS, np.int32)[k % len(self.ROWS)]
+        self.buf = np.zeros_like(self.table)
+        self.pos = 0
+
+    def block(self, n):
+        """``(events, n_events)`` of the next ``n`` frames, offsets relative to the block."""
+        lo, hi = -(-self.pos // self.EVERY), -(-(self.pos + n) // self.EVERY)
+        self.buf[:hi - lo] = self.table[lo:hi]
+        self.buf[:hi - lo, 0] -= self.pos
+        self.pos += n
+        return self.buf, hi - lo
+
+
 class ChainAdapter:
-    """A Chain of n gated channels keyed by themselves, with the one-array process signature."""
+    """A Chain of n gated channels keyed by themselves (or by MIDI), with the one-array process signature."""
 
     def __init__(self, **kw):
         self.kw = kw
+        self.midi = MidiSchedule() if kw.get("key") == "midi" else None
 
     def prepare(self, sr, max_block, n_channels):
         specs = [ChannelSpec(name=f"c{i}", input=i, **self.kw) for i in range(n_channels)]
@@ -34,13 +62,39 @@ class ChainAdapter:
 
     def reset(self):
         self.chain.reset()
+        if self.midi is not None:
+            self.midi.pos = 0
 
     def process(self, x, out):
-        self.chain.process(x, out)
+        if self.midi is None:
+            self.chain.process(x, out)
+        else:
+            self.chain.process(x, out, *self.midi.block(x.shape[1]))
 
     def state_arrays(self):
         c = self.chain
         return [c.state, c.delay]
+
+
+class MidiKeyAdapter:
+    """A MidiKey fed by a :class:`MidiSchedule`, with the one-array process signature (``x`` is unused)."""
+
+    def __init__(self, **kw):
+        self.key = MidiKey(**kw)
+        self.midi = MidiSchedule()
+
+    def prepare(self, sr, max_block, n_channels):
+        self.key.prepare(sr, max_block, n_channels)
+
+    def reset(self):
+        self.key.reset()
+        self.midi.pos = 0
+
+    def process(self, x, out):
+        self.key.process(*self.midi.block(x.shape[1]), out)
+
+    def state_arrays(self):
+        return [self.key._state]
 
 
 FACTORIES = {
@@ -55,7 +109,12 @@ FACTORIES = {
                                        lookahead_ms=0.5, key_hpf_hz=80.0),
     "chain_duck_rms": lambda: ChainAdapter(mode="duck", threshold_db=-20.0, ratio=4.0, detector="rms",
                                            dry_wet=0.8),
+    "midi_key": lambda: MidiKeyAdapter(notes=[38, 40], midi_channel=10),
+    "chain_midi": lambda: ChainAdapter(mode="gate", key="midi", notes=(38, 40), midi_channel=10, hold_ms=0.5,
+                                       release_ms=1.0, velocity_depth=True, lookahead_ms=0.2),
 }
+#: The processors themselves (no adapter): prepare and reset are called on them directly.
+PLAIN = [name for name in FACTORIES if not name.startswith(("chain", "midi"))]
 
 
 def signal(n_channels, n, seed=0):
@@ -191,10 +250,56 @@ def test_process_allocates_nothing(name):
 
 @pytest.mark.parametrize("name", FACTORIES)
 def test_block_longer_than_max_block_is_refused(name):
-    from debleed.errors import ParameterError
-
     p = FACTORIES[name]()
     p.prepare(SR, 64, 1)
     x = np.zeros((1, 65), np.float32)
     with pytest.raises(ParameterError, match="max_block"):
         p.process(x, np.zeros_like(x))
+
+
+def test_midi_key_pulses_only_for_the_valid_note_ons_of_the_schedule():
+    p = FACTORIES["midi_key"]()
+    p.prepare(SR, 1024, 1)
+    out = np.zeros((1, 1024), np.float32)
+    p.process(out, out)
+    # rows 0, 6 and 7 of the cycle of 8 are valid note-ons on channel 10; the others are ignored
+    assert list(np.nonzero(out[0])[0]) == [k * MidiSchedule.EVERY for k in (0, 6, 7, 8)]
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_in_place_equals_separate_output(name):
+    x = level_input(name, signal(2, 1000, seed=6))
+    a, b = FACTORIES[name](), FACTORIES[name]()
+    for p in (a, b):
+        p.prepare(SR, 1000, 2)
+    want = np.zeros_like(x)
+    a.process(x, want)
+    b.process(x, x)
+    assert np.array_equal(x, want)
+
+
+@pytest.mark.parametrize("name", PLAIN + ["midi_key"])
+@pytest.mark.parametrize("args, match", [
+    ((-48000, 64, 1), r"sample_rate must be in \[8000.0, 384000.0\], got -48000"),
+    ((0, 64, 1), r"sample_rate must be in \[8000.0, 384000.0\], got 0"),
+    ((float("inf"), 64, 1), r"sample_rate must be in \[8000.0, 384000.0\], got inf"),
+    (("x", 64, 1), r"sample_rate must be a number, got 'x'"),
+    ((SR, 0, 1), r"max_block must be an integer in \[1, 1048576\], got 0"),
+    ((SR, 64.5, 1), r"max_block must be an integer in \[1, 1048576\], got 64.5"),
+    ((SR, "64", 1), r"max_block must be an integer in \[1, 1048576\], got '64'"),
+    ((SR, 64, 0), r"n_channels must be an integer >= 1, got 0"),
+    ((SR, 64, 2.0), r"n_channels must be an integer >= 1, got 2.0"),
+    ((SR, 64, True), r"n_channels must be an integer >= 1, got True"),
+])
+def test_bad_prepare_arguments_name_the_value(name, args, match):
+    p = FACTORIES[name]()
+    with pytest.raises(ParameterError, match=match):
+        p.prepare(*args)
+
+
+@pytest.mark.parametrize("name", PLAIN + ["midi_key"])
+def test_reset_before_prepare_says_so(name):
+    p = FACTORIES[name]()
+    p = getattr(p, "key", p)
+    with pytest.raises(DebleedError, match=rf"{type(p).__name__}.reset called before prepare\(\)"):
+        p.reset()
