@@ -101,6 +101,12 @@ def summary_table(results) -> str:
     return _table(rows, right={2, 3, 4, 5, 6})
 
 
+#: clean-stems flag of each ducking parameter.
+_DUCK_FLAGS = {"threshold_db": "--threshold", "ratio": "--ratio", "attack_ms": "--attack", "release_ms": "--release",
+               "dry_wet": "--dry-wet", "knee_db": "--knee", "hold_ms": "--hold", "lookahead_ms": "--lookahead",
+               "range_db": "--range"}
+
+
 def cmd_clean_stems(args) -> int:
     from tqdm import tqdm
 
@@ -114,9 +120,15 @@ def cmd_clean_stems(args) -> int:
     if dup:
         raise ParameterError(f"--pair: target stem(s) {', '.join(dup)} given more than once; each target "
                              "can be ducked by one key")
-    params = duck_params(args.preset, threshold_db=args.threshold, ratio=args.ratio, attack_ms=args.attack,
-                         release_ms=args.release, dry_wet=args.dry_wet, knee_db=args.knee, hold_ms=args.hold,
-                         lookahead_ms=args.lookahead, range_db=args.range)
+    try:
+        params = duck_params(args.preset, threshold_db=args.threshold, ratio=args.ratio, attack_ms=args.attack,
+                             release_ms=args.release, dry_wet=args.dry_wet, knee_db=args.knee, hold_ms=args.hold,
+                             lookahead_ms=args.lookahead, range_db=args.range)
+    except ParameterError as e:  # name the flag the user typed, not the internal channel
+        msg = re.sub(r"^channel '[^']*': ", "", str(e))
+        for key, flag in _DUCK_FLAGS.items():
+            msg = re.sub(rf"\b{key}\b", f"{flag} ({key})", msg)
+        raise ParameterError(msg) from None
     if not 1 <= args.block <= 16384:
         raise ParameterError(f"--block must be in [1, 16384] frames, got {args.block}")
     tracks = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
