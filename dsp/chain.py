@@ -54,9 +54,11 @@ NP = 20
 (S_MS, S_OPEN, S_HELD, S_HOLDLEFT, S_Y, S_HZ1, S_HZ2, S_LZ1, S_LZ2, S_MASK, S_VEL, S_W) = range(12)
 NS = 12
 # meter columns: min gain dB since the reader last reset it, max key level dB likewise,
-# count of non-finite input samples, gain dB at the end of the last block
-M_GR, M_KEY, M_BAD, M_GAIN = range(4)
-NM = 4
+# count of non-finite input samples, gain dB at the end of the last block, min gain dB since
+# the last Chain.reset (never reset by the reader, so a block written between a reader's copy
+# and its reset is still in it)
+M_GR, M_KEY, M_BAD, M_GAIN, M_GR_RUN = range(5)
+NM = 5
 
 _LN10_20 = math.log(10.0) / 20.0
 _FLOOR_LIN = 10.0 ** (FLOOR_DB / 20.0)
@@ -326,6 +328,8 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
         state[c, S_W] = w
         if gmin < meters[c, M_GR]:
             meters[c, M_GR] = gmin
+        if gmin < meters[c, M_GR_RUN]:
+            meters[c, M_GR_RUN] = gmin
         meters[c, M_BAD] += bad
         meters[c, M_GAIN] = gdb
 
@@ -457,6 +461,7 @@ class Chain:
         self.state[:, S_VEL] = 1.0
         self.delay[:] = 0.0
         self.reset_meters()
+        self.meters[:, M_GR_RUN] = 0.0
         self.meters[:, M_BAD] = 0.0
         self.meters[:, M_GAIN] = np.where(gate, self.ptab[:, P_RANGE], 0.0)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import jack
 import numpy as np
 
-from debleed.dsp.chain import M_BAD, M_GR, run_block
+from debleed.dsp.chain import M_BAD, M_GR, M_GR_RUN, run_block
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import EngineError
 from debleed.fileio import atomic_write_text
@@ -60,7 +60,6 @@ class EngineBase:
         self.counters, self.hist = new_counters()
         self.shutdown_reason: str | None = None
         self.stopped = threading.Event()
-        self._gr_run_min = np.zeros(self.chain.n_channels)
         self.started_at = None
         self.closed = False
         self.client_name = config.client.name
@@ -147,10 +146,15 @@ class EngineBase:
         return lat
 
     def read_meters(self) -> np.ndarray:
-        """Gain reduction per channel since the last call, dB (<= 0), and start a new interval."""
+        """Gain reduction per channel since the last call, dB (<= 0), and start a new interval.
+
+        For the status line: the audio thread keeps writing while this copies and resets, so a
+        block that lands in between counts in neither interval. The run's maximum
+        (``max_gain_reduction_db`` in :meth:`stats`) comes from a meter that is never reset while
+        running, so it misses nothing.
+        """
         gr = self.chain.meters[:, M_GR].copy()
         self.chain.reset_meters()
-        self._gr_run_min = np.minimum(self._gr_run_min, gr)
         return gr
 
     def status_line(self) -> str:
@@ -164,7 +168,6 @@ class EngineBase:
 
     def stats(self) -> dict:
         """Everything the counters and meters say, JSON-ready."""
-        self.read_meters()
         if self.stage is not None:
             from debleed.rt.denoise_rt import CTL_DELAY, CTL_LATE, CTL_OVERRUN
 
@@ -185,7 +188,7 @@ class EngineBase:
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {
-                ch.name: {"max_gain_reduction_db": float(self._gr_run_min[c]),
+                ch.name: {"max_gain_reduction_db": float(self.chain.meters[c, M_GR_RUN]),
                           "nonfinite_input_samples": int(self.chain.meters[c, M_BAD])}
                 for c, ch in enumerate(self.config.channel)
             },

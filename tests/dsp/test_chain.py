@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from debleed.dsp import Chain, ChannelSpec, MidiKey
-from debleed.dsp.chain import M_BAD, M_GR
+from debleed.dsp.chain import M_BAD, M_GR, M_GR_RUN
 from debleed.errors import DebleedError, ParameterError
 
 SR = 48000
@@ -211,6 +211,11 @@ def test_meters_report_gain_reduction_and_nonfinite_samples():
     ch.process(x, np.zeros_like(x))
     assert ch.meters[0, M_GR] == pytest.approx(-40.0)
     assert ch.meters[0, M_BAD] == 1
+    # a reader's reset starts a new interval; the run's minimum survives it, a Chain.reset clears it
+    ch.reset_meters()
+    assert ch.meters[0, M_GR] == 0.0 and ch.meters[0, M_GR_RUN] == pytest.approx(-40.0)
+    ch.reset()
+    assert ch.meters[0, M_GR_RUN] == 0.0
 
 
 def test_bypass_passes_audio_unchanged():
