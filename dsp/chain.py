@@ -430,11 +430,12 @@ class Chain:
             pt[P_DRYWET] = ch.dry_wet
             pt[P_RMS] = ms_to_coef(ch.rms_ms, sr)
             pt[P_TRIGTHR] = 10.0 ** (ch.trigger_threshold_db / 20.0)
-            try:
-                pt[P_HP:P_HP + 5] = biquad_coefs("highpass", ch.key_hpf_hz, sr) if ch.key_hpf_hz else IDENTITY
-                pt[P_LP:P_LP + 5] = biquad_coefs("lowpass", ch.key_lpf_hz, sr) if ch.key_lpf_hz else IDENTITY
-            except ParameterError as e:
-                raise ParameterError(f"channel {ch.name!r}: {e}") from None
+            for name, kind, col in (("key_hpf_hz", "highpass", P_HP), ("key_lpf_hz", "lowpass", P_LP)):
+                hz = getattr(ch, name)
+                try:
+                    pt[col:col + 5] = biquad_coefs(kind, hz, sr) if hz else IDENTITY
+                except ParameterError as e:
+                    raise ParameterError(f"channel {ch.name!r}: {name}: {e} (0 turns the filter off)") from None
             for note in ch.notes:
                 self.notes[c, note] = 1
         self.state = np.zeros((n_ch, NS), np.float64)

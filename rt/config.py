@@ -225,22 +225,6 @@ class GigConfig(_Strict):
                 **fields))
         return specs
 
-    def check_sample_rate(self, sample_rate: float, source: str = "<config>") -> None:
-        """Refuse key filters at or above Nyquist for ``sample_rate`` (Hz), naming channel and key.
-
-        Raises
-        ------
-        ConfigError
-            A ``key_hpf_hz`` or ``key_lpf_hz`` >= ``sample_rate / 2``.
-        """
-        nyq = float(sample_rate) / 2.0
-        bad = [f"channel[{c}] ({ch.name!r}).{name}: {getattr(ch, name):g} Hz must be below Nyquist "
-               f"({nyq:g} Hz at {sample_rate:g} Hz), or 0 for no filter"
-               for c, ch in enumerate(self.channel) for name in ("key_hpf_hz", "key_lpf_hz")
-               if getattr(ch, name) >= nyq]
-        if bad:
-            raise ConfigError(f"{source}: invalid config at this sample rate:\n  " + "\n  ".join(bad))
-
     def chain(self) -> Chain:
         """A fresh (unprepared) :class:`Chain` for this gig."""
         return Chain(self.channel_specs(), n_inputs=len(self.inputs) + len(self.denoised()))

@@ -67,7 +67,6 @@ class EngineBase:
 
     def _prepare_buffers(self) -> None:
         """Prepare the chain, the input/output arrays and the denoisers; warm the kernel up."""
-        self.config.check_sample_rate(self.sample_rate)
         self.chain.prepare(self.sample_rate, self.max_block)
         self.inputs = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
         self.outputs = np.zeros((self.chain.n_channels, self.max_block), np.float32)

@@ -136,7 +136,6 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     n = x.shape[1]
     n_ch = len(specs)
     n_rows = n_in + len(cfg.denoised())  # real inputs, then the denoised channels' virtual rows
-    cfg.check_sample_rate(sample_rate)
     chain = Chain(specs + probe_specs(specs, n_rows), n_inputs=n_rows + 1)
     chain.prepare(sample_rate, block)
     xin = np.ones((n_rows + 1, n), np.float32)
