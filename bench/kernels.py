@@ -35,13 +35,13 @@ N_CH = 8  # channels per processor instance (ns are divided by it)
 
 
 @njit(cache=True)
-def _drive_chain(inputs, outputs, block, itab, ptab, state, delay, notes, events, ev_counts, meters, scratch):
+def _drive_chain(inputs, outputs, block, events, ev_counts, itabs, ptabs, notes, ctl, state, delay, meters, scratch):
     """Run ``run_block`` over ``inputs`` block by block (events: the same table every block)."""
     n_total = inputs.shape[1]
     b = 0
     for start in range(0, n_total - block + 1, block):
-        run_block(block, inputs[:, start:start + block], outputs, itab, ptab, state, delay, notes,
-                  events, ev_counts[b % ev_counts.size], meters, scratch)
+        run_block(block, inputs[:, start:start + block], outputs, events, ev_counts[b % ev_counts.size],
+                  itabs, ptabs, notes, ctl, state, delay, meters, scratch)
         b += 1
     return b
 
@@ -122,7 +122,7 @@ def _time_chain(kind: str, x: np.ndarray, block: int) -> float:
     ch.prepare(SAMPLE_RATE, block)
     out = np.zeros((ch.n_channels, block), np.float32)
     events, counts = _midi_events(block)
-    args = (ch.itab, ch.ptab, ch.state, ch.delay, ch.notes, events, counts, ch.meters, ch.scratch)
+    args = (events, counts, *ch.arrays.args())
     # warm up with the same array types as below (numba types a C-contiguous array apart from a view)
     _drive_chain(np.ascontiguousarray(x[:, :block * 2]), out, block, *args)
     ch.reset()

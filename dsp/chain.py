@@ -22,12 +22,13 @@ action at its peak for ``hold_ms`` after the key lets go.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass, replace
 
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_choice, check_events, check_int, check_notes, check_prepare, check_range
+from debleed.dsp._common import check_choice, check_events, check_int, check_notes, check_prepare
+from debleed.dsp.params import PARAMS, SPEC_PARAMS
 from debleed.dsp.delay import _delay_step
 from debleed.dsp.envelope import SNAP, _ahr_step, _detect
 from debleed.dsp.gain import _gain_db, _hysteresis
@@ -44,151 +45,117 @@ KEY_SELF, KEY_INPUT, KEY_TRIGGER, KEY_MIDI = 0, 1, 2, 3
 
 # int table columns
 (I_MODE, I_INPUT, I_KEYKIND, I_KEYIDX, I_RMS, I_LINK, I_MIDICH, I_VELDEPTH, I_LOOKAHEAD,
- I_HOLD, I_RETRIG) = range(11)
-NI = 11
-# float table columns
-(P_THR, P_RATIO, P_KNEE, P_RANGE, P_HYST, P_ATT, P_REL, P_DRYWET, P_RMS, P_TRIGTHR) = range(10)
-P_HP, P_LP = 10, 15  # 5 biquad coefficients each
-NP = 20
-# state columns
-(S_MS, S_OPEN, S_HELD, S_HOLDLEFT, S_Y, S_HZ1, S_HZ2, S_LZ1, S_LZ2, S_MASK, S_VEL, S_W) = range(12)
-NS = 12
+ I_HOLD, I_RETRIG, I_BYPASS) = range(12)
+NI = 12
+# float table columns (P_RAMP_LIN, P_RAMP_DB: largest change per sample of a ramped value,
+# linear and dB; set from RAMP_MS and the sample rate)
+(P_THR, P_RATIO, P_KNEE, P_RANGE, P_HYST, P_ATT, P_REL, P_DRYWET, P_RMS, P_TRIGTHR,
+ P_RAMP_LIN, P_RAMP_DB) = range(12)
+P_HP, P_LP = 12, 17  # 5 biquad coefficients each
+NP = 22
+# state columns (S_RNG, S_DW, S_BYP: the ramped range, dry/wet and bypass mix now; S_GMODE: the
+# gain mode, gate or duck, the gain state is in)
+(S_MS, S_OPEN, S_HELD, S_HOLDLEFT, S_Y, S_HZ1, S_HZ2, S_LZ1, S_LZ2, S_MASK, S_VEL, S_W,
+ S_RNG, S_DW, S_BYP, S_GMODE) = range(16)
+NS = 16
 # meter columns: min gain dB since the reader last reset it, max key level dB likewise,
 # count of non-finite input samples, gain dB at the end of the last block, min gain dB since
 # the last Chain.reset (never reset by the reader, so a block written between a reader's copy
 # and its reset is still in it)
 M_GR, M_KEY, M_BAD, M_GAIN, M_GR_RUN = range(5)
 NM = 5
+# table-swap control (int64): the bank run_block reads, the bank to switch to, the serial
+# number of the last request and of the last swap done, frames run since reset, the frame
+# count at the last swap, the engine's clock for this block (JACK frame time; 0 offline) and
+# that clock at the last swap
+K_ACTIVE, K_PENDING, K_REQ, K_DONE, K_FRAMES, K_DONE_FRAME, K_CLOCK, K_DONE_CLOCK = range(8)
+NK = 8
+
+#: Time of the ramps of ``dry_wet`` (0 to 1), ``bypass`` and a mode change, and of a full-scale
+#: (120 dB) ``range_db`` change, ms. Linear ramps: the largest step per sample is bounded.
+RAMP_MS = 5.0
+_RAMP_DB_SPAN = 120.0
 
 _LN10_20 = math.log(10.0) / 20.0
 _FLOOR_LIN = 10.0 ** (FLOOR_DB / 20.0)
 
 #: Lookahead limit, ms.
-MAX_LOOKAHEAD_MS = 100.0
+MAX_LOOKAHEAD_MS = PARAMS["lookahead_ms"].hi
 
 
-@dataclass(frozen=True)
-class ChannelSpec:
-    """One output channel of the chain, in user units.
+def _spec_post_init(self):
+    where = f"channel {self.name!r}: "
+    try:
+        if not isinstance(self.name, str):
+            raise ParameterError(f"name must be a str, got {self.name!r}")
+        check_int("input", self.input, 0)
+        check_int("key_input", self.key_input, -1)
+        check_choice("key", self.key, KEY_KINDS)
+        for name in SPEC_PARAMS:
+            object.__setattr__(self, name, PARAMS[name].check(getattr(self, name)))
+        if self.link is not None and not isinstance(self.link, str):
+            raise ParameterError(f"link must be a str or None, got {self.link!r}")
+        object.__setattr__(self, "notes", check_notes(self.notes))
+        if self.key in ("input", "trigger") and self.key_input < 0:
+            raise ParameterError(f"key '{self.key}' needs key_input >= 0, got {self.key_input!r}")
+        if self.key == "midi" and not self.notes:
+            raise ParameterError(f"key 'midi' needs notes in [0, 127], got {list(self.notes)!r}")
+    except ParameterError as e:
+        raise ParameterError(where + str(e)) from None
 
-    Parameters
-    ----------
-    name : str
-        Channel name (JACK port ``out_<name>``).
-    input : int
-        Index of the audio input this channel processes, >= 0 (and below the chain's
-        ``n_inputs``).
-    mode : {"gate", "duck", "bypass"}
-        Default "gate".
-    key : {"self", "input", "trigger", "midi"}
-        Key kind; default "self".
-    key_input : int
-        Input index of an ``input`` or ``trigger`` key, >= 0; -1 (default) otherwise.
-    notes : tuple of int
-        MIDI notes of a ``midi`` key, each an integer in [0, 127]; kept as a tuple of int.
-    threshold_db, ratio, knee_db, range_db, hysteresis_db :
-        See :class:`debleed.dsp.gain.GainComputer` (ranges: [-120, 0] dBFS, [1, inf], [0, 48] dB,
-        [-120, 0] dB, [-48, 0] dB; defaults -30, 10, 6, -60, 0).
-    attack_ms, hold_ms, release_ms : float
-        Gain timing, ms: [0, 1000], [0, 5000], [0, 10000]; defaults 1, 20, 100.
-    lookahead_ms : float
-        Audio delay, ms, [0, 100]; default 0. Reported as latency.
-    dry_wet : float
-        Mix of the processed signal, [0, 1]; default 1 (fully processed).
-    detector : {"peak", "rms"}
-        Key detector for mic keys; default "peak". Trigger and MIDI keys always use peak.
-    rms_ms : float
-        RMS window time constant, ms, (0, 1000]; default 10.
-    key_hpf_hz, key_lpf_hz : float
-        Key filter cutoffs, Hz, 0 = off; defaults 0.
-    trigger_threshold_db : float
-        Piezo hit threshold, dBFS, [-120, 0]; default -20.
-    retrigger_ms : float
-        Piezo retrigger mask, ms, [0, 1000]; default 30.
-    midi_channel : int
-        0 = any, 1-16; default 0.
-    velocity_depth : bool
-        Scale the gate's opening or the ducker's depth by note velocity / 127; default False.
-    link : str or None
-        Channels with the same link name share one gain (stereo link: max of their key levels).
 
-    Raises
-    ------
-    ParameterError
-        If a value is out of range or of the wrong type (integer fields take ``int`` or numpy
-        integers, not ``bool`` or ``float``); the message names the channel, the field, the value
-        and what is allowed, e.g. ``channel 'snare': midi_channel must be an integer in [0, 16],
-        got 1.7``.
-    """
+_PYTYPE = {"float": float, "int": int, "bool": bool, "choice": str}
 
-    name: str
-    input: int
-    mode: str = "gate"
-    key: str = "self"
-    key_input: int = -1
-    notes: tuple = field(default_factory=tuple)
-    threshold_db: float = -30.0
-    ratio: float = 10.0
-    knee_db: float = 6.0
-    range_db: float = -60.0
-    hysteresis_db: float = 0.0
-    attack_ms: float = 1.0
-    hold_ms: float = 20.0
-    release_ms: float = 100.0
-    lookahead_ms: float = 0.0
-    dry_wet: float = 1.0
-    detector: str = "peak"
-    rms_ms: float = 10.0
-    key_hpf_hz: float = 0.0
-    key_lpf_hz: float = 0.0
-    trigger_threshold_db: float = -20.0
-    retrigger_ms: float = 30.0
-    midi_channel: int = 0
-    velocity_depth: bool = False
-    link: str | None = None
 
-    def __post_init__(self):
-        where = f"channel {self.name!r}: "
-        try:
-            if not isinstance(self.name, str):
-                raise ParameterError(f"name must be a str, got {self.name!r}")
-            check_int("input", self.input, 0)
-            check_int("key_input", self.key_input, -1)
-            check_choice("mode", self.mode, MODES)
-            check_choice("key", self.key, KEY_KINDS)
-            check_choice("detector", self.detector, DETECTORS)
-            check_range("threshold_db", self.threshold_db, -120.0, 0.0)
-            check_range("ratio", self.ratio, 1.0, 1e6, allow_inf=True)
-            check_range("knee_db", self.knee_db, 0.0, 48.0)
-            check_range("range_db", self.range_db, -120.0, 0.0)
-            check_range("hysteresis_db", self.hysteresis_db, -48.0, 0.0)
-            check_range("attack_ms", self.attack_ms, 0.0, 1000.0)
-            check_range("hold_ms", self.hold_ms, 0.0, 5000.0)
-            check_range("release_ms", self.release_ms, 0.0, 10000.0)
-            check_range("lookahead_ms", self.lookahead_ms, 0.0, MAX_LOOKAHEAD_MS)
-            check_range("dry_wet", self.dry_wet, 0.0, 1.0)
-            check_range("rms_ms", self.rms_ms, 0.0, 1000.0, low_open=True)
-            check_range("key_hpf_hz", self.key_hpf_hz, 0.0, 96000.0)
-            check_range("key_lpf_hz", self.key_lpf_hz, 0.0, 96000.0)
-            check_range("trigger_threshold_db", self.trigger_threshold_db, -120.0, 0.0)
-            check_range("retrigger_ms", self.retrigger_ms, 0.0, 1000.0)
-            check_int("midi_channel", self.midi_channel, 0, 16)
-            if not isinstance(self.velocity_depth, (bool, np.bool_)):
-                raise ParameterError(f"velocity_depth must be True or False, got {self.velocity_depth!r}")
-            if self.link is not None and not isinstance(self.link, str):
-                raise ParameterError(f"link must be a str or None, got {self.link!r}")
-            object.__setattr__(self, "notes", check_notes(self.notes))
-            if self.key in ("input", "trigger") and self.key_input < 0:
-                raise ParameterError(f"key '{self.key}' needs key_input >= 0, got {self.key_input!r}")
-            if self.key == "midi" and not self.notes:
-                raise ParameterError(f"key 'midi' needs notes in [0, 127], got {list(self.notes)!r}")
-        except ParameterError as e:
-            raise ParameterError(where + str(e)) from None
+def _spec_doc() -> str:
+    lines = ["One output channel of the chain, in user units.", "",
+             "Its processing fields are the chain parameters of :data:`debleed.dsp.params.PARAMS`",
+             "(same names, units, ranges and defaults); the routing fields are its own.", "",
+             "Parameters", "----------",
+             "name : str", "    Channel name (JACK port ``out_<name>``).",
+             "input : int", "    Index of the audio input this channel processes, >= 0 (and below the chain's",
+             "    ``n_inputs``).",
+             "key : {\"self\", \"input\", \"trigger\", \"midi\"}", "    Key kind; default \"self\".",
+             "key_input : int", "    Input index of an ``input`` or ``trigger`` key, >= 0; -1 (default) otherwise.",
+             "notes : tuple of int", "    MIDI notes of a ``midi`` key, each in [0, 127].",
+             "link : str or None", "    Channels with the same link name share one gain (max of their key levels)."]
+    for name in SPEC_PARAMS:
+        p = PARAMS[name]
+        unit = f", {p.unit}" if p.unit else ""
+        rng = f", {p.range_text()}" if p.range_text() else ""
+        lines += [f"{name} : {p.kind}", f"    {p.doc}{unit}{rng}; default {p.default!r}."]
+    lines += ["", "Raises", "------", "ParameterError",
+              "    If a value is out of range or of the wrong type; the message names the channel, the",
+              "    field, the value and what is allowed, e.g. ``channel 'snare': midi_channel must be an",
+              "    integer in [0, 16], got 1.7``."]
+    return "\n".join(lines)
+
+
+#: One output channel of the chain, in user units (fields generated from the parameter table).
+ChannelSpec = make_dataclass(
+    "ChannelSpec",
+    [("name", str), ("input", int),
+     ("key", str, field(default="self", kw_only=True)),
+     ("key_input", int, field(default=-1, kw_only=True)),
+     ("notes", tuple, field(default_factory=tuple, kw_only=True))]
+    + [(n, _PYTYPE[PARAMS[n].kind], field(default=PARAMS[n].default, kw_only=True)) for n in SPEC_PARAMS]
+    + [("link", "str | None", field(default=None, kw_only=True))],
+    frozen=True, namespace={"__post_init__": _spec_post_init, "__doc__": _spec_doc(), "__module__": __name__})
+
+
+@njit(cache=True, inline="always")
+def _ramp(v, target, step):
+    """Move ``v`` toward ``target`` by at most ``step`` (a linear ramp)."""
+    if v < target:
+        return min(v + step, target)
+    if v > target:
+        return max(v - step, target)
+    return v
 
 
 @njit(cache=True)
-def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_events, meters, scratch):
-    """Run one block of the chain.
+def run_block(n, inputs, outputs, events, n_events, itabs, ptabs, notes, ctl, state, delay, meters, scratch):
+    """Run one block of the chain; swap to new parameter tables first if a change is pending.
 
     Parameters
     ----------
@@ -197,22 +164,44 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
     inputs : float32 (n_inputs, max_block)
     outputs : float32 (n_channels, max_block); rows ``[:, :n]`` are written. Must not share
         memory with ``inputs`` (channels read their inputs after earlier channels wrote).
-    itab, ptab, state : the compiled tables (see :class:`Chain`).
-    delay : float32 (n_channels, max_lookahead + 1) lookahead rings.
-    notes : uint8 (n_channels, 128) MIDI note masks (index = note number, 0..127).
     events : int32 (max_events, 4) MIDI events ``(frame, status, data1, data2)`` of this block,
         sorted by frame, frames in [0, n). A note-on is used only if its note (data1) is in
         0..127 and its velocity (data2) in 1..127; other events are ignored.
     n_events : int
         Number of valid rows of ``events``, ``0 <= n_events <= events.shape[0]`` (not checked
         here: the caller guarantees it, as :meth:`Chain.process` does).
-    meters : float64 (n_channels, NM), updated (see ``M_*``).
-    scratch : float64 (3 * n_channels, max_block) work space.
+    itabs, ptabs, notes, ctl, state, delay, meters, scratch :
+        The chain's arrays, in this order (:attr:`ChainArrays.FIELDS`; ``Chain.arrays.args()``):
+        int64 (2, n_channels, NI) and float64 (2, n_channels, NP) parameter tables and uint8
+        (2, n_channels, 128) MIDI note masks, two banks each; int64 (NK,) swap control (``K_*``);
+        float64 (n_channels, NS) state; float32 (n_channels, max_lookahead + 1) lookahead rings;
+        float64 (n_channels, NM) meters (``M_*``); float64 (3 * n_channels, max_block) scratch.
 
     Notes
     -----
     Real-time safe: allocates nothing, takes no lock, touches no Python object.
+
+    Table swap (double buffer, single producer): the control thread writes a whole new bank
+    into the bank not in use, then raises ``ctl[K_REQ]``; the bank of request ``s`` is
+    ``s & 1``. At the start of a block, a raised request makes this function read that bank
+    from now on and record the frame count (``K_DONE_FRAME``) and the engine's clock
+    (``K_DONE_CLOCK``) before acknowledging it in ``K_DONE``. No set of coefficients is ever
+    read half-written, and no lock is taken.
     """
+    req = ctl[K_REQ]
+    if req != ctl[K_DONE]:
+        ctl[K_ACTIVE] = req & 1
+        ctl[K_DONE_FRAME] = ctl[K_FRAMES]
+        ctl[K_DONE_CLOCK] = ctl[K_CLOCK]
+        ctl[K_DONE] = req
+    b = ctl[K_ACTIVE]
+    _run(n, inputs, outputs, itabs[b], ptabs[b], notes[b], state, delay, events, n_events, meters, scratch)
+    ctl[K_FRAMES] += n
+
+
+@njit(cache=True)
+def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, meters, scratch):
+    """One block over one bank of tables (see :func:`run_block`)."""
     n_ch = itab.shape[0]
     # pass 1: key level in dB per channel (rows 0..n_ch-1), velocity (rows 2n_ch..)
     for c in range(n_ch):
@@ -280,15 +269,27 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
     # pass 3: gain and audio
     for c in range(n_ch):
         mode = itab[c, I_MODE]
-        duck = mode == MODE_DUCK
+        gmode = int(state[c, S_GMODE])
+        if mode != MODE_BYPASS and mode != gmode:
+            # gate <-> duck: the gain state changes meaning (gate: y is the gain in dB; duck: y is
+            # minus the gain); negate it so the gain goes on from where it was, then the new
+            # mode's attack and release move it
+            state[c, S_Y] = -state[c, S_Y]
+            state[c, S_HELD] = -state[c, S_HELD]
+            gmode = mode
+            state[c, S_GMODE] = mode
+        duck = gmode == MODE_DUCK
+        byp_t = 1.0 if (mode == MODE_BYPASS or itab[c, I_BYPASS] != 0) else 0.0
         inp = itab[c, I_INPUT]
         row = c if itab[c, I_LINK] < 0 else n_ch + itab[c, I_LINK]
         veldepth = itab[c, I_VELDEPTH] != 0
         la = itab[c, I_LOOKAHEAD]
         hold_n = itab[c, I_HOLD]
         thr, ratio, knee = ptab[c, P_THR], ptab[c, P_RATIO], ptab[c, P_KNEE]
-        rng, hyst = ptab[c, P_RANGE], ptab[c, P_HYST]
-        a_att, a_rel, dw = ptab[c, P_ATT], ptab[c, P_REL], ptab[c, P_DRYWET]
+        rng_t, hyst = ptab[c, P_RANGE], ptab[c, P_HYST]
+        a_att, a_rel, dw_t = ptab[c, P_ATT], ptab[c, P_REL], ptab[c, P_DRYWET]
+        step_lin, step_db = ptab[c, P_RAMP_LIN], ptab[c, P_RAMP_DB]
+        rng, dw, byp = state[c, S_RNG], state[c, S_DW], state[c, S_BYP]
         is_open = state[c, S_OPEN] != 0.0
         held, hold_left, y = state[c, S_HELD], int(state[c, S_HOLDLEFT]), state[c, S_Y]
         w = int(state[c, S_W])
@@ -301,7 +302,11 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
             if not math.isfinite(x):
                 x = 0.0
                 bad += 1
-            if mode == MODE_BYPASS:
+            rng = _ramp(rng, rng_t, step_db)
+            dw = _ramp(dw, dw_t, step_lin)
+            byp = _ramp(byp, byp_t, step_lin)
+            if byp >= 1.0 and byp_t >= 1.0:
+                # fully bypassed: the gain stage rests where it was
                 glin = 1.0
                 gdb = 0.0
             else:
@@ -317,8 +322,11 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
                     y = held
                 gdb = -y if duck else y
                 glin = math.exp(gdb * _LN10_20)
+                if byp > 0.0:
+                    gdb = gdb * (1.0 - byp)
             xd, w = _delay_step(x, ring, w, la)
-            outputs[c, i] = xd * ((1.0 - dw) + dw * glin)
+            wet = (1.0 - dw) + dw * glin
+            outputs[c, i] = xd * (byp + (1.0 - byp) * wet)
             if gdb < gmin:
                 gmin = gdb
         state[c, S_OPEN] = 1.0 if is_open else 0.0
@@ -326,12 +334,42 @@ def run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_eve
         state[c, S_HOLDLEFT] = hold_left
         state[c, S_Y] = y
         state[c, S_W] = w
+        state[c, S_RNG], state[c, S_DW], state[c, S_BYP] = rng, dw, byp
         if gmin < meters[c, M_GR]:
             meters[c, M_GR] = gmin
         if gmin < meters[c, M_GR_RUN]:
             meters[c, M_GR_RUN] = gmin
         meters[c, M_BAD] += bad
         meters[c, M_GAIN] = gdb
+
+
+class ChainArrays:
+    """The arrays :func:`run_block` reads and writes after ``events, n_events``, in order.
+
+    :attr:`FIELDS` is the one definition of that argument list: the engines call
+    ``run_block(n, inputs, outputs, events, n_events, *arrays.args())`` and the JACK cfunc's
+    header layout (:mod:`debleed.rt.jack_cfunc`) is generated from it.
+    """
+
+    #: ``(name, dtype, ndim)`` in ``run_block``'s argument order.
+    FIELDS = (("itabs", np.int64, 3), ("ptabs", np.float64, 3), ("notes", np.uint8, 3), ("ctl", np.int64, 1),
+              ("state", np.float64, 2), ("delay", np.float32, 2), ("meters", np.float64, 2),
+              ("scratch", np.float64, 2))
+
+    def __init__(self, **arrays):
+        for name, dtype, ndim in self.FIELDS:
+            a = arrays.pop(name)
+            if a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
+                raise DebleedError(f"ChainArrays.{name} must be C-contiguous {np.dtype(dtype)} with {ndim} "
+                                   f"dimensions, got {a.dtype} {a.shape}")
+            setattr(self, name, a)
+        if arrays:
+            raise DebleedError(f"ChainArrays: unknown arrays {sorted(arrays)}")
+        self._args = tuple(getattr(self, name) for name, _, _ in self.FIELDS)
+
+    def args(self) -> tuple:
+        """The arrays in :func:`run_block`'s order (the same tuple every call)."""
+        return self._args
 
 
 class Chain:
@@ -357,6 +395,9 @@ class Chain:
     ``latency_samples`` is the largest lookahead; ``channel_latency_samples`` gives each
     output's own.
 
+    Live changes: :meth:`set_params` writes new tables into the bank not in use and asks the
+    next :func:`run_block` call to swap to it (see there); :meth:`applied` says when it has.
+
     Examples
     --------
     >>> import numpy as np
@@ -364,6 +405,9 @@ class Chain:
     >>> ch.prepare(48000, 128)
     >>> x = np.zeros((1, 128), np.float32); y = np.zeros((1, 128), np.float32)
     >>> ch.process(x, y)
+    >>> serial = ch.set_params([("snare", "threshold_db", -24.0)])
+    >>> ch.process(x, y); ch.applied(serial)
+    True
     """
 
     def __init__(self, channels, n_inputs):
@@ -395,6 +439,73 @@ class Chain:
         sr = self.sample_rate or 48000.0
         return [ms_to_samples(ch.lookahead_ms, sr) for ch in self.channels]
 
+    # the bank run_block reads now (for readers on the control plane)
+    @property
+    def itab(self) -> np.ndarray:
+        return self.itabs[self.ctl[K_ACTIVE]]
+
+    @property
+    def ptab(self) -> np.ndarray:
+        return self.ptabs[self.ctl[K_ACTIVE]]
+
+    def channel_index(self, channel) -> int:
+        """Index of ``channel`` (a name or an index).
+
+        Raises
+        ------
+        ParameterError
+            If there is no such channel; the message lists the channels.
+        """
+        if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool):
+            if 0 <= channel < self.n_channels:
+                return int(channel)
+        else:
+            for c, ch in enumerate(self.channels):
+                if ch.name == channel:
+                    return c
+        raise ParameterError(f"unknown channel {channel!r} (channels: {', '.join(ch.name for ch in self.channels)})")
+
+    def _compile_row(self, bank: int, c: int, ch, links: dict) -> None:
+        """Write channel ``c``'s rows of ``bank`` from ``ch`` (user units to coefficients)."""
+        sr = self.sample_rate
+        it, pt, nt = self.itabs[bank, c], self.ptabs[bank, c], self.notes[bank, c]
+        it[I_MODE] = MODES.index(ch.mode)
+        it[I_INPUT] = ch.input
+        it[I_KEYKIND] = KEY_KINDS.index(ch.key)
+        it[I_KEYIDX] = ch.key_input
+        it[I_RMS] = int(ch.detector == "rms" and ch.key in ("self", "input"))
+        it[I_LINK] = links[ch.link] if ch.link else -1
+        it[I_MIDICH] = ch.midi_channel
+        it[I_VELDEPTH] = int(ch.velocity_depth)
+        it[I_LOOKAHEAD] = ms_to_samples(ch.lookahead_ms, sr)
+        it[I_HOLD] = ms_to_samples(ch.hold_ms, sr)
+        it[I_RETRIG] = ms_to_samples(ch.retrigger_ms, sr)
+        it[I_BYPASS] = int(ch.bypass)
+        pt[P_THR], pt[P_RATIO], pt[P_KNEE] = ch.threshold_db, ch.ratio, ch.knee_db
+        pt[P_RANGE], pt[P_HYST] = ch.range_db, ch.hysteresis_db
+        pt[P_ATT], pt[P_REL] = ms_to_coef(ch.attack_ms, sr), ms_to_coef(ch.release_ms, sr)
+        pt[P_DRYWET] = ch.dry_wet
+        pt[P_RMS] = ms_to_coef(ch.rms_ms, sr)
+        pt[P_TRIGTHR] = 10.0 ** (ch.trigger_threshold_db / 20.0)
+        ramp_n = max(RAMP_MS * 1e-3 * sr, 1.0)
+        pt[P_RAMP_LIN], pt[P_RAMP_DB] = 1.0 / ramp_n, _RAMP_DB_SPAN / ramp_n
+        for name, kind, col in (("key_hpf_hz", "highpass", P_HP), ("key_lpf_hz", "lowpass", P_LP)):
+            hz = getattr(ch, name)
+            try:
+                pt[col:col + 5] = biquad_coefs(kind, hz, sr) if hz else IDENTITY
+            except ParameterError as e:
+                raise ParameterError(f"channel {ch.name!r}: {name}: {e} (0 turns the filter off)") from None
+        nt[:] = 0
+        for note in ch.notes:
+            nt[note] = 1
+
+    def _links(self, channels) -> dict:
+        links = {}
+        for ch in channels:
+            if ch.link:
+                links.setdefault(ch.link, len(links))
+        return links
+
     def prepare(self, sample_rate: float, max_block: int) -> None:
         """Compile the tables for ``sample_rate`` (Hz) and allocate for ``max_block`` frames.
 
@@ -407,46 +518,26 @@ class Chain:
         sr, max_block, _ = check_prepare(sample_rate, max_block, self.n_channels)
         self.sample_rate, self.max_block = sr, max_block
         n_ch = self.n_channels
-        links = {}
-        self.itab = np.zeros((n_ch, NI), np.int64)
-        self.ptab = np.zeros((n_ch, NP), np.float64)
-        self.notes = np.zeros((n_ch, 128), np.uint8)
+        self.itabs = np.zeros((2, n_ch, NI), np.int64)
+        self.ptabs = np.zeros((2, n_ch, NP), np.float64)
+        self.notes = np.zeros((2, n_ch, 128), np.uint8)
+        self.ctl = np.zeros(NK, np.int64)
+        links = self._links(self.channels)
         for c, ch in enumerate(self.channels):
-            it, pt = self.itab[c], self.ptab[c]
-            it[I_MODE] = MODES.index(ch.mode)
-            it[I_INPUT] = ch.input
-            it[I_KEYKIND] = KEY_KINDS.index(ch.key)
-            it[I_KEYIDX] = ch.key_input
-            it[I_RMS] = int(ch.detector == "rms" and ch.key in ("self", "input"))
-            it[I_LINK] = links.setdefault(ch.link, len(links)) if ch.link else -1
-            it[I_MIDICH] = ch.midi_channel
-            it[I_VELDEPTH] = int(ch.velocity_depth)
-            it[I_LOOKAHEAD] = ms_to_samples(ch.lookahead_ms, sr)
-            it[I_HOLD] = ms_to_samples(ch.hold_ms, sr)
-            it[I_RETRIG] = ms_to_samples(ch.retrigger_ms, sr)
-            pt[P_THR], pt[P_RATIO], pt[P_KNEE] = ch.threshold_db, ch.ratio, ch.knee_db
-            pt[P_RANGE], pt[P_HYST] = ch.range_db, ch.hysteresis_db
-            pt[P_ATT], pt[P_REL] = ms_to_coef(ch.attack_ms, sr), ms_to_coef(ch.release_ms, sr)
-            pt[P_DRYWET] = ch.dry_wet
-            pt[P_RMS] = ms_to_coef(ch.rms_ms, sr)
-            pt[P_TRIGTHR] = 10.0 ** (ch.trigger_threshold_db / 20.0)
-            for name, kind, col in (("key_hpf_hz", "highpass", P_HP), ("key_lpf_hz", "lowpass", P_LP)):
-                hz = getattr(ch, name)
-                try:
-                    pt[col:col + 5] = biquad_coefs(kind, hz, sr) if hz else IDENTITY
-                except ParameterError as e:
-                    raise ParameterError(f"channel {ch.name!r}: {name}: {e} (0 turns the filter off)") from None
-            for note in ch.notes:
-                self.notes[c, note] = 1
+            self._compile_row(0, c, ch, links)
+        self.itabs[1], self.ptabs[1], self.notes[1] = self.itabs[0], self.ptabs[0], self.notes[0]
         self.state = np.zeros((n_ch, NS), np.float64)
-        self.delay = np.zeros((n_ch, int(self.itab[:, I_LOOKAHEAD].max()) + 1), np.float32)
+        self.delay = np.zeros((n_ch, int(self.itabs[0, :, I_LOOKAHEAD].max()) + 1), np.float32)
         self.meters = np.zeros((n_ch, NM), np.float64)
         self.scratch = np.zeros((3 * n_ch, self.max_block), np.float64)
         self.events = np.zeros((MAX_MIDI_EVENTS, 4), np.int32)
+        self.arrays = ChainArrays(itabs=self.itabs, ptabs=self.ptabs, notes=self.notes, ctl=self.ctl,
+                                  state=self.state, delay=self.delay, meters=self.meters, scratch=self.scratch)
         self.reset()
 
     def reset(self) -> None:
-        """Restore the state of a freshly prepared chain (gates closed, nothing ducked).
+        """Restore the state of a freshly prepared chain (gates closed, nothing ducked), with the
+        parameters in use now; the frame count restarts at 0.
 
         Raises
         ------
@@ -455,21 +546,109 @@ class Chain:
         """
         if self.sample_rate is None:
             raise DebleedError("Chain.reset called before prepare()")
+        it, pt = self.itab, self.ptab
         self.state[:] = 0.0
-        gate = self.itab[:, I_MODE] == MODE_GATE
-        self.state[gate, S_Y] = self.ptab[gate, P_RANGE]
-        self.state[gate, S_HELD] = self.ptab[gate, P_RANGE]
+        mode = it[:, I_MODE]
+        gate = mode != MODE_DUCK  # a bypassed channel's gain stage rests as a closed gate
+        self.state[gate, S_Y] = pt[gate, P_RANGE]
+        self.state[gate, S_HELD] = pt[gate, P_RANGE]
+        self.state[:, S_GMODE] = np.where(gate, MODE_GATE, MODE_DUCK)
         self.state[:, S_VEL] = 1.0
+        self.state[:, S_RNG] = pt[:, P_RANGE]
+        self.state[:, S_DW] = pt[:, P_DRYWET]
+        self.state[:, S_BYP] = ((mode == MODE_BYPASS) | (it[:, I_BYPASS] != 0)).astype(np.float64)
         self.delay[:] = 0.0
         self.reset_meters()
         self.meters[:, M_GR_RUN] = 0.0
         self.meters[:, M_BAD] = 0.0
-        self.meters[:, M_GAIN] = np.where(gate, self.ptab[:, P_RANGE], 0.0)
+        self.meters[:, M_GAIN] = np.where(mode == MODE_GATE, pt[:, P_RANGE], 0.0)
+        self.ctl[K_FRAMES] = 0
 
     def reset_meters(self) -> None:
         """Start a new metering interval (gain-reduction minimum and key maximum)."""
         self.meters[:, M_GR] = 0.0
         self.meters[:, M_KEY] = FLOOR_DB
+
+    # --- live changes (control plane) -----------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """True while a change waits for the next block."""
+        return bool(self.ctl[K_REQ] != self.ctl[K_DONE])
+
+    def check_param(self, channel, name: str, value):
+        """Validate one live change; return ``(channel index, value)`` converted.
+
+        Raises
+        ------
+        ParameterError
+            On an unknown channel or parameter, a parameter that cannot change live (the
+            message says why) or one the chain does not own, or a value that is not allowed.
+        """
+        from debleed.dsp.params import get
+
+        c = self.channel_index(channel)
+        p = get(name)
+        if not p.live:
+            raise ParameterError(f"{name} cannot change while running: {p.restart_reason}")
+        if p.target != "chain":
+            raise ParameterError(f"{name} is a {p.target} setting, not one of the chain's")
+        try:
+            value = p.check(value)
+        except ParameterError as e:
+            raise ParameterError(f"channel {self.channels[c].name!r}: {e}") from None
+        return c, value
+
+    def set_params(self, changes) -> int:
+        """Change parameters of the prepared chain; the next block uses them all at once.
+
+        Parameters
+        ----------
+        changes : iterable of (channel, name, value)
+            ``channel`` is a name or an index; ``name`` a live chain parameter of
+            :data:`~debleed.dsp.params.PARAMS`; ``value`` in its unit and range.
+
+        Returns
+        -------
+        int
+            The request's serial number (see :meth:`applied`).
+
+        Raises
+        ------
+        ParameterError
+            On a bad change (see :meth:`check_param`, and key filters at or above Nyquist);
+            nothing is changed then.
+        DebleedError
+            Before :meth:`prepare`, or while an earlier change is still pending (the audio
+            thread has not run a block since): wait for :meth:`applied` first.
+
+        Notes
+        -----
+        Control plane only (allocates). Writes the bank the audio thread is not reading, then
+        publishes it by raising ``ctl[K_REQ]`` (:func:`run_block`).
+        """
+        if self.sample_rate is None:
+            raise DebleedError("Chain.set_params called before prepare()")
+        if self.pending:
+            raise DebleedError("an earlier parameter change is still pending (no block has run since)")
+        specs = list(self.channels)
+        touched = set()
+        for channel, name, value in changes:
+            c, value = self.check_param(channel, name, value)
+            specs[c] = replace(specs[c], **{name: value})
+            touched.add(c)
+        active = int(self.ctl[K_REQ] & 1)
+        bank = 1 - active
+        self.itabs[bank], self.ptabs[bank], self.notes[bank] = self.itabs[active], self.ptabs[active], self.notes[active]
+        links = self._links(specs)
+        for c in sorted(touched):
+            self._compile_row(bank, c, specs[c], links)  # raises before anything is published
+        self.channels = tuple(specs)
+        self.ctl[K_REQ] += 1
+        return int(self.ctl[K_REQ])
+
+    def applied(self, serial: int) -> bool:
+        """True once the audio side has swapped to request ``serial`` (or a later one)."""
+        return bool(self.ctl[K_DONE] >= serial)
 
     def process(self, inputs, outputs, events=None, n_events=0) -> None:
         """Process one block from ``inputs`` into ``outputs``.
@@ -519,5 +698,4 @@ class Chain:
             events, n_events = self.events, 0
         else:
             n_events = check_events(events, n_events, n)
-        run_block(n, inputs, outputs, self.itab, self.ptab, self.state, self.delay, self.notes,
-                  events, n_events, self.meters, self.scratch)
+        run_block(n, inputs, outputs, events, n_events, *self.arrays.args())

@@ -43,6 +43,12 @@ midi_event_get = libjack.jack_midi_event_get
 midi_event_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32]
 midi_event_get.restype = ctypes.c_int
 
+#: ``jack_nframes_t jack_last_frame_time(const jack_client_t *)``: the server's frame time at
+#: the start of this cycle (callable from the process thread); parameter changes are logged with it.
+last_frame_time = libjack.jack_last_frame_time
+last_frame_time.argtypes = [ctypes.c_void_p]
+last_frame_time.restype = ctypes.c_uint32
+
 _set_process_callback = libjack.jack_set_process_callback
 _set_process_callback.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 _set_process_callback.restype = ctypes.c_int

@@ -14,16 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from debleed.dsp.chain import MAX_LOOKAHEAD_MS, Chain, ChannelSpec
+from debleed.dsp.chain import Chain, ChannelSpec
+from debleed.dsp.params import DENOISE_PARAMS, MAX_RATIO, PARAMS, SPEC_PARAMS
 from debleed.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
 _KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
 KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
-#: Largest finite ratio (the gain computer's limit; inf is allowed too).
-MAX_RATIO = 1e6
 
 
 def _check_name(cls, v):
@@ -60,37 +59,37 @@ class MidiConfig(_Strict):
     connect: list[str] = Field(default_factory=list)
 
 
-class ChannelConfig(_Strict):
-    """One ``[[channel]]``: an output port ``<client>:out_<name>`` and its gain stage."""
+def _param_field(p):
+    """The pydantic type and field of one :data:`~debleed.dsp.params.PARAMS` entry."""
+    if p.kind == "choice":
+        return Literal[p.choices], Field(p.default, description=p.doc)
+    if p.kind == "bool":
+        return bool, Field(p.default, description=p.doc)
+    if p.kind == "key":
+        return str, Field(p.default, description=p.doc)
+    if p.kind == "path":
+        return str | None, Field(p.default, description=p.doc)
+    bounds = {"gt" if p.lo_open else "ge": p.lo}
+    if not p.allow_inf:
+        bounds["le"] = p.hi
+    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, **bounds)
+
+
+_FLOAT_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind == "float")
+
+
+class _ChannelBase(_Strict):
+    """One ``[[channel]]``: an output port ``<client>:out_<name>`` and its gain stage.
+
+    Routing fields are written here; every processing parameter comes from
+    :data:`debleed.dsp.params.PARAMS` (type, range, default, doc).
+    """
 
     name: str
     input: str
     connect: list[str] = Field(default_factory=list)
     preset: Literal["balanced", "aggressive", "gentle", "fast"] | None = None
-    mode: Literal["gate", "duck", "bypass"] = "gate"
-    key: str = "self"
-    threshold_db: float = Field(-30.0, ge=-120.0, le=0.0)
-    ratio: float = Field(10.0, ge=1.0)
-    knee_db: float = Field(6.0, ge=0.0, le=48.0)
-    range_db: float = Field(-60.0, ge=-120.0, le=0.0)
-    hysteresis_db: float = Field(0.0, ge=-48.0, le=0.0)
-    attack_ms: float = Field(1.0, ge=0.0, le=1000.0)
-    hold_ms: float = Field(20.0, ge=0.0, le=5000.0)
-    release_ms: float = Field(100.0, ge=0.0, le=10000.0)
-    lookahead_ms: float = Field(0.0, ge=0.0, le=MAX_LOOKAHEAD_MS)
-    dry_wet: float = Field(1.0, ge=0.0, le=1.0)
-    detector: Literal["peak", "rms"] = "peak"
-    rms_ms: float = Field(10.0, gt=0.0, le=1000.0)
-    key_hpf_hz: float = Field(0.0, ge=0.0, le=96000.0)
-    key_lpf_hz: float = Field(0.0, ge=0.0, le=96000.0)
-    trigger_threshold_db: float = Field(-20.0, ge=-120.0, le=0.0)
-    retrigger_ms: float = Field(30.0, ge=0.0, le=1000.0)
-    midi_channel: int = Field(0, ge=0, le=16)
-    velocity_depth: bool = False
     link: str | None = None
-    denoise: bool = False
-    denoise_delay_blocks: int = Field(2, ge=1, le=16)
-    denoise_model: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -101,7 +100,7 @@ class ChannelConfig(_Strict):
 
     _name = field_validator("name")(_check_name)
 
-    @field_validator("key")
+    @field_validator("key", check_fields=False)
     @classmethod
     def _key(cls, v):
         m = _KEY.match(v.strip())
@@ -113,9 +112,7 @@ class ChannelConfig(_Strict):
                 raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
         return v.strip()
 
-    @field_validator("ratio", "threshold_db", "knee_db", "range_db", "attack_ms", "release_ms", "hold_ms",
-                     "hysteresis_db", "lookahead_ms", "dry_wet", "rms_ms", "key_hpf_hz", "key_lpf_hz",
-                     "trigger_threshold_db", "retrigger_ms", mode="before")
+    @field_validator(*_FLOAT_PARAMS, mode="before", check_fields=False)
     @classmethod
     def _finite(cls, v, info):
         # before the range checks, so that NaN is named as such rather than as out of range
@@ -124,7 +121,7 @@ class ChannelConfig(_Strict):
                              + f", got {v!r}")
         return v
 
-    @field_validator("ratio")
+    @field_validator("ratio", check_fields=False)
     @classmethod
     def _ratio(cls, v):
         if math.isfinite(v) and v > MAX_RATIO:
@@ -143,13 +140,18 @@ class ChannelConfig(_Strict):
         kind = self.key.partition(":")[0]
         if self.velocity_depth and kind != "midi":
             raise ValueError(f"velocity_depth = true needs a midi:<note> key, this channel's key is {self.key!r}")
-        for name in ("denoise_model", "denoise_delay_blocks"):
+        for name in DENOISE_PARAMS:
             if name in given and not self.denoise:
                 raise ValueError(f"{name} is set but denoise is not true (set denoise = true, or remove {name})")
         for name in ("key_hpf_hz", "key_lpf_hz"):
             if kind in ("trigger", "midi") and getattr(self, name) > 0:
                 raise ValueError(f"{name} filters an audio key; a {kind}: key has none (remove {name})")
         return self
+
+
+ChannelConfig = create_model(
+    "ChannelConfig", __base__=_ChannelBase, __module__=__name__,
+    **{n: _param_field(p) for n, p in PARAMS.items()})
 
 
 class GigConfig(_Strict):
@@ -216,13 +218,12 @@ class GigConfig(_Strict):
         specs = []
         for c, ch in enumerate(self.channel):
             kind, _, ref = ch.key.partition(":")
-            fields = ch.model_dump(exclude={"name", "input", "connect", "preset", "key", "denoise",
-                                            "denoise_delay_blocks", "denoise_model"})
+            fields = {n: getattr(ch, n) for n in SPEC_PARAMS}
             specs.append(ChannelSpec(
                 name=ch.name, input=virtual.get(c, names.index(ch.input)), key=kind,
                 key_input=names.index(ref) if kind in ("input", "trigger") else -1,
                 notes=tuple(int(v) for v in ref.split(",")) if kind == "midi" else (),
-                **fields))
+                link=ch.link, **fields))
         return specs
 
     def chain(self) -> Chain:

@@ -23,21 +23,35 @@ from numba import carray, cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from debleed.dsp.chain import run_block
+from numba import njit
+
+from debleed.dsp.chain import K_CLOCK, NK, ChainArrays, run_block
 from debleed.rt import _jackptr
 from debleed.rt.denoise_rt import N_CTL, exchange
 from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
                               C_OVERSIZE, C_SUM_NS, HIST_BIN_NS)
 
-(H_NIN, H_NCH, H_MAXBLOCK, H_HASMIDI, H_MAXEV, H_HISTBINS, H_NI, H_NP, H_NS, H_NM, H_DELAYLEN,
- H_NCOUNTERS,
- A_INPUTS, A_OUTPUTS, A_ITAB, A_PTAB, A_STATE, A_DELAY, A_NOTES, A_EVENTS, A_METERS, A_SCRATCH,
- A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT,
+(H_NIN, H_NCH, H_MAXBLOCK, H_HASMIDI, H_MAXEV, H_HISTBINS, H_NCOUNTERS, H_NROWS,
+ A_INPUTS, A_OUTPUTS, A_EVENTS, A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT,
+ A_CLIENT,
  # denoiser rings (debleed.rt.denoise_rt); H_NDN = 0 when no channel is denoised
- H_NROWS, H_NDN, H_DNSLOTS, H_DRYLEN, H_DRYDELAY, H_EVFD,
+ H_NDN, H_DNSLOTS, H_DRYLEN, H_DRYDELAY, H_EVFD,
  A_DN_SRC, A_DN_ROW, A_DN_RIN, A_DN_ROUT, A_DN_SLOTN, A_DN_TAGS, A_DN_CTL, A_DN_DRY, A_DN_DRYW,
- A_ONE) = range(45)
-H_LEN = 45
+ A_ONE, H_CHAIN) = range(35)
+# From H_CHAIN on: the chain's arrays (ChainArrays.FIELDS, in run_block's order), four slots
+# each: address and up to three dimensions.
+_SLOTS = 4
+H_LEN = H_CHAIN + _SLOTS * len(ChainArrays.FIELDS)
+_CTL_SLOT = H_CHAIN + _SLOTS * [f[0] for f in ChainArrays.FIELDS].index("ctl")
+
+
+def fill_chain_header(h: np.ndarray, arrays: ChainArrays) -> None:
+    """Write the address and shape of each of ``arrays`` into header ``h`` (from ``H_CHAIN``)."""
+    for k, (name, _, _) in enumerate(ChainArrays.FIELDS):
+        a = getattr(arrays, name)
+        base = H_CHAIN + _SLOTS * k
+        h[base] = a.ctypes.data
+        h[base + 1:base + 1 + a.ndim] = a.shape
 
 
 @intrinsic
@@ -57,6 +71,25 @@ _event_get = _jackptr.midi_event_get
 _clock = _jackptr.clock_gettime
 _write = _jackptr.libc_write
 _CLOCK = _jackptr.CLOCK_MONOTONIC
+_frame_time = _jackptr.last_frame_time
+
+
+def _make_chain_runner():
+    """``_run_chain(n, inputs, outputs, events, n_ev, h)``: run_block over the arrays the header
+    points at, its argument list generated from :attr:`ChainArrays.FIELDS`."""
+    args = []
+    for k, (_, dtype, ndim) in enumerate(ChainArrays.FIELDS):
+        base = H_CHAIN + _SLOTS * k
+        dims = ", ".join(f"h[{base + 1 + d}]" for d in range(ndim)) + ("," if ndim == 1 else "")
+        args.append(f"carray(_voidptr(h[{base}]), ({dims}), np.{np.dtype(dtype).name})")
+    src = ("def _run_chain(n, inputs, outputs, events, n_ev, h):\n"
+           f"    run_block(n, inputs, outputs, events, n_ev, {', '.join(args)})\n")
+    ns = {"run_block": run_block, "carray": carray, "_voidptr": _voidptr, "np": np}
+    exec(compile(src, "<debleed.rt.jack_cfunc chain runner>", "exec"), ns)
+    return njit(ns["_run_chain"])
+
+
+_run_chain = _make_chain_runner()
 
 
 def _process(nframes, arg):
@@ -105,13 +138,6 @@ def _process(nframes, arg):
                 events[n_ev, 2] = data[1]
                 events[n_ev, 3] = data[2] if size > 2 else 0
                 n_ev += 1
-        itab = carray(_voidptr(h[A_ITAB]), (n_ch, h[H_NI]), np.int64)
-        ptab = carray(_voidptr(h[A_PTAB]), (n_ch, h[H_NP]), np.float64)
-        state = carray(_voidptr(h[A_STATE]), (n_ch, h[H_NS]), np.float64)
-        delay = carray(_voidptr(h[A_DELAY]), (n_ch, h[H_DELAYLEN]), np.float32)
-        notes = carray(_voidptr(h[A_NOTES]), (n_ch, 128), np.uint8)
-        meters = carray(_voidptr(h[A_METERS]), (n_ch, h[H_NM]), np.float64)
-        scratch = carray(_voidptr(h[A_SCRATCH]), (3 * n_ch, max_block), np.float64)
         n_dn = h[H_NDN]
         if n_dn > 0:
             slots, dry_len = h[H_DNSLOTS], h[H_DRYLEN]
@@ -127,7 +153,9 @@ def _process(nframes, arg):
                      carray(_voidptr(h[A_DN_DRYW]), (n_dn,), np.int64),
                      h[H_DRYDELAY])
             _write(np.int32(h[H_EVFD]), _voidptr(h[A_ONE]), 8)
-        run_block(n, inputs, outputs, itab, ptab, state, delay, notes, events, n_ev, meters, scratch)
+        ctl = carray(_voidptr(h[_CTL_SLOT]), (NK,), np.int64)
+        ctl[K_CLOCK] = np.int64(_frame_time(_voidptr(h[A_CLIENT])))
+        _run_chain(n, inputs, outputs, events, n_ev, h)
         for c in range(n_ch):
             out = carray(_voidptr(_get_buffer(_voidptr(outports[c]), nframes)), (n,), np.float32)
             for i in range(n):

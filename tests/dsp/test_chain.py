@@ -231,7 +231,7 @@ def test_bypass_passes_audio_unchanged():
     ({"key": "input", "key_input": 5}, r"key_input index 5 is outside \[0, 1\)"),
     ({"key": "midi", "notes": ()}, "key 'midi' needs notes"),
     ({"threshold_db": 6.0}, "channel 's': threshold_db must be in"),
-    ({"lookahead_ms": 200.0}, r"lookahead_ms must be in \[0.0, 100.0\]"),
+    ({"lookahead_ms": 200.0}, r"lookahead_ms must be in \[0, 100\] ms, got 200.0"),
     ({"midi_channel": "ten"}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 'ten'"),
     ({"midi_channel": 1.7}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 1.7"),
     ({"midi_channel": 17}, r"channel 's': midi_channel must be an integer in \[0, 16\], got 17"),
@@ -245,7 +245,7 @@ def test_bypass_passes_audio_unchanged():
     ({"input": True}, r"channel 's': input must be an integer >= 0, got True"),
     ({"key": "input", "key_input": None}, r"channel 's': key_input must be an integer >= -1, got None"),
     ({"key": "input", "key_input": 0.0}, r"channel 's': key_input must be an integer >= -1, got 0.0"),
-    ({"velocity_depth": "yes"}, r"channel 's': velocity_depth must be True or False, got 'yes'"),
+    ({"velocity_depth": "yes"}, r"channel 's': velocity_depth must be true or false, got 'yes'"),
     ({"link": ["a"]}, r"channel 's': link must be a str or None, got \['a'\]"),
 ])
 def test_bad_channel_specs(kw, match):
