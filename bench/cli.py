@@ -97,8 +97,11 @@ def run_bench(opt: Options, argv: list[str] | None = None) -> dict:
 
 
 def cmd_bench(args) -> int:
+    from debleed.rt.server import sigterm_raises
+
     opt = options_from_args(args)
-    report = run_bench(opt, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else [])
+    with sigterm_raises():  # SIGTERM stops every server and process the sections started, as Ctrl-C does
+        report = run_bench(opt, sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else [])
     failed = [k for k, v in report["sections"].items() if "error" in v]
     print(f"debleed bench: report written to {opt.out}/report.json, report.md and "
           f"{len(report['plots'])} plots ({report['wall_s']:.0f} s)")

@@ -345,7 +345,9 @@ def cpu_hog(cpu: int | None):
     import sys
 
     code = "import os,sys\ncpu=int(sys.argv[1])\nif cpu>=0: os.sched_setaffinity(0,{cpu})\nwhile True: pass\n"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(-1 if cpu is None else cpu)],
+    from debleed.rt.server import popen_dies_with_parent
+
+    proc = popen_dies_with_parent([sys.executable, "-c", code, str(-1 if cpu is None else cpu)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.2)

@@ -27,7 +27,7 @@ import numpy as np
 from debleed.bench.common import (GIG_KINDS, LSP_BINARY, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes,
                                   gig_config, parse_jackd_log, run_live_window, stat)
 from debleed.errors import EngineError
-from debleed.rt.server import DummyServer
+from debleed.rt.server import DummyServer, popen_dies_with_parent
 
 LSP_CLIENT = "sc_gate_mono"
 
@@ -51,7 +51,7 @@ def _lsp_sources(i: int) -> tuple[str, str]:
 def _start_lsp(srv, player: LoopPlayer, n: int, procs: Processes, timeout_s: float = 30.0) -> list[str]:
     before = {p.name.split(":")[0] for p in player.client.get_ports(name_pattern=f"^{LSP_CLIENT}")}
     for _ in range(n):
-        procs.add(subprocess.Popen([shutil.which(LSP_BINARY), "-hl"], env=srv.env, stdin=subprocess.DEVNULL,
+        procs.add(popen_dies_with_parent([shutil.which(LSP_BINARY), "-hl"], env=srv.env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     deadline = time.monotonic() + timeout_s
     while True:

@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except DebleedError as e:
         print(f"debleed: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
 
 
 if __name__ == "__main__":

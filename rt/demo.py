@@ -26,7 +26,7 @@ from debleed.rt.audiofile import write_audio
 from debleed.rt.config import load_config
 from debleed.fileio import atomic_write_text
 from debleed.rt.player import play_record
-from debleed.rt.server import DummyServer, server_running
+from debleed.rt.server import DummyServer, popen_dies_with_parent, server_running, sigterm_raises
 
 DEMO_KIT = "ForzeeStereo"
 
@@ -49,7 +49,8 @@ def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Pa
     if stats_json:
         cmd += ["--stats-json", str(stats_json)]
     cmd += list(extra_args)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # dies with this process (a demo or bench killed even by SIGKILL leaves no client behind)
+    proc = popen_dies_with_parent(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -74,7 +75,15 @@ def stop_live(proc: subprocess.Popen, timeout_s: float = 20.0) -> str:
 
 def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", period: int = 128,
              kit: str = DEMO_KIT, freewheel: bool = False) -> int:
-    """Run the demo; returns the process exit code (0 on success)."""
+    """Run the demo; returns the process exit code (0 on success).
+
+    SIGTERM stops it as Ctrl-C does: ``debleed live`` and the private server are stopped.
+    """
+    with sigterm_raises():
+        return _run_demo(out_dir, seconds, engine, period, kit, freewheel)
+
+
+def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
     out = Path(out_dir)
     (out / "inputs").mkdir(parents=True, exist_ok=True)
     (out / "outputs").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,150 @@
+"""No JACK server stays registered and no jackd keeps running after a run, even an interrupted one.
+
+JACK's registry holds 8 servers; a jackd killed with SIGKILL leaves its entry (and 100 MB of
+shared memory) behind. These tests kill things the hard way and check what is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from debleed.rt.server import DummyServer, registered_servers, server_running
+
+pytestmark = pytest.mark.jack
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie child of ours would still answer; jackd here is a grandchild, reaped by init
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split()[2] == "Z":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def _names() -> set[str]:
+    return {name for _, name, _ in registered_servers()}
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from debleed.rt.server import DummyServer, sigterm_raises
+    with sigterm_raises():
+        with DummyServer(period=256) as srv:
+            print(srv.name, srv.proc.pid, flush=True)
+            time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_killed_run_leaves_no_jackd_and_no_registered_server(sig):
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline().split()
+        assert len(line) == 2, "the child did not start its server"
+        name, pid = line[0], int(line[1])
+        assert name in _names() and server_running(name)
+        child.send_signal(sig)
+        child.wait(20)
+        assert _gone(pid), f"jackd {pid} still runs after the run got {sig.name}"
+        assert name not in _names()
+        assert not server_running(name)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_sigkilled_jackd_is_unregistered_by_stop():
+    srv = DummyServer(period=256).start()
+    try:
+        assert srv.name in _names()
+        srv.proc.kill()
+        srv.proc.wait()
+        assert srv.name in _names(), "JACK would have removed the entry itself: nothing to test"
+    finally:
+        srv.stop()
+    assert srv.name not in _names()
+    assert not [n for pid, n, alive in registered_servers() if not alive and n == srv.name]
+
+
+def test_a_dead_entry_is_reclaimed_before_the_next_start():
+    srv = DummyServer(period=256).start()
+    name = srv.name
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.proc = None  # as if the process that started it had died before stopping it
+    assert any(n == name and not alive for _, n, alive in registered_servers())
+    with DummyServer(period=256):
+        assert name not in _names()
+
+
+MINIMAL = """
+[client]
+name = "{name}"
+[inputs]
+a = []
+[[channel]]
+name = "a"
+input = "a"
+"""
+
+
+@pytest.mark.parametrize("engine", ["cfunc", "python"])
+def test_server_dying_while_live_starts_exits_1_with_a_message(engine, tmp_path, capsys, monkeypatch):
+    """The server goes away after the ports are registered and before activation."""
+    from debleed.rt import engine as eng_mod
+    from debleed.rt.cli import main
+
+    srv = DummyServer(period=256).start()
+    try:
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(MINIMAL.format(name=f"gone{engine}"))
+        real = eng_mod.JackEngine._install_cfunc if engine == "cfunc" else None
+        registered = []
+
+        def kill_server_first(self, *a):
+            registered.append([p.name for p in self.inports + self.outports])
+            srv.stop()
+            if real is not None:
+                return real(self, *a)
+
+        if engine == "cfunc":
+            monkeypatch.setattr(eng_mod.JackEngine, "_install_cfunc", kill_server_first)
+        else:
+            orig_set = eng_mod.jack.Client.set_process_callback
+
+            def set_cb(client, cb):
+                kill_server_first(engine_ref[0])
+                return orig_set(client, cb)
+
+            engine_ref = []
+            orig_init = eng_mod.JackEngine.__init__
+
+            def init(self, *a, **kw):
+                orig_init(self, *a, **kw)
+                engine_ref.append(self)
+
+            monkeypatch.setattr(eng_mod.JackEngine, "__init__", init)
+            monkeypatch.setattr(eng_mod.jack.Client, "set_process_callback", set_cb)
+        rc = main(["live", "--config", str(cfg), "--server", srv.name, "--engine", engine, "--quiet"])
+    finally:
+        srv.stop()
+    err = capsys.readouterr().err
+    assert registered == [[f"gone{engine}:in_a", f"gone{engine}:out_a"]]
+    assert rc == 1
+    assert "went away while debleed was starting" in err
+    assert "Traceback" not in err
