@@ -26,7 +26,7 @@ from pathlib import Path
 import jack
 import numpy as np
 
-from debleed.dsp.chain import M_BAD, M_GR, M_GR_RUN, run_block
+from debleed.dsp.chain import K_CLOCK, M_BAD, M_GR, M_GR_RUN, run_block
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import EngineError
 from debleed.fileio import atomic_write_text
@@ -73,9 +73,8 @@ class EngineBase:
         self.outputs = np.zeros((self.chain.n_channels, self.max_block), np.float32)
         self.events = self.chain.events
         self._prepare_denoisers()
-        ch = self.chain  # load the compiled kernel now, not in the first callback
-        run_block(0, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
-                  self.events, 0, ch.meters, ch.scratch)
+        # load the compiled kernel now, not in the first callback
+        run_block(0, self.inputs, self.outputs, self.events, 0, *self.chain.arrays.args())
 
     def _run_python_block(self, frames: int, midi) -> None:
         """Python data plane: MIDI ``(offset, bytes)`` pairs into events, denoiser exchange, chain."""
@@ -90,9 +89,7 @@ class EngineBase:
                 n_ev += 1
         if self.stage is not None:
             self.stage.exchange(frames, self.inputs)
-        ch = self.chain
-        run_block(frames, self.inputs, self.outputs, ch.itab, ch.ptab, ch.state, ch.delay, ch.notes,
-                  self.events, n_ev, ch.meters, ch.scratch)
+        run_block(frames, self.inputs, self.outputs, self.events, n_ev, *self.chain.arrays.args())
 
     def _count_callback(self, frames: int, dt_ns: int) -> None:
         """Counters and the callback-time histogram, as the cfunc keeps them."""
@@ -326,17 +323,16 @@ class JackEngine(EngineBase):
         h[jc.H_NIN], h[jc.H_NCH], h[jc.H_MAXBLOCK] = len(self.inports), len(self.outports), self.max_block
         h[jc.H_HASMIDI] = int(self.midiport is not None)
         h[jc.H_MAXEV], h[jc.H_HISTBINS] = self.events.shape[0], self.hist.shape[0]
-        h[jc.H_NI], h[jc.H_NP], h[jc.H_NS] = ch.itab.shape[1], ch.ptab.shape[1], ch.state.shape[1]
-        h[jc.H_NM], h[jc.H_DELAYLEN], h[jc.H_NCOUNTERS] = ch.meters.shape[1], ch.delay.shape[1], self.counters.size
-        for idx, arr in ((jc.A_INPUTS, self.inputs), (jc.A_OUTPUTS, self.outputs), (jc.A_ITAB, ch.itab),
-                         (jc.A_PTAB, ch.ptab), (jc.A_STATE, ch.state), (jc.A_DELAY, ch.delay),
-                         (jc.A_NOTES, ch.notes), (jc.A_EVENTS, self.events), (jc.A_METERS, ch.meters),
-                         (jc.A_SCRATCH, ch.scratch), (jc.A_COUNTERS, self.counters), (jc.A_HIST, self.hist),
+        h[jc.H_NCOUNTERS] = self.counters.size
+        for idx, arr in ((jc.A_INPUTS, self.inputs), (jc.A_OUTPUTS, self.outputs), (jc.A_EVENTS, self.events),
+                         (jc.A_COUNTERS, self.counters), (jc.A_HIST, self.hist),
                          (jc.A_EVBUF, self._evbuf), (jc.A_TS, self._ts), (jc.A_INPORTS, self._inport_addrs),
                          (jc.A_OUTPORTS, self._outport_addrs)):
             assert arr.flags.c_contiguous
             h[idx] = addr(arr)
+        jc.fill_chain_header(h, ch.arrays)
         h[jc.A_MIDIPORT] = _jackptr.address(self.midiport) if self.midiport is not None else 0
+        h[jc.A_CLIENT] = _jackptr.address(self.client)
         h[jc.H_NROWS] = self.inputs.shape[0]
         self._one = np.ones(1, np.uint64)
         h[jc.A_ONE] = addr(self._one)
@@ -452,6 +448,7 @@ class JackEngine(EngineBase):
             for j, p in enumerate(self.inports):
                 self.inputs[j, :frames] = p.get_array()
             midi = self.midiport.incoming_midi_events() if self.midiport is not None else ()
+            self.chain.ctl[K_CLOCK] = self.client.last_frame_time
             self._run_python_block(frames, midi)
             for c, p in enumerate(self.outports):
                 p.get_array()[:] = self.outputs[c, :frames]
