@@ -109,6 +109,7 @@ COMMAND_MODULES = (
     "debleed.rt.offline",      # clean-stems, render
     "debleed.models.cli",      # denoise, eval, train
     "debleed.bench.cli",       # bench
+    "debleed.rt.devices",      # devices, midi-ports
 )
 
 
