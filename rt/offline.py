@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from debleed.dsp.params import PARAMS
 from debleed.errors import DebleedError, ParameterError
 
 _STEM = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -101,10 +102,8 @@ def summary_table(results) -> str:
     return _table(rows, right={2, 3, 4, 5, 6})
 
 
-#: clean-stems flag of each ducking parameter.
-_DUCK_FLAGS = {"threshold_db": "--threshold", "ratio": "--ratio", "attack_ms": "--attack", "release_ms": "--release",
-               "dry_wet": "--dry-wet", "knee_db": "--knee", "hold_ms": "--hold", "lookahead_ms": "--lookahead",
-               "range_db": "--range"}
+#: clean-stems flag of each ducking parameter (the long form; from the parameter table).
+_DUCK_FLAGS = {n: p.flag.split(",")[0] for n, p in PARAMS.items() if p.flag}
 
 
 def cmd_clean_stems(args) -> int:
@@ -121,9 +120,7 @@ def cmd_clean_stems(args) -> int:
         raise ParameterError(f"--pair: target stem(s) {', '.join(dup)} given more than once; each target "
                              "can be ducked by one key")
     try:
-        params = duck_params(args.preset, threshold_db=args.threshold, ratio=args.ratio, attack_ms=args.attack,
-                             release_ms=args.release, dry_wet=args.dry_wet, knee_db=args.knee, hold_ms=args.hold,
-                             lookahead_ms=args.lookahead, range_db=args.range)
+        params = duck_params(args.preset, **{name: getattr(args, name) for name in _DUCK_FLAGS})
     except ParameterError as e:  # name the flag the user typed, not the internal channel
         msg = re.sub(r"^channel '[^']*': ", "", str(e))
         for key, flag in _DUCK_FLAGS.items():
@@ -213,7 +210,7 @@ def cmd_render(args) -> int:
 
     t0 = time.perf_counter()
     rep = render_gig(args.config, args.input_dir, args.output_dir, block=args.block, midi_path=args.midi,
-                     plots=not args.no_plots)
+                     plots=not args.no_plots, changes_path=args.changes, changes_origin=args.changes_origin)
     wall = time.perf_counter() - t0
     rows = [["channel", "mode", "key", "GR median", "GR max", "ducking/closed", "latency"]]
     for name, c in rep["channels"].items():
@@ -222,6 +219,11 @@ def cmd_render(args) -> int:
                      f"{g['active_percent']:.1f} %", f"{c['latency_samples']} smp"])
     print(_table(rows, right={3, 4, 5, 6}))
     midi = rep["midi"]
+    chg = rep.get("changes")
+    if chg and chg["moved_to_block_boundary"]:
+        print(f"debleed: warning: {chg['moved_to_block_boundary']} of {chg['applied']} change(s) were logged inside "
+              f"a block of {rep['block']} frames and took effect at the next block boundary (render with the live "
+              "run's period to replay it exactly)", file=sys.stderr)
     if midi and (midi["dropped"] or midi["after_end"]):
         print(f"debleed: warning: MIDI: {midi['dropped']} event(s) over {midi['events']} dropped (too many in one "
               f"block), {midi['after_end']} after the end of the audio", file=sys.stderr)
@@ -245,17 +247,12 @@ def register(subparsers) -> None:
                    help="key stem ducks target stem; repeatable (default snare:kick)")
     p.add_argument("--preset", choices=("balanced", "aggressive", "gentle", "fast"),
                    help="start from a preset (configs/presets.toml); explicit flags override it")
-    p.add_argument("-t", "--threshold", type=float, metavar="DB", help=f"key level where ducking starts, dBFS (default {d['threshold_db']:g})")
-    p.add_argument("-r", "--ratio", type=float, help=f"ducking ratio, >= 1 or inf (default {d['ratio']:g})")
-    p.add_argument("--attack", type=float, metavar="MS", help=f"time to duck, ms (default {d['attack_ms']:g})")
-    p.add_argument("--release", type=float, metavar="MS", help=f"time to recover, ms (default {d['release_ms']:g})")
-    p.add_argument("--hold", type=float, metavar="MS", help=f"hold the ducking after the key drops, ms (default {d['hold_ms']:g})")
-    p.add_argument("--knee", type=float, metavar="DB", help=f"soft-knee width, dB (default {d['knee_db']:g})")
-    p.add_argument("--range", type=float, metavar="DB", help=f"deepest ducking, dB, -120 to 0 (default {d['range_db']:g})")
-    p.add_argument("--lookahead", type=float, metavar="MS",
-                   help=f"duck this early before the key's hit, ms, 0-100 (default {d['lookahead_ms']:g}); compensated: "
-                        "the output stays time-aligned with the input and as long")
-    p.add_argument("--dry-wet", type=float, metavar="MIX", help=f"1 fully ducked, 0 untouched (default {d['dry_wet']:g})")
+    for name, flag in _DUCK_FLAGS.items():  # one flag per parameter of the table that has one
+        par = PARAMS[name]
+        flags = par.flag.split(",")[::-1] if "," in par.flag else [par.flag]
+        unit = f", {par.unit}" if par.unit else ""
+        p.add_argument(*flags, dest=name, type=float, metavar=(par.unit or "VALUE").upper().replace("DBFS", "DB"),
+                       help=f"{par.doc}{unit}, {par.range_text()} (default {d[name]:g})")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes, one track each (default: all cores)")
     p.add_argument("--block", type=int, default=4096, metavar="FRAMES",
                    help="frames per chain call, 1-16384 (default 4096; the output does not depend on it)")
@@ -271,4 +268,10 @@ def register(subparsers) -> None:
                    help="frames per block, like a JACK period, 1-16384 (default 128)")
     r.add_argument("--midi", type=Path, metavar="FILE", help="standard MIDI file with the notes of MIDI keys")
     r.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    r.add_argument("--changes", type=Path, metavar="LOG",
+                   help="replay the parameter changes of a live run (the JSON-lines log of `debleed live "
+                        "--changes-log`): each takes effect at the block boundary it did live")
+    r.add_argument("--changes-origin", type=int, default=0, metavar="FRAME",
+                   help="the log's frame that is the takes' first sample (default 0: the takes start when "
+                        "debleed started)")
     r.set_defaults(func=cmd_render)

@@ -97,7 +97,7 @@ def probe_specs(specs, ones_input: int):
 
 
 def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
-                  events: np.ndarray | None = None, denoiser_factory=None) -> dict:
+                  events: np.ndarray | None = None, denoiser_factory=None, changes=None) -> dict:
     """Run a gig over in-memory inputs at ``block`` frames per call, like a live run.
 
     Parameters
@@ -116,6 +116,11 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
         :class:`debleed.models.denoiser.Denoiser`). The denoiser stage runs as live, D periods
         behind, but synchronously: it is never late, so the output equals a live run whose
         worker kept up.
+    changes : list of dict, optional
+        Parameter changes to replay (:func:`debleed.rt.control.load_changes`): each
+        ``{"frame", "channel", "param", "value"}`` takes effect at the start of the block that
+        begins at ``frame``, as in the live run that logged it; a frame that is not a block
+        boundary at this ``block`` takes effect at the next one (counted in ``changes_moved``).
 
     Returns
     -------
@@ -123,7 +128,13 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
         ``outputs`` float32 (n_channels, n); ``gain_db`` float32 (n_channels, n), the gain each
         output sample got; ``latency_samples`` list; ``nonfinite`` per channel;
         ``midi_used``, ``midi_dropped`` (over :data:`MAX_MIDI_EVENTS` in one block),
-        ``midi_outside`` (after the end of the audio).
+        ``midi_outside`` (after the end of the audio); ``changes_applied``, ``changes_moved``.
+
+    Raises
+    ------
+    ParameterError
+        On a bad block size, inputs of the wrong shape, or a change that names an unknown
+        channel or parameter or a value out of range.
     """
     if not 1 <= int(block) <= 16384:
         raise ParameterError(f"block must be in [1, 16384] frames, got {block!r}")
@@ -152,7 +163,22 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     buf = chain.events
     dropped = 0
     starts = np.searchsorted(ev[:, 0], np.arange(0, n + block, block))
+    pending = list(changes or [])
+    names = [sp.name for sp in specs]
+    for ch in pending:
+        if ch["channel"] not in names:
+            raise ParameterError(f"change at frame {ch['frame']}: unknown channel {ch['channel']!r} "
+                                 f"(channels: {', '.join(names)})")
+    moved = applied = 0
     for b, s in enumerate(range(0, n, block)):
+        if pending and pending[0]["frame"] <= s:
+            todo = []
+            while pending and pending[0]["frame"] <= s:
+                e = pending.pop(0)
+                moved += e["frame"] != s
+                todo.append(e)
+            applied += len(todo)
+            _apply_changes(chain, stage, cfg, todo, n_ch)
         e0, e1 = starts[b], starts[b + 1]
         k = min(e1 - e0, MAX_MIDI_EVENTS)
         dropped += (e1 - e0) - k
@@ -169,7 +195,25 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     return {"outputs": y[:n_ch].copy(), "gain_db": gain_db,
             "latency_samples": latency,
             "nonfinite": [int(v) for v in chain.meters[:n_ch, M_BAD]],
-            "midi_used": int(ev.shape[0]) - dropped, "midi_dropped": int(dropped), "midi_outside": outside}
+            "midi_used": int(ev.shape[0]) - dropped, "midi_dropped": int(dropped), "midi_outside": outside,
+            "changes_applied": applied, "changes_moved": moved}
+
+
+def _apply_changes(chain, stage, cfg, entries, n_ch) -> None:
+    """Apply logged changes to the channels (and their gain probes) before the next block."""
+    from debleed.dsp.params import get
+
+    todo = []
+    for e in entries:
+        c = chain.channel_index(e["channel"])
+        p = get(e["param"])
+        if p.target == "denoiser":
+            if stage is not None and hasattr(stage, "set_param") and cfg.channel[c].denoise:
+                stage.set_param(c, e["param"], e["value"])
+            continue
+        todo += [(c, e["param"], e["value"]), (n_ch + c, e["param"], e["value"])]
+    if todo:
+        chain.set_params(todo)
 
 
 def _offline_denoise_stage(cfg, sample_rate, block, factory):
@@ -275,7 +319,7 @@ def plot_channel(path, name: str, x: np.ndarray, y: np.ndarray, gain_db: np.ndar
 
 
 def render_gig(config_path, input_dir, output_dir, *, block: int = 128, midi_path=None,
-               plots: bool = True) -> dict:
+               plots: bool = True, changes_path=None, changes_origin: int = 0) -> dict:
     """``debleed render``: read, run, write ``<channel>.wav``, ``report.json`` and PNGs.
 
     Outputs are 32-bit float WAV (the chain's float32 samples, unchanged) at the inputs' rate.
@@ -304,7 +348,12 @@ def render_gig(config_path, input_dir, output_dir, *, block: int = 128, midi_pat
                            "with --midi FILE.mid (a standard MIDI file of the take)")
     x, sr, files = read_inputs(cfg, src)
     events = midi_file_events(midi_path, sr) if midi_path is not None else None
-    res = render_arrays(cfg, x, sr, block, events)
+    changes = None
+    if changes_path is not None:
+        from debleed.rt.control import load_changes
+
+        changes = load_changes(changes_path, origin=changes_origin)
+    res = render_arrays(cfg, x, sr, block, events, changes=changes)
     names = cfg.input_names
     specs = cfg.channel_specs()
     dst.mkdir(parents=True, exist_ok=True)
@@ -313,6 +362,9 @@ def render_gig(config_path, input_dir, output_dir, *, block: int = 128, midi_pat
               "midi": None if midi_path is None else {
                   "file": str(midi_path), "events": res["midi_used"], "dropped": res["midi_dropped"],
                   "after_end": res["midi_outside"]},
+              "changes": None if changes_path is None else {
+                  "file": str(changes_path), "origin": int(changes_origin), "applied": res["changes_applied"],
+                  "moved_to_block_boundary": res["changes_moved"]},
               "channels": {}}
     for c, (ch, spec) in enumerate(zip(cfg.channel, specs)):
         write_audio(dst / f"{ch.name}.wav", res["outputs"][c][None, :], sr, subtype="FLOAT")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from debleed.dsp.params import PARAMS
 from debleed.dsp.chain import Chain, ChannelSpec
 from debleed.errors import DebleedError, ParameterError
 from debleed.rt.audiofile import (atomic_output, audio_info, copy_atomic, file_signature, jsonable,
@@ -39,12 +40,11 @@ from debleed.rt.audiofile import (atomic_output, audio_info, copy_atomic, file_s
 STEMS = ("kick", "snare", "toms", "hihat", "cymbals")
 #: Default pair: the snare stem ducks the kick stem (snare bleed in the kick stem).
 DEFAULT_PAIR = ("snare", "kick")
-#: Defaults of ``debleed clean-stems`` (user units). ``range_db`` -40 dB: deep enough to remove
-#: bleed that sits 10-30 dB under the target's own hits, while a key far over the threshold
-#: never digs a silent hole into the target.
-DUCK_DEFAULTS = {"threshold_db": -30.0, "ratio": 10.0, "attack_ms": 1.0, "release_ms": 100.0,
-                 "dry_wet": 1.0, "knee_db": 6.0, "hold_ms": 0.0, "lookahead_ms": 0.0,
-                 "range_db": -40.0}
+#: Defaults of ``debleed clean-stems`` (user units): the parameters of the table that have a
+#: clean-stems flag, with the table's defaults except two. ``range_db`` -40 dB: deep enough to
+#: remove bleed that sits 10-30 dB under the target's own hits, while a key far over the
+#: threshold never digs a silent hole into the target; no hold (offline, the release suffices).
+DUCK_DEFAULTS = {**{n: p.default for n, p in PARAMS.items() if p.flag}, "hold_ms": 0.0, "range_db": -40.0}
 #: Gain reduction above this (dB) counts as "ducking" for the statistics.
 ACTIVE_DB = 0.1
 #: Manifest kept beside the outputs of each track (resume).

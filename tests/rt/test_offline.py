@@ -266,9 +266,9 @@ def test_output_folder_inside_or_equal_to_input_is_refused(tmp_path, capsys, whe
     (["--pair", "snare-kick"], "KEY:TARGET"),
     (["--pair", "kick:kick"], "different"),
     (["--pair", "snare:kick", "--pair", "hihat:kick"], "more than once"),
-    (["-t", "5"], "error: --threshold (threshold_db) must be in [-120.0, 0.0], got 5.0"),
+    (["-t", "5"], "error: --threshold (threshold_db) must be in [-120, 0] dBFS, got 5.0"),
     (["--lookahead", "200"], "--lookahead (lookahead_ms) must be in"),
-    (["--attack", "-5"], "error: --attack (attack_ms) must be in [0.0, 1000.0], got -5.0"),
+    (["--attack", "-5"], "error: --attack (attack_ms) must be in [0, 1000] ms, got -5.0"),
     (["--block", "0"], "--block must be in"),
 ])
 def test_bad_flags_are_clear_errors(tmp_path, capsys, args, msg):
