@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import importlib
 import importlib.util
 import signal
@@ -13,10 +14,51 @@ from debleed import __version__
 from debleed.errors import DebleedError
 
 
+def _startup_line(eng, cfg) -> str:
+    """One readable line, whatever the number of channels: counts, not every port name."""
+    lat = eng.channel_latency_samples()
+    sr = eng.sample_rate or 48000
+    groups = {}
+    for v in lat:
+        groups[v] = groups.get(v, 0) + 1
+    latency = ", ".join(f"{v} smp ({1000.0 * v / sr:.2f} ms) x{k}" if len(groups) > 1 else
+                        f"{v} smp ({1000.0 * v / sr:.2f} ms)" for v, k in sorted(groups.items()))
+    if eng.backend == "portaudio":
+        where = f"on '{eng.client_name}'"
+    else:
+        where = f"as '{eng.client_name}'"
+    n_in, n_ch = len(cfg.input_names), len(cfg.channel)
+    midi = ", midi_in" if cfg.uses_midi else ""
+    ports = f"{n_in} in, {n_ch} out{midi}"
+    if n_in + n_ch <= 12 and eng.backend != "portaudio":
+        ports += " (" + ", ".join(p.name for p in eng.inports + eng.outports) + ")"
+    return (f"debleed: {eng.engine} engine running {where} at {eng.sample_rate} Hz, {eng.block} frames; "
+            f"{n_ch} channel(s), latency {latency}; ports: {ports}")
+
+
+def _session(args):
+    """``(config path, NSM client or None)``: under a session manager the gig file lives in the
+    session folder (NSM_URL is set by the manager)."""
+    url = os.environ.get("NSM_URL")
+    if not url or args.no_nsm:
+        if args.config is None:
+            raise DebleedError("--config FILE is required (outside an NSM session)")
+        return args.config, None
+    from debleed.rt.nsm import NsmClient
+
+    nsm = NsmClient(url, template=args.config)
+    path = nsm.open()
+    return path, nsm
+
+
 def cmd_live(args) -> int:
     from debleed.rt.config import load_config
+    from debleed.rt.control import LiveControl
 
-    cfg = load_config(args.config)
+    config_path, nsm = _session(args)
+    cfg = load_config(config_path)
+    if nsm is not None:
+        cfg.client.name = nsm.client_name
     if args.backend == "portaudio":
         from debleed.rt.portaudio import PortAudioEngine
 
@@ -39,32 +81,62 @@ def cmd_live(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     eng.start()
-    tty = sys.stdout.isatty() and not args.quiet
-    if args.backend == "portaudio":
-        where = f"on '{eng.client_name}'"
-        ports = ", ".join(f"in {i + 1} = {n}" for i, n in enumerate(cfg.input_names)) + "; " + \
-            ", ".join(f"out {c + 1} = {ch.name}" for c, ch in enumerate(cfg.channel))
-    else:
-        where = f"as '{eng.client_name}'"
-        ports = ", ".join(p.name for p in eng.inports + eng.outports + ([eng.midiport] if eng.midiport else []))
-    print(f"debleed: {eng.engine} engine running {where} at {eng.sample_rate} Hz, "
-          f"{eng.block} frames; latency {eng.channel_latency_samples()} samples; ports: {ports}",
-          flush=True)
-    t_end = time.monotonic() + args.duration if args.duration else float("inf")
-    next_status = 0.0
+    control = LiveControl(eng, config_path, changes_log=args.changes_log)
+    control.start_metering()
+    osc = None
     try:
-        while not stop["requested"] and not eng.stopped.is_set() and time.monotonic() < t_end:
-            time.sleep(min(0.1, max(t_end - time.monotonic(), 0.0)))
-            if tty and time.monotonic() >= next_status:
-                next_status = time.monotonic() + 0.25
-                print("\r" + eng.status_line()[:200].ljust(120), end="", flush=True)
+        if not args.no_osc:
+            from debleed.rt.osc import OscServer
+
+            try:
+                osc = OscServer(control, host=args.osc_host, port=args.osc_port).start()
+            except DebleedError as e:
+                if args.osc_port_given:
+                    raise
+                print(f"debleed: warning: {e}; OSC is off (choose another --osc-port)", file=sys.stderr)
+        if nsm is not None:
+            nsm.on_save = control.save
+            nsm.ready()
+        print(_startup_line(eng, cfg) + (f"; OSC on {osc.host}:{osc.port}" if osc else ""), flush=True)
+        t_end = time.monotonic() + args.duration if args.duration else float("inf")
+        if args.tui:
+            from debleed.rt.tui import run_tui
+
+            run_tui(control, should_stop=lambda: (stop["requested"] or eng.stopped.is_set()
+                                                  or time.monotonic() >= t_end
+                                                  or (nsm is not None and nsm.quit_requested)))
+        else:
+            tty = sys.stdout.isatty() and not args.quiet
+            next_status = 0.0
+            while (not stop["requested"] and not eng.stopped.is_set() and time.monotonic() < t_end
+                   and not (nsm is not None and nsm.quit_requested)):
+                time.sleep(min(0.1, max(t_end - time.monotonic(), 0.0)))
+                if tty and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + 0.25
+                    print("\r" + eng.status_line(control.take_status_gr())[:200].ljust(120), end="", flush=True)
+            if tty:
+                print()
     finally:
-        if tty:
-            print()
+        if osc is not None:
+            osc.close()
+        control.stop_metering()
         s = eng.stats()
+        s["changes"] = list(control.changes)
         if args.stats_json:
-            eng.write_stats(args.stats_json)
+            from debleed.rt.audiofile import jsonable
+            from debleed.fileio import atomic_write_text
+            import json
+
+            atomic_write_text(args.stats_json, json.dumps(jsonable(s), indent=2) + "\n")
         eng.stop()
+        control.close()
+        if args.save and control.changes:
+            try:
+                print(f"debleed: saved {len(control.changes)} change(s) into {control.save()}", flush=True)
+            except DebleedError as e:
+                print(f"debleed: error: cannot save: {e}", file=sys.stderr)
+        if nsm is not None:
+            nsm.close()
     if eng.shutdown_reason:
         if eng.backend == "jack":
             what = "JACK server went away" if eng.server_gone else "JACK changed under debleed"
@@ -109,6 +181,7 @@ COMMAND_MODULES = (
     "debleed.rt.offline",      # clean-stems, render
     "debleed.models.cli",      # denoise, eval, train
     "debleed.bench.cli",       # bench
+    "debleed.rt.soundcheck",   # soundcheck
     "debleed.rt.devices",      # devices, midi-ports
 )
 
@@ -119,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     live = sub.add_parser("live", help="run a gig config as a JACK insert until stopped (Ctrl-C)")
-    live.add_argument("--config", required=True, help="gig config, TOML (see configs/gigs/)")
+    live.add_argument("--config", default=None,
+                      help="gig config, TOML (see configs/gigs/); under NSM, the template for a new session")
     live.add_argument("--backend", choices=("jack", "portaudio"), default="jack",
                       help="audio backend: a JACK client (default) or a PortAudio device")
     live.add_argument("--engine", choices=("cfunc", "python"), default=None,
@@ -137,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--duration", type=float, default=0.0, metavar="S",
                       help="stop after S seconds (default 0: run until Ctrl-C/SIGTERM)")
     live.add_argument("--quiet", action="store_true", help="no live status line")
+    live.add_argument("--tui", action="store_true",
+                      help="terminal UI: meters per channel, change parameters with the keys, bypass, save")
+    live.add_argument("--osc-port", type=int, default=None, metavar="PORT",
+                      help="OSC control port, UDP (default 9000; see README, OSC)")
+    live.add_argument("--osc-host", default="127.0.0.1", metavar="ADDR",
+                      help="address the OSC server binds (default 127.0.0.1: this machine only)")
+    live.add_argument("--no-osc", action="store_true", help="no OSC server")
+    live.add_argument("--changes-log", metavar="FILE",
+                      help="append every parameter change, with the frame it took effect at, to FILE "
+                           "(JSON lines; replay with `debleed render --changes FILE`)")
+    live.add_argument("--save", action="store_true",
+                      help="on exit, write the parameters changed while running into the gig file "
+                           "(its comments and layout kept)")
+    live.add_argument("--no-nsm", action="store_true", help="ignore NSM_URL (do not join a session manager)")
     live.set_defaults(func=cmd_live)
 
     ports = sub.add_parser("ports", help="list JACK ports and their connections")
@@ -161,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "live":
+        args.osc_port_given = args.osc_port is not None
+        if args.osc_port is None:
+            from debleed.rt.osc import DEFAULT_PORT
+
+            args.osc_port = DEFAULT_PORT
     try:
         return args.func(args)
     except DebleedError as e:

@@ -49,6 +49,8 @@ def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Pa
     if stats_json:
         cmd += ["--stats-json", str(stats_json)]
     cmd += list(extra_args)
+    if "--osc-port" not in cmd:
+        cmd.append("--no-osc")
     # dies with this process (a demo or bench killed even by SIGKILL leaves no client behind)
     proc = popen_dies_with_parent(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s

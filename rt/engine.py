@@ -154,11 +154,25 @@ class EngineBase:
         self.chain.reset_meters()
         return gr
 
-    def status_line(self) -> str:
-        """One line: DSP load, xruns, callback times, gain reduction per channel."""
+    #: Channels the status line names (the deepest gain reductions); the rest are counted.
+    STATUS_CHANNELS = 6
+
+    def status_line(self, gr=None) -> str:
+        """One line: DSP load, xruns, callback times, the deepest gain reductions.
+
+        ``gr``: gain reduction per channel, dB (default: :meth:`read_meters`). With more than
+        :attr:`STATUS_CHANNELS` channels only the deepest are named, and the others counted.
+        """
         s = summary(self.counters, self.hist, self.sample_rate, self.block)
-        gr = self.read_meters()
-        chans = " ".join(f"{ch.name} {g:6.1f}dB" for ch, g in zip(self.config.channel, gr))
+        gr = self.read_meters() if gr is None else gr
+        names = [ch.name for ch in self.config.channel]
+        order = sorted(range(len(names)), key=lambda c: gr[c])[:self.STATUS_CHANNELS]
+        if len(names) <= self.STATUS_CHANNELS:
+            order = range(len(names))
+        chans = " ".join(f"{names[c]} {gr[c]:6.1f}dB" for c in order)
+        if len(names) > self.STATUS_CHANNELS:
+            active = int(sum(1 for g in gr if g < -0.1))
+            chans += f" (+{len(names) - self.STATUS_CHANNELS} more, {active} reducing)"
         cb = s["callback_us"]
         return (f"DSP {self.dsp_load():5.1f}% | xruns {s['xruns']} | cb p99.9 {cb['p99.9']:.1f}us "
                 f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us | GR {chans}")

@@ -26,7 +26,7 @@ from debleed.errors import EngineError
 def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: list | None = None,
                 midi_dest: list[str] | None = None, server_name: str | None = None,
                 freewheel: bool = True, tail_frames: int = 0, timeout_s: float = 120.0,
-                name: str = "dbtest") -> np.ndarray:
+                name: str = "dbtest", info: dict | None = None) -> np.ndarray:
     """Play ``sources`` and record ``capture``.
 
     Parameters
@@ -47,6 +47,9 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
         Frames of silence played after the signals (to catch latency and release tails).
     timeout_s : float
         Give up after this long.
+    info : dict, optional
+        Filled while it runs: ``"first_frame_time"``, the JACK frame time of the cycle that
+        played the first frame (set as soon as it is played, so another thread can wait for it).
 
     Returns
     -------
@@ -89,6 +92,8 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
                 done.set()
             return
         pos = st["pos"]
+        if pos == 0 and info is not None:
+            info["first_frame_time"] = play.last_frame_time
         m = min(frames, total - pos)
         for i, p in enumerate(outs):
             a = p.get_array()
