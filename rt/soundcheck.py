@@ -1,0 +1,99 @@
+"""``debleed soundcheck``: learn the kit, the room and the mics from takes of each piece alone.
+
+The work is :func:`debleed.models.soundcheck.run_soundcheck`; this module holds the command
+line and ``--record`` (record every ``[inputs]`` port's source from a running JACK server first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from debleed.errors import DebleedError
+
+HELP = """\
+Learn this kit, this room and these mics before the show. Record each piece played alone
+(kick, snare, toms, hi-hat, cymbals; any order, pauses between), every mic open, one mono WAV
+per [inputs] entry named <input>.wav in --takes (the files `debleed render` reads; or
+--record SECONDS records them from the running JACK server). The soundcheck finds every hit
+and its piece, measures the bleed matrix and the trigger/MIDI-to-mic delays, sets each gated
+channel's lookahead, threshold, hysteresis, hold, release and range (fitted through the live
+chain on grooves mixed from the hits), fine-tunes the snare denoiser of denoised channels on
+the kit's own hits (kept only when it beats the shipped model on held-out hits) and writes
+OUT/gig.toml (the config with the new values, one comment per value), OUT/<channel>.onnx,
+OUT/report.md, OUT/report.json and PNGs.
+"""
+
+
+def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None) -> None:
+    """Record ``seconds`` of every ``[inputs]`` entry's first source port into ``<input>.wav``.
+
+    Raises
+    ------
+    DebleedError
+        An input with no source port in the config, an existing take (never overwritten), no
+        JACK server.
+    """
+    import jack
+
+    from debleed.rt.audiofile import write_audio
+    from debleed.rt.player import play_record
+
+    if not seconds > 0:
+        raise DebleedError(f"--record must be > 0 seconds, got {seconds!r}")
+    bare = [n for n, ports in cfg.inputs.items() if not ports]
+    if bare:
+        raise DebleedError(f"--record needs a source port for every input; none in the config for {', '.join(bare)} "
+                           "(e.g. kick = [\"system:capture_1\"])")
+    takes_dir = Path(takes_dir)
+    exist = [str(takes_dir / f"{n}.wav") for n in cfg.inputs if (takes_dir / f"{n}.wav").exists()]
+    if exist:
+        raise DebleedError(f"--record would overwrite {', '.join(exist)}: give an empty --takes folder")
+    try:
+        probe = jack.Client("debleed-soundcheck-probe", no_start_server=True, servername=server)
+    except jack.JackOpenError:
+        raise DebleedError("--record needs a running JACK server (start jackd first)") from None
+    sr = probe.samplerate
+    probe.close()
+    print(f"soundcheck: recording {seconds:g} s of {len(cfg.inputs)} inputs at {sr} Hz: play each piece alone now",
+          flush=True)
+    rec = play_record({}, [ports[0] for ports in cfg.inputs.values()], server_name=server, freewheel=False,
+                      tail_frames=int(round(seconds * sr)), timeout_s=seconds + 60.0, name="debleed-soundcheck")
+    takes_dir.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(cfg.inputs):
+        write_audio(takes_dir / f"{name}.wav", np.asarray(rec[i], np.float32)[None], sr, subtype="FLOAT")
+
+
+def cmd_soundcheck(args) -> int:
+    from debleed.models.soundcheck import run_soundcheck
+    from debleed.rt.config import load_config
+
+    if args.record is not None:
+        record_takes(load_config(args.config), Path(args.takes), args.record, server=args.server)
+    rep = run_soundcheck(args.config, args.takes, args.out, midi_path=args.midi, minutes=args.minutes,
+                         device=args.device, block=args.block, progress=not args.quiet)
+    print(f"soundcheck: wrote {rep['gig']} and {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``soundcheck`` to the ``debleed`` command line."""
+    import argparse
+
+    p = subparsers.add_parser("soundcheck", help="learn the kit, room and mics from takes of each piece alone",
+                              description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="gig config, TOML")
+    p.add_argument("--takes", required=True, metavar="DIR", help="folder of <input>.wav takes (mono, one rate and length)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (not inside --takes)")
+    p.add_argument("--midi", default=None, metavar="FILE", help="standard MIDI file of the takes (for midi: keys)")
+    p.add_argument("--record", type=float, default=None, metavar="SECONDS",
+                   help="first record SECONDS of every input from the running JACK server into --takes")
+    p.add_argument("--server", default=None, help="JACK server name for --record")
+    p.add_argument("--minutes", type=float, default=5.0, metavar="M",
+                   help="denoiser fine-tuning time, minutes (default 5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device for fine-tuning (default cpu)")
+    p.add_argument("--block", type=int, default=128, metavar="FRAMES",
+                   help="the JACK period the gig will run at (a denoised channel's delay depends on it; default 128)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_soundcheck)

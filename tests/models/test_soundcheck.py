@@ -1,0 +1,351 @@
+"""Kits (pieces x hits x mics), the mixer, and the soundcheck's steps on synthetic takes."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from debleed.dsp.chain import ChannelSpec
+from debleed.errors import DebleedError
+from debleed.models.kit import Hit, KitHit, MultiMicKit, kit_from_drumgizmo, kit_scene, mix, piezo_trigger
+from debleed.models.soundcheck import (attack_allowance_ms, bleed_matrix, detect_hits, first_sample, fit_channel,
+                                       key_alignment, kit_from_takes, match_delays, run_channel, run_soundcheck,
+                                       trigger_onsets, write_gig)
+from debleed.rt.audiofile import write_audio
+from debleed.rt.config import load_config
+
+SR = 48000
+MICS = ("kick", "snare", "hihat")
+#: bleed of each piece into each other mic, dB (mic, piece)
+BLEED = {("kick", "snare"): -20.0, ("kick", "hihat"): -30.0, ("snare", "kick"): -14.0, ("snare", "hihat"): -10.0,
+         ("hihat", "kick"): -25.0, ("hihat", "snare"): -8.0}
+FREQ = {"kick": 60.0, "snare": 200.0, "hihat": 5000.0}
+
+
+def burst(piece, n=int(0.4 * SR), seed=0):
+    """A drum-like stroke: a decaying tone plus noise, peak about 1."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    decay = {"kick": 0.08, "snare": 0.05, "hihat": 0.03}[piece]
+    x = (np.sin(2 * np.pi * FREQ[piece] * t) + 0.3 * rng.standard_normal(n)) * np.exp(-t / decay)
+    return (x / np.max(np.abs(x))).astype(np.float32)
+
+
+def synth_kit(n_per_piece=6, seed=0, delay=48):
+    hits = []
+    for p in MICS:
+        for i in range(n_per_piece):
+            dry = burst(p, seed=seed * 100 + i + 10 * MICS.index(p))
+            v = float(np.geomspace(0.2, 1.0, n_per_piece)[i])
+            audio = np.zeros((len(MICS), dry.size + delay), np.float32)
+            for r, m in enumerate(MICS):
+                if m == p:
+                    audio[r, :dry.size] = 0.5 * v * dry
+                else:
+                    audio[r, delay:] = 0.5 * v * dry * 10 ** (BLEED[(m, p)] / 20)
+            hits.append(KitHit(piece=p, role={"hihat": "hihat_closed"}.get(p, p), velocity=v, audio=audio,
+                               source=f"{p}{i}"))
+    return MultiMicKit("synth", SR, MICS, hits, {p: p for p in MICS})
+
+
+def takes_of(kit, spacing=0.5, seed=0):
+    """Each piece alone with pauses: the hits in kit order."""
+    hits, t = [], 0.5
+    for p in kit.pieces:
+        for h in kit.of(piece=p):
+            hits.append(Hit(int(t * SR), h.role, h.velocity))
+            t += spacing
+        t += 1.5
+    return mix(kit, hits, int((t + 1.0) * SR), seed=seed), hits
+
+
+def test_mix_places_each_hit_at_its_frame_with_velocity_gain_and_bleed_offset():
+    kit = synth_kit()
+    hits = [Hit(1000, "snare", 0.5), Hit(30000, "kick", 1.0)]
+    a = mix(kit, hits, 60000)
+    snare = kit.pick("snare", 0.5, np.random.default_rng(0))
+    assert snare is not None
+    # own signal of the snare mic: exactly the snare hits, nothing of the kick
+    assert np.max(np.abs(a.own["snare"][:1000])) == 0.0
+    assert np.max(np.abs(a.own["snare"][30000:])) == 0.0
+    assert np.max(np.abs(a.own["snare"])) > 0.1
+    b = mix(kit, hits, 60000, bleed_offset_db=10.0)
+    bleed_a, bleed_b = a.mics["snare"] - a.own["snare"], b.mics["snare"] - b.own["snare"]
+    np.testing.assert_allclose(bleed_b, bleed_a * 10 ** 0.5, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(a.own["snare"], b.own["snare"])
+    assert [m[0] for m in a.midi] == [1000, 30000] and a.midi[0][1][1] == 38
+
+
+def test_split_shares_no_recording_and_keeps_single_ones_in_both():
+    kit = synth_kit()
+    kit.hits.append(KitHit("toms", "tom_mid", 1.0, np.zeros((3, 10), np.float32), source="only"))
+    a, b = kit.split()
+    assert {h.source for h in a.hits if h.piece != "toms"}.isdisjoint({h.source for h in b.hits if h.piece != "toms"})
+    assert len(a.hits) + len(b.hits) == len(kit.hits) + 1
+    assert a.of(piece="toms") and b.of(piece="toms")
+    with pytest.raises(DebleedError, match="every"):
+        kit.split(every=1)
+
+
+def test_drumgizmo_kit_reads_every_channel_of_every_sample(tmp_path):
+    (tmp_path / "Snare" / "samples").mkdir(parents=True)
+    for i, amp in enumerate((0.2, 0.8)):
+        data = np.zeros((4800, 2), np.float32)
+        data[:, 0] = amp * burst("snare", 4800)
+        data[:, 1] = 0.1 * amp * burst("snare", 4800)
+        write_audio(tmp_path / "Snare" / "samples" / f"{i}.wav", data.T, SR, subtype="FLOAT")
+    (tmp_path / "Snare" / "snare.xml").write_text(
+        '<instrument version="2.0" name="Snare"><samples>'
+        + "".join(f'<sample name="s{i}" power="{p}"><audiofile channel="SnTop" file="samples/{i}.wav" filechannel="1"/>'
+                  f'<audiofile channel="OH" file="samples/{i}.wav" filechannel="2"/></sample>'
+                  for i, p in enumerate((0.04, 0.64))) + "</samples></instrument>")
+    (tmp_path / "drumkit.xml").write_text(
+        '<drumkit name="tiny"><channels><channel name="Snare"/><channel name="Overhead"/></channels><instruments>'
+        '<instrument name="Snare" file="Snare/snare.xml"><channelmap in="SnTop" out="Snare"/>'
+        '<channelmap in="OH" out="Overhead"/></instrument></instruments></drumkit>')
+    kit = kit_from_drumgizmo(tmp_path, SR)
+    assert kit.mics == ("Snare", "Overhead") and len(kit.hits) == 2
+    assert kit.close_mic == {"snare": "Snare"}
+    assert [round(h.velocity, 3) for h in kit.hits] == [0.25, 1.0]
+    h = kit.hits[1]
+    np.testing.assert_allclose(h.audio[1, :4800], 0.1 * h.audio[0, :4800], atol=1e-6)
+    with pytest.raises(DebleedError, match="drumkit.xml"):
+        kit_from_drumgizmo(tmp_path / "nothing", SR)
+
+
+def test_detect_hits_finds_every_hit_its_piece_and_first_sample():
+    kit = synth_kit()
+    mx, hits = takes_of(kit)
+    found = detect_hits(mx.mics, SR, {p: p for p in MICS})
+    assert len(found) == len(hits)
+    for f, h in zip(found, hits):
+        assert f.piece == {"hihat_closed": "hihat"}.get(h.role, h.role)
+        assert abs(f.frame - h.frame) <= 5, (f.frame, h.frame)
+    # loudest hit of each piece has velocity 1, softest about 0.2
+    for p in MICS:
+        v = sorted(x.velocity for x in found if x.piece == p)
+        assert v[-1] == 1.0 and 0.15 < v[0] < 0.25
+
+
+def test_a_hit_no_close_mic_claims_is_a_cymbal():
+    kit = synth_kit()
+    # a "cymbal" as loud in the kick and snare mics (no close mic, no cymbals mic)
+    dry = burst("hihat", seed=99)
+    audio = np.stack([0.3 * dry, 0.3 * dry, 0.25 * dry]).astype(np.float32)
+    kit.hits.append(KitHit("cymbals", "crash", 1.0, audio, source="crash"))
+    mx, hits = takes_of(kit)
+    found = detect_hits(mx.mics, SR, {p: p for p in MICS})
+    assert [f.piece for f in found].count("cymbals") == 1
+
+
+def test_bleed_matrix_measures_the_bleed_it_was_given():
+    kit = synth_kit()
+    mx, hits = takes_of(kit)
+    cut, _ = kit_from_takes(mx.mics, SR, {p: p for p in MICS})
+    mics, pieces, mat = bleed_matrix(cut)
+    w = int(0.2 * SR)
+
+    def own_level(p):  # median level of a piece's hits at its own mic, dB
+        r = MICS.index(p)
+        return np.median([10 * np.log10(np.sum(h.audio[r, :w].astype(np.float64) ** 2)) for h in kit.of(piece=p)])
+
+    for (m, p), db in BLEED.items():
+        # relative to the mic's own piece: the bleed plus the level difference of the two pieces
+        expected = db + own_level(p) - own_level(m)
+        assert mat[mics.index(m), pieces.index(p)] == pytest.approx(expected, abs=0.5), (m, p)
+    assert np.all(np.diag(mat) == 0.0)
+
+
+def test_first_sample_ignores_the_ringing_of_a_previous_hit():
+    x = np.zeros(SR, np.float32)
+    x[:SR // 2] = 0.05 * np.sin(np.arange(SR // 2) * 0.1)   # ringing at -26 dB
+    x[SR // 2:SR // 2 + 4800] += burst("snare", 4800)
+    assert abs(first_sample(x, SR // 2 + 100, SR) - SR // 2) <= 2
+
+
+@pytest.mark.parametrize("lag_ms", [0.0, 4.0, 6.0])
+def test_lookahead_from_trigger_delays_opens_the_gate_by_the_first_sample(lag_ms):
+    """The chosen lookahead leaves 0.0 dB of attack loss through the real chain."""
+    n = SR
+    frames = [4800, 20000, 33000]
+    mic = np.zeros(n, np.float32)
+    for f in frames:
+        mic[f:f + 9600] += burst("kick", 9600)
+    hits = [Hit(f, "kick", 1.0) for f in frames]
+    trig = piezo_trigger(hits, n, SR, lag_s=lag_ms / 1000.0, jitter_s=0.0, crosstalk_db={})
+    tf = trigger_onsets(trig, SR, -20.0, 30.0)
+    d = match_delays(tf, frames, SR)
+    assert len(d) == 3 and np.all(d >= lag_ms - 0.05)
+    al = key_alignment(d, 0.3, -60.0)
+    assert al["lookahead_ms"] >= lag_ms + attack_allowance_ms(0.3, -60.0)
+    spec = ChannelSpec(name="kick", input=0, key="trigger", key_input=1, ratio=float("inf"), range_db=-60.0,
+                       attack_ms=0.3, hold_ms=90.0, release_ms=60.0, lookahead_ms=al["lookahead_ms"])
+    y = run_channel(spec, mic, trig, np.zeros((0, 4)), SR)
+    from debleed.dsp.units import ms_to_samples
+    from debleed.models.metrics import hit_loss_db
+
+    lat = ms_to_samples(al["lookahead_ms"], SR)
+    loss = hit_loss_db(mic, y, frames, SR, latency=lat, window_ms=2.0)
+    assert np.all(np.abs(loss) < 0.05), loss
+    # and one sample less of lookahead than the key's lag loses attack
+    if lag_ms:
+        short = run_channel(dataclasses.replace(spec, lookahead_ms=max(lag_ms - 1.0, 0.0)), mic, trig,
+                            np.zeros((0, 4)), SR)
+        assert np.all(hit_loss_db(mic, short, frames, SR, latency=ms_to_samples(max(lag_ms - 1.0, 0.0), SR),
+                                  window_ms=2.0) > 1.0)
+
+
+def test_attack_allowance_matches_the_rc_convention():
+    assert attack_allowance_ms(1.0, -60.0, 0.01) == pytest.approx(np.log(6000.0))
+    assert attack_allowance_ms(0.0, -60.0) == 0.0
+
+
+def test_fit_channel_prefers_settings_that_meet_the_bounds():
+    kit = synth_kit()
+    from debleed.models.soundcheck import FitScene
+    from debleed.models.kit import groove
+
+    hits = groove(4.0, SR, bpm=120, seed=1)
+    mx = mix(kit, hits, 4 * SR)
+    own = [h for h in hits if h.role == "snare"]
+    frames = np.array([h.frame for h in own])
+    ev = np.array([(f, 0x99, 38, 100) for f in frames], np.int64)
+    sc = FitScene(audio=mx.mics["snare"], key=None, events=ev, mic=mx.mics["snare"], own=mx.own["snare"],
+                  frames=frames, velocities=np.array([h.velocity for h in own]), latency=0)
+    spec = ChannelSpec(name="snare", input=0, key="midi", notes=(38,), ratio=float("inf"), attack_ms=0.0,
+                       lookahead_ms=0.0)
+    best, m, tried = fit_channel(spec, [sc], SR, {"hold_ms": 40.0, "release_ms": 30.0, "range_db": -40.0})
+    assert len(tried) == 54
+    assert m["score"] == max(t[1]["score"] for t in tried)
+    assert m["hit_loss_loud_db"] <= 0.5 and m["bleed_reduction_db"] >= 30.0
+
+
+def _write_takes(tmp_path, with_trigger=True):
+    kit = synth_kit()
+    mx, hits = takes_of(kit)
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    for m, x in mx.mics.items():
+        write_audio(takes / f"{m}.wav", x[None], SR, subtype="FLOAT")
+    if with_trigger:
+        trig = piezo_trigger(hits, mx.mics["kick"].size, SR, lag_s=0.005, crosstalk_db={})
+        write_audio(takes / "kick_trig.wav", trig[None], SR, subtype="FLOAT")
+    return takes, hits
+
+
+GIG = """\
+# my gig: keep this comment
+[inputs]
+kick = []
+snare = []
+hihat = []
+kick_trig = []
+
+[[channel]]
+name = "kick"   # the kick
+input = "kick"
+key = "trigger:kick_trig"
+ratio = inf
+attack_ms = 0.3
+lookahead_ms = 1.0
+
+[[channel]]
+name = "snare"
+input = "snare"
+key = "self"
+
+[[channel]]
+name = "hihat"
+input = "hihat"
+mode = "bypass"
+"""
+
+
+def test_soundcheck_end_to_end_writes_a_gig_that_loads_with_comments(tmp_path):
+    takes, hits = _write_takes(tmp_path)
+    gig = tmp_path / "gig.toml"
+    gig.write_text(GIG)
+    out = tmp_path / "out"
+    rep = run_soundcheck(gig, takes, out, progress=False, fit_scenes=1)
+    assert rep["hits_per_piece"] == {"kick": 6, "snare": 6, "hihat": 6}
+    text = (out / "gig.toml").read_text()
+    assert "# my gig: keep this comment" in text and "# the kick" in text
+    cfg = load_config(out / "gig.toml")
+    kick = next(c for c in cfg.channel if c.name == "kick")
+    allow = attack_allowance_ms(0.3, kick.range_db)
+    assert 5.0 + allow <= kick.lookahead_ms <= 6.0 + allow
+    assert "soundcheck: latest trigger key" in text
+    snare = next(c for c in cfg.channel if c.name == "snare")
+    assert snare.threshold_db != -30.0 and "soundcheck:" in text.split('name = "snare"')[1]
+    for f in ("report.md", "report.json", "bleed_matrix.png", "hits.png"):
+        assert (out / f).stat().st_size > 0
+    assert json.loads((out / "report.json").read_text())["channels"]["kick"]["alignment"]["n"] == 6
+    assert gig.read_text() == GIG  # the input is never touched
+
+
+def test_soundcheck_refuses_bad_input(tmp_path):
+    takes, _ = _write_takes(tmp_path)
+    gig = tmp_path / "gig.toml"
+    gig.write_text(GIG.replace('key = "self"', 'key = "midi:38"'))
+    with pytest.raises(DebleedError, match="--midi"):
+        run_soundcheck(gig, takes, tmp_path / "o", progress=False)
+    with pytest.raises(DebleedError, match="--minutes must be"):
+        run_soundcheck(gig, takes, tmp_path / "o", progress=False, minutes=0)
+    with pytest.raises(DebleedError, match="inside|equal|same"):
+        run_soundcheck(gig, takes, takes / "out", progress=False, midi_path=None)
+
+
+def test_write_gig_clamps_nothing_itself_but_keeps_layout(tmp_path):
+    gig = tmp_path / "g.toml"
+    gig.write_text(GIG)
+    text = write_gig(gig, tmp_path / "o.toml", {"snare": ({"hold_ms": 33.3333}, {"hold_ms": "because"})}, {}, {})
+    assert 'hold_ms = 33.333 # soundcheck: because' in text
+    assert text.startswith("# my gig: keep this comment")
+
+
+def test_kit_scene_is_the_mic_and_its_own_piece():
+    kit = synth_kit()
+    sc = kit_scene(kit, "snare", seconds=2.0, seed=3)
+    assert sc.noisy.shape == sc.clean.shape == (2 * SR,)
+    assert sc.hit_frames.size > 0 and np.all(sc.hit_velocities > 0)
+    assert np.sum((sc.noisy - sc.clean) ** 2) > 0
+
+
+@pytest.mark.torch
+def test_onnx_weights_load_back_into_torch(torch_installed):
+    torch = torch_installed
+    from debleed.models.denoiser import Denoiser, denoise_signal
+    from debleed.models.train import model_from_onnx, model_path
+
+    m = model_from_onnx(model_path(48000))
+    x = (np.random.default_rng(0).standard_normal(9600) * 0.1).astype(np.float32)
+    with torch.no_grad():
+        y = m.run(torch.from_numpy(x[None]))[0].numpy()
+    d = Denoiser()
+    d.prepare(SR, 1024)
+    z = denoise_signal(x, SR, denoiser=d, compensate=False)
+    off = d.latency_samples - m.hop  # the wrapper's buffering on top of the graph's one hop
+    assert np.max(np.abs(y[:8000] - z[off:off + 8000])) < 1e-4
+
+
+@pytest.mark.torch
+def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, monkeypatch):
+    from debleed.models import soundcheck
+    from debleed.models.train import model_path
+
+    kit = synth_kit(n_per_piece=8)
+    calls = []
+
+    def fake_metrics(path, scenes, sr):
+        calls.append(str(path))
+        worse = len(calls) == 2  # the adapted model (measured second) is worse
+        return {"si_sdr_db": 1.0 if worse else 5.0, "hit_loss_loud_db": 0.1, "bleed_reduction_db": 10.0,
+                "hit_loss_ghost_db": 0.0, "hit_loss_ghost_vs_clean_db": 0.0}
+
+    monkeypatch.setattr(soundcheck, "denoiser_metrics", fake_metrics)
+    out = tmp_path / "snare.onnx"
+    res = soundcheck.adapt_denoiser(kit, "snare", out, shipped=model_path(48000), minutes=0.05, work_dir=tmp_path / "w",
+                                    progress=False, n_train=2, scene_s=1.0, n_valid=2, valid_s=1.0)
+    assert res["kept_shipped"] and res["model"] == str(model_path(48000)) and not out.exists()
+    assert "kept the shipped model" in res["why"] and res["steps"] >= 1
