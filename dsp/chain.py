@@ -465,10 +465,10 @@ class Chain:
                     return c
         raise ParameterError(f"unknown channel {channel!r} (channels: {', '.join(ch.name for ch in self.channels)})")
 
-    def _compile_row(self, bank: int, c: int, ch, links: dict) -> None:
-        """Write channel ``c``'s rows of ``bank`` from ``ch`` (user units to coefficients)."""
+    def _compile_row(self, it, pt, nt, ch, links: dict) -> None:
+        """Write one channel's table rows ``it``, ``pt``, ``nt`` from ``ch`` (user units to
+        coefficients)."""
         sr = self.sample_rate
-        it, pt, nt = self.itabs[bank, c], self.ptabs[bank, c], self.notes[bank, c]
         it[I_MODE] = MODES.index(ch.mode)
         it[I_INPUT] = ch.input
         it[I_KEYKIND] = KEY_KINDS.index(ch.key)
@@ -524,7 +524,7 @@ class Chain:
         self.ctl = np.zeros(NK, np.int64)
         links = self._links(self.channels)
         for c, ch in enumerate(self.channels):
-            self._compile_row(0, c, ch, links)
+            self._compile_row(self.itabs[0, c], self.ptabs[0, c], self.notes[0, c], ch, links)
         self.itabs[1], self.ptabs[1], self.notes[1] = self.itabs[0], self.ptabs[0], self.notes[0]
         self.state = np.zeros((n_ch, NS), np.float64)
         self.delay = np.zeros((n_ch, int(self.itabs[0, :, I_LOOKAHEAD].max()) + 1), np.float32)
@@ -638,10 +638,11 @@ class Chain:
             touched.add(c)
         active = int(self.ctl[K_REQ] & 1)
         bank = 1 - active
-        self.itabs[bank], self.ptabs[bank], self.notes[bank] = self.itabs[active], self.ptabs[active], self.notes[active]
+        it, pt, nt = self.itabs[active].copy(), self.ptabs[active].copy(), self.notes[active].copy()
         links = self._links(specs)
         for c in sorted(touched):
-            self._compile_row(bank, c, specs[c], links)  # raises before anything is published
+            self._compile_row(it[c], pt[c], nt[c], specs[c], links)  # may raise: nothing written yet
+        self.itabs[bank], self.ptabs[bank], self.notes[bank] = it, pt, nt
         self.channels = tuple(specs)
         self.ctl[K_REQ] += 1
         return int(self.ctl[K_REQ])

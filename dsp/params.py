@@ -109,6 +109,8 @@ class Param:
             return ", ".join(repr(c) for c in self.choices)
         if self.kind == "bool":
             return "true, false"
+        if self.kind == "key":
+            return "self, input:<name>, trigger:<name>, midi:<note>[,<note>...] (notes 0-127)"
         if not self.is_number:
             return ""
         text = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
@@ -199,56 +201,53 @@ _MS_STEP = dict(step=1.25, log_step=True)
 #: The channel parameters, in config order. ``name``, ``input``, ``connect``, ``preset`` and
 #: ``link`` (routing, not processing) are the config model's own fields.
 PARAMS: dict[str, Param] = {p.name: p for p in (
-    _p("mode", "choice", "", "gate", "gate closes below the threshold, duck lowers the channel while the key is over "
-       "it, bypass passes the input (a change crossfades over the bypass ramp)", choices=ALL_MODES),
-    _p("bypass", "bool", "", False, "pass the channel's input through untouched (ramped; the detector keeps running)"),
-    _p("key", "key", "", "self", "what opens the gate or ducks: self | input:<name> | trigger:<name> | "
-       "midi:<note>[,<note>...]", modes=GAIN_MODES,
+    _p("mode", "choice", "", "gate", "gate: attenuate while the key is below the threshold; duck: while it is above; bypass: pass the input (a change is ramped)", choices=ALL_MODES),
+    _p("bypass", "bool", "", False, "pass the channel's input through untouched, delayed by its lookahead (ramped over 5 ms; the key detector keeps running)"),
+    _p("key", "key", "", "self", "what opens the gate or ducks", modes=GAIN_MODES,
        live=False, restart_reason="a new key needs its input or the MIDI port wired at start; other key "
        "settings (filters, trigger threshold) change live"),
-    _p("threshold_db", "float", "dBFS", -30.0, "key level where the gate opens or ducking starts", lo=-120.0, hi=0.0,
+    _p("threshold_db", "float", "dBFS", -30.0, "key level where the curve bends", lo=-120.0, hi=0.0,
        step=1.0, modes=GAIN_MODES, flag="--threshold,-t"),
-    _p("ratio", "float", "", 10.0, "expansion (gate) or ducking ratio below/above the threshold; inf is a hard gate",
+    _p("ratio", "float", "", 10.0, "expansion (gate) or compression (duck) ratio; inf: hard gate",
        lo=1.0, hi=MAX_RATIO, allow_inf=True, step=1.0, modes=GAIN_MODES, flag="--ratio,-r"),
-    _p("knee_db", "float", "dB", 6.0, "soft-knee width", lo=0.0, hi=48.0, step=1.0, modes=GAIN_MODES, flag="--knee"),
-    _p("range_db", "float", "dB", -60.0, "deepest attenuation (ramped when changed live)", lo=-120.0, hi=0.0, step=1.0,
+    _p("knee_db", "float", "dB", 6.0, "soft-knee width (0: hard knee)", lo=0.0, hi=48.0, step=1.0, modes=GAIN_MODES, flag="--knee"),
+    _p("range_db", "float", "dB", -60.0, "maximum attenuation (a live change is ramped)", lo=-120.0, hi=0.0, step=1.0,
        modes=GAIN_MODES, flag="--range"),
-    _p("hysteresis_db", "float", "dB", 0.0, "the gate closes this far under the threshold it opened at",
+    _p("hysteresis_db", "float", "dB", 0.0, "once open (ducking), the threshold drops by this much until the key falls below it",
        lo=-48.0, hi=0.0, step=1.0, modes=GAIN_MODES, keys=AUDIO_KEYS),
-    _p("attack_ms", "float", "ms", 1.0, "time to act (open the gate, duck), RC time constant on the gain in dB",
+    _p("attack_ms", "float", "ms", 1.0, "time to act (open the gate / duck): 63 % of the way in dB after this time",
        lo=0.0, hi=1000.0, modes=GAIN_MODES, flag="--attack", **_MS_STEP),
-    _p("hold_ms", "float", "ms", 20.0, "keep acting this long after the key lets go", lo=0.0, hi=5000.0,
+    _p("hold_ms", "float", "ms", 20.0, "the action is held this long after the key lets go (MIDI and trigger keys: the opening length)", lo=0.0, hi=5000.0,
        modes=GAIN_MODES, flag="--hold", **_MS_STEP),
-    _p("release_ms", "float", "ms", 100.0, "time to return (close the gate, end the ducking), RC time constant",
+    _p("release_ms", "float", "ms", 100.0, "time to return: 63 % of the way in dB after this time",
        lo=0.0, hi=10000.0, modes=GAIN_MODES, flag="--release", **_MS_STEP),
-    _p("lookahead_ms", "float", "ms", 0.0, "delay the audio so the gain acts before the hit; reported to JACK as "
-       "latency", lo=0.0, hi=100.0, flag="--lookahead", **_MS_STEP,
+    _p("lookahead_ms", "float", "ms", 0.0, "delays the audio so the gain acts before the hit; reported as latency", lo=0.0, hi=100.0, flag="--lookahead", **_MS_STEP,
        live=False, restart_reason="it changes the channel's latency: a live change would move this mic "
        "against the others in the mix mid-song and hosts only re-read latency on a graph change"),
-    _p("dry_wet", "float", "", 1.0, "mix of the processed signal: 1 fully processed, 0 untouched (ramped)",
+    _p("dry_wet", "float", "", 1.0, "1: fully processed; 0: dry (delayed by the lookahead); a live change is ramped",
        lo=0.0, hi=1.0, step=0.05, modes=GAIN_MODES, flag="--dry-wet"),
-    _p("detector", "choice", "", "peak", "key detector of mic keys (trigger and MIDI keys always use peak)",
+    _p("detector", "choice", "", "peak", "key level detector for mic keys",
        choices=("peak", "rms"), modes=GAIN_MODES, keys=AUDIO_KEYS),
-    _p("rms_ms", "float", "ms", 10.0, "RMS detector window time constant", lo=0.0, hi=1000.0, lo_open=True,
+    _p("rms_ms", "float", "ms", 10.0, "time constant of the RMS detector", lo=0.0, hi=1000.0, lo_open=True,
        modes=GAIN_MODES, keys=AUDIO_KEYS, **_MS_STEP),
-    _p("key_hpf_hz", "float", "Hz", 0.0, "key high-pass cutoff (RBJ biquad), 0 = off; below Nyquist",
+    _p("key_hpf_hz", "float", "Hz", 0.0, "high-pass on a mic key, 0 = off (2nd order Butterworth, RBJ cookbook; an error on trigger: and midi: keys, and at or above Nyquist)",
        lo=0.0, hi=96000.0, step=1.25, log_step=True, modes=GAIN_MODES, keys=AUDIO_KEYS),
-    _p("key_lpf_hz", "float", "Hz", 0.0, "key low-pass cutoff (RBJ biquad), 0 = off; below Nyquist",
+    _p("key_lpf_hz", "float", "Hz", 0.0, "low-pass on a mic key, 0 = off (as key_hpf_hz)",
        lo=0.0, hi=96000.0, step=1.25, log_step=True, modes=GAIN_MODES, keys=AUDIO_KEYS),
     _p("trigger_threshold_db", "float", "dBFS", -20.0, "piezo level that counts as a hit", lo=-120.0, hi=0.0,
        step=1.0, modes=GAIN_MODES, keys=("trigger",)),
-    _p("retrigger_ms", "float", "ms", 30.0, "after a hit, the piezo is ignored this long (ringing, double hits)",
+    _p("retrigger_ms", "float", "ms", 30.0, "after a hit, the ringing piezo cannot trigger again for this long",
        lo=0.0, hi=1000.0, modes=GAIN_MODES, keys=("trigger",), **_MS_STEP),
     _p("midi_channel", "int", "", 0, "MIDI channel of the notes, 0 = any", lo=0, hi=16, step=1, modes=GAIN_MODES,
        keys=("midi",)),
-    _p("velocity_depth", "bool", "", False, "scale the gate's opening or the ducking depth by note velocity / 127",
+    _p("velocity_depth", "bool", "", False, "scale the opening (gate) or depth (duck) by velocity / 127 (an error on other keys)",
        modes=GAIN_MODES, keys=("midi",)),
-    _p("denoise", "bool", "", False, "run the bleed denoiser before the gate (and a self key)",
+    _p("denoise", "bool", "", False, "run the channel's input through the snare de-bleed denoiser before its gate (and self key). Other keys (trigger:, midi:, input:) are not delayed with it: they reach the gate D periods + 63 samples (6.6 ms at D = 2, 128 frames, 48 kHz) before the audio, so add that to hold_ms",
        live=False, restart_reason="the denoiser's worker, rings and latency are set up at start", target="engine"),
-    _p("denoise_delay_blocks", "int", "periods", 2, "D: the denoiser worker's deadline; adds D periods of latency",
+    _p("denoise_delay_blocks", "int", "periods", 2, "D: the denoiser worker's deadline; adds D periods of latency (the largest D of all denoised channels is used). When JACK's period changes, the delay follows (D new periods; the dry signal plays for the first D blocks) and the new latency is reported",
        lo=1, hi=16, step=1, live=False, restart_reason="it changes the channel's latency (see lookahead_ms)",
        target="engine"),
-    _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one",
+    _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one (with denoise = true only, as denoise_delay_blocks)",
        live=False, restart_reason="the model is loaded and warmed up at start", target="engine"),
     _p("denoise_limit_db", "float", "dB", -100.0, "deepest attenuation the denoiser may apply (attenuation limit)",
        lo=-100.0, hi=0.0, step=1.0, target="denoiser"),

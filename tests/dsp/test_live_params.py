@@ -1,0 +1,152 @@
+"""The parameter table and live changes in the chain: swap at a block boundary, ramps, no clicks."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from debleed.dsp.chain import K_DONE, K_DONE_FRAME, K_REQ, RAMP_MS, Chain, ChannelSpec
+from debleed.dsp.params import PARAMS, SPEC_PARAMS, markdown_table
+from debleed.errors import DebleedError, ParameterError
+
+SR = 48000
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _between(text, start, end):
+    m = re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), text, re.S)
+    assert m, f"README.md has no {start} ... {end} section"
+    return m.group(1)
+
+
+def test_readme_config_table_is_the_generated_one():
+    assert _between(README.read_text(), "<!-- params:start -->", "<!-- params:end -->") == markdown_table()
+
+
+def test_readme_osc_table_is_the_generated_one():
+    from debleed.rt.osc import address_table
+
+    assert _between(README.read_text(), "<!-- osc:start -->", "<!-- osc:end -->") == address_table()
+
+
+def test_every_spec_field_default_and_range_comes_from_the_table():
+    spec = ChannelSpec(name="a", input=0)
+    from debleed.rt.config import ChannelConfig
+
+    fields = ChannelConfig.model_fields
+    for name in SPEC_PARAMS:
+        p = PARAMS[name]
+        assert getattr(spec, name) == p.default
+        assert fields[name].default == p.default
+        if p.is_number:
+            bad = p.hi * 2 + 1 if p.hi > 0 else p.hi + 1
+            if not p.allow_inf:
+                with pytest.raises(ParameterError, match=re.escape(p.range_text())):
+                    ChannelSpec(name="a", input=0, **{name: bad})
+
+
+def test_steps_move_by_the_unit_and_clamp():
+    assert PARAMS["threshold_db"].stepped(-1.0, 3) == 0.0
+    assert PARAMS["attack_ms"].stepped(0.0, 1) == pytest.approx(1.0)
+    assert PARAMS["attack_ms"].stepped(4.0, -1) == pytest.approx(3.2)
+    assert PARAMS["release_ms"].stepped(0.2, -1) == 0.0
+    assert PARAMS["midi_channel"].stepped(16, 1) == 16
+    assert PARAMS["detector"].stepped("rms", 1) == "peak"
+    assert PARAMS["bypass"].stepped(False, 1) is True
+
+
+def _signal(n, amp=0.25, f=200.0):
+    return (amp * np.sin(2 * np.pi * f * np.arange(n) / SR)).astype(np.float32)[None, :]
+
+
+def _run(spec_kw, change, n=9600, at=4800, block=64):
+    ch = Chain([ChannelSpec(name="a", input=0, **spec_kw)], n_inputs=1)
+    ch.prepare(SR, block)
+    x = _signal(n)
+    y = np.zeros_like(x)
+    for s in range(0, n, block):
+        if s == at:
+            ch.set_params([("a", *change)])
+        ch.process(x[:, s:s + block], y[:, s:s + block])
+    return x[0], y[0]
+
+
+# (spec, change, what the output is after the ramp as a factor of the input)
+SWITCHES = {
+    "dry_wet 1 -> 0 on a closed gate": (dict(threshold_db=0.0, range_db=-60.0), ("dry_wet", 0.0), 1.0),
+    "range -60 -> 0 on a closed gate": (dict(threshold_db=0.0, range_db=-60.0, attack_ms=0.01), ("range_db", 0.0), 1.0),
+    "bypass on a closed gate": (dict(threshold_db=0.0, range_db=-60.0), ("bypass", True), 1.0),
+    "mode gate -> bypass": (dict(threshold_db=0.0, range_db=-60.0), ("mode", "bypass"), 1.0),
+    "mode bypass -> gate": (dict(mode="bypass", threshold_db=0.0, range_db=-60.0), ("mode", "gate"), 1e-3),
+    "mode gate -> duck": (dict(threshold_db=0.0, range_db=-60.0, release_ms=20.0), ("mode", "duck"), 1.0),
+}
+
+
+@pytest.mark.parametrize("name", SWITCHES)
+def test_switches_are_ramped_and_never_click(name):
+    spec, change, after = SWITCHES[name]
+    x, y = _run(spec, change)
+    at = 4800
+    slope = np.max(np.abs(np.diff(x)))  # the signal's own largest sample-to-sample step
+    step = np.max(np.abs(np.diff(y[at - 1:at + 2400])))
+    # a linear ramp over RAMP_MS moves the gain by at most 1/240 of the range per sample (0.5 dB)
+    assert step <= slope + 0.06 * np.max(np.abs(x)), f"{name}: step {step:.4f} at the switch"
+    tail = slice(at + 4800, at + 4800 + 960)
+    np.testing.assert_allclose(y[tail], after * x[tail], atol=2e-3 * np.max(np.abs(x)) + after * 1e-3)
+
+
+def test_without_the_ramp_the_same_switch_would_click():
+    """The bound above is tight enough to catch an unramped switch (a sanity check of the test)."""
+    spec, change, _ = SWITCHES["dry_wet 1 -> 0 on a closed gate"]
+    x, _ = _run(spec, change)
+    slope = np.max(np.abs(np.diff(x)))
+    unramped_step = np.max(np.abs(x[4800:4800 + 240]))  # output jumping from ~0 to the input
+    assert unramped_step > slope + 0.06 * np.max(np.abs(x))
+
+
+@pytest.mark.parametrize("block", [1, 16, 256, 1024])
+def test_changes_at_the_same_frame_give_the_same_output_at_any_block_size(block):
+    _, ref = _run(dict(threshold_db=-20.0), ("dry_wet", 0.5), n=8192, at=4096, block=64)
+    _, y = _run(dict(threshold_db=-20.0), ("dry_wet", 0.5), n=8192, at=4096, block=block)
+    assert np.array_equal(ref, y)
+
+
+def test_swap_happens_at_the_next_block_and_records_its_frame():
+    ch = Chain([ChannelSpec(name="a", input=0)], n_inputs=1)
+    ch.prepare(SR, 128)
+    x = np.zeros((1, 128), np.float32)
+    y = np.zeros_like(x)
+    ch.process(x, y)
+    ch.process(x[:, :100], y[:, :100])
+    serial = ch.set_params([("a", "threshold_db", -10.0)])
+    assert not ch.applied(serial) and ch.pending
+    with pytest.raises(DebleedError, match="still pending"):
+        ch.set_params([("a", "threshold_db", -11.0)])
+    ch.process(x, y)
+    assert ch.applied(serial) and ch.ctl[K_DONE] == ch.ctl[K_REQ] == serial
+    assert ch.ctl[K_DONE_FRAME] == 228
+    assert ch.channels[0].threshold_db == -10.0
+
+
+def test_a_bad_change_publishes_nothing():
+    ch = Chain([ChannelSpec(name="a", input=0), ChannelSpec(name="b", input=0)], n_inputs=1)
+    ch.prepare(SR, 64)
+    before = ch.itabs.copy(), ch.ptabs.copy()
+    with pytest.raises(ParameterError, match="key_hpf_hz"):
+        ch.set_params([("a", "threshold_db", -3.0), ("b", "key_hpf_hz", 30000.0)])
+    assert np.array_equal(before[0], ch.itabs) and np.array_equal(before[1], ch.ptabs)
+    assert not ch.pending and ch.channels[0].threshold_db == -30.0
+
+
+def test_ramp_time_is_the_documented_one():
+    spec, change, _ = SWITCHES["bypass on a closed gate"]
+    x, y = _run(spec, change)
+    n_ramp = int(RAMP_MS * 1e-3 * SR)
+    mid = 4800 + n_ramp // 2
+    # halfway through the ramp, the output is half bypassed (the closed gate gives ~0)
+    assert abs(y[mid] - 0.5 * x[mid]) < 0.01 * abs(x[mid]) + 1e-4
+    assert math.isclose(y[4800 + n_ramp + 10], x[4800 + n_ramp + 10], rel_tol=1e-6)

@@ -1,0 +1,45 @@
+"""A stand-in engine for control-plane tests: runs the chain block by block in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from debleed.rt.engine import EngineBase
+
+
+class BlockEngine(EngineBase):
+    """Runs ``cfg``'s chain over noise, one block every ``interval_s``, like an audio callback."""
+
+    backend = "none"
+    engine = "test"
+
+    def __init__(self, cfg, sample_rate=48000, block=64, interval_s=0.0005, level=0.1):
+        super().__init__(cfg, engine="test")
+        self.chain.prepare(sample_rate, block)
+        self.sample_rate, self.block, self.max_block = sample_rate, block, block
+        rng = np.random.default_rng(0)
+        self.x = (level * rng.standard_normal((self.chain.n_inputs, block))).astype(np.float32)
+        self.y = np.zeros((self.chain.n_channels, block), np.float32)
+        self.interval_s = interval_s
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        self.started_at = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        while not self.stopped.is_set():
+            self.chain.process(self.x, self.y)
+            time.sleep(self.interval_s)
+
+    def stop(self):
+        self.stopped.set()
+        self._thread.join(timeout=2.0)
+        self.closed = True
+
+    def dsp_load(self) -> float:
+        return 0.0
