@@ -96,9 +96,10 @@ class DebleedTui(App):
         Binding("q", "quit", "quit"),
     ]
 
-    def __init__(self, control, should_stop=None):
+    def __init__(self, control, should_stop=None, refresh_hz: float = REFRESH_HZ):
         super().__init__()
         self.control = control
+        self.refresh_hz = refresh_hz
         self.should_stop = should_stop or (lambda: False)
         self.row = 0
         self.param_pos = {}
@@ -115,7 +116,7 @@ class DebleedTui(App):
         for name in self.control.names:
             t.add_row(*([name] + [""] * 8), key=name)
         self.refresh_rows()
-        self.set_interval(1.0 / REFRESH_HZ, self.tick)
+        self.set_interval(1.0 / self.refresh_hz, self.tick)
 
     # --- state ------------------------------------------------------------------------------
     @property
