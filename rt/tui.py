@@ -85,10 +85,10 @@ class DebleedTui(App):
     TITLE = "debleed"
     CSS = "DataTable { height: 1fr; } #status { height: 3; }"
     BINDINGS = [
-        Binding("up", "channel(-1)", "channel", show=False),
-        Binding("down", "channel(1)", "channel", show=False),
-        Binding("left", "param(-1)", "param"),
-        Binding("right", "param(1)", "param"),
+        Binding("up", "channel(-1)", "channel", show=False, priority=True),
+        Binding("down", "channel(1)", "channel", show=False, priority=True),
+        Binding("left", "param(-1)", "param", priority=True),
+        Binding("right", "param(1)", "param", priority=True),
         Binding("plus,equals_sign", "step(1)", "+"),
         Binding("minus", "step(-1)", "-"),
         Binding("b", "bypass", "bypass"),
@@ -145,7 +145,7 @@ class DebleedTui(App):
                 "latency": f"{r['latency_samples']} smp",
                 "parameter": param, "value": _fmt(self.control.get(c, param)) if param else ""}
             for col, v in cells.items():
-                t.update_cell(name, self._col_key(t, col), v)
+                t.update_cell(name, self._col_key(t, col), v, update_width=True)
         p = PARAMS[self.param]
         unit = f" {p.unit}" if p.unit else ""
         self.query_one("#status", Static).update(
