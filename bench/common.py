@@ -22,7 +22,7 @@ import numpy as np
 SAMPLE_RATE = 48000
 #: Wait after connecting before measuring (JACK reorders the graph and recomputes latencies).
 SETTLE_S = 0.5
-SECTIONS = ("kernels", "callback", "peer", "latency", "denoiser", "soak")
+SECTIONS = ("kernels", "callback", "peer", "latency", "denoiser", "soak", "control")
 BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 PERIODS = (32, 64, 128, 256)
 CHANNELS = (1, 8, 32)

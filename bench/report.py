@@ -146,6 +146,10 @@ def markdown(report: dict) -> str:
               f"{_f(k['dsp_load_percent']['mean'])} / {_f(k['dsp_load_percent']['max'])} | "
               f"{k['rss_kib']['start']} / {k['rss_kib']['end']} |", ""]
         L += [f"- {n}" for n in k["notes"]]
+    if "control" in s and "runs" in s["control"]:
+        from debleed.bench.control import markdown_lines
+
+        L += markdown_lines(s["control"])
     plots = report.get("plots", [])
     if plots:
         L += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
