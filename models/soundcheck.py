@@ -499,8 +499,10 @@ def initial_settings(kit: MultiMicKit, mic: str, key_mic: str | None, bleed_rel_
         thr = (lo_own + hi_bl) / 2 if gap > 0 else hi_bl + 3.0
         s["threshold_db"] = clamp("threshold_db", thr)
         s["hysteresis_db"] = clamp("hysteresis_db", -min(12.0, max(gap, 0.0) / 2))
-        why["threshold_db"] = (f"between the loudest bleed peak ({hi_bl:.1f} dBFS, 95th percentile) and the softest "
-                               f"own hit ({lo_own:.1f} dBFS, 5th percentile) in the key mic")
+        why["threshold_db"] = ((f"between the loudest bleed peak ({hi_bl:.1f} dBFS, 95th percentile) and the softest "
+                                f"own hit ({lo_own:.1f} dBFS, 5th percentile) in the key mic") if gap > 0 else
+                               (f"3 dB over the loudest bleed peak ({hi_bl:.1f} dBFS, 95th percentile), which is louder "
+                                f"than the softest own hit ({lo_own:.1f} dBFS, 5th percentile) in the key mic"))
         why["hysteresis_db"] = f"half the gap between them ({gap:.1f} dB), at most 12 dB"
     return {"values": s, "why": why}
 
@@ -561,7 +563,8 @@ def scene_metrics(sc: FitScene, out: np.ndarray, sample_rate: int, latency: int)
     loss_c = hit_loss_db(sc.own, y, sc.frames, sample_rate)
     loud, ghost = sc.velocities >= LOUD_VELOCITY, sc.velocities < GHOST_VELOCITY
     return {"si_sdr_db": si_sdr_db(sc.own, y), "bleed_reduction_db": bleed_reduction_db(sc.mic, y, sc.own, sample_rate),
-            "loud": list(loss[loud]), "ghost": list(loss[ghost]), "ghost_clean": list(loss_c[ghost])}
+            "loud": list(loss[loud]), "ghost": list(loss[ghost]), "loud_clean": list(loss_c[loud]),
+            "ghost_clean": list(loss_c[ghost])}
 
 
 def pool(ms: list) -> dict:
@@ -572,12 +575,13 @@ def pool(ms: list) -> dict:
     return {"si_sdr_db": m([x["si_sdr_db"] for x in ms]),
             "bleed_reduction_db": float(np.nanmean([x["bleed_reduction_db"] for x in ms])),
             "hit_loss_loud_db": m(sum((x["loud"] for x in ms), [])),
+            "hit_loss_loud_vs_clean_db": m(sum((x["loud_clean"] for x in ms), [])),
             "hit_loss_ghost_db": m(sum((x["ghost"] for x in ms), [])),
             "hit_loss_ghost_vs_clean_db": m(sum((x["ghost_clean"] for x in ms), []))}
 
 
 def fit_score(m: dict) -> float:
-    """The fit's objective: SI-SDR, less 10 per dB of loud-hit loss over 0.5 dB, 3 per dB of
+    """The fit's objective: SI-SDR, less 10 per dB of loud-hit loss over 0.5 dB, 10 per dB of
     bleed reduction under :data:`MIN_BLEED_REDUCTION_DB`, and :data:`GHOST_WEIGHT` per dB of
     ghost-note loss (against the clean own piece) over 1 dB. Loud-hit loss and bleed are the
     constraints; SI-SDR picks among what meets them."""
@@ -586,7 +590,7 @@ def fit_score(m: dict) -> float:
 
     return (m["si_sdr_db"] - 10.0 * over(m["hit_loss_loud_db"], MAX_LOUD_LOSS_DB)
             - GHOST_WEIGHT * over(m["hit_loss_ghost_vs_clean_db"], MAX_GHOST_LOSS_DB)
-            - 3.0 * max(0.0, MIN_BLEED_REDUCTION_DB - (m["bleed_reduction_db"] if np.isfinite(m["bleed_reduction_db"]) else 0.0)))
+            - 10.0 * max(0.0, MIN_BLEED_REDUCTION_DB - (m["bleed_reduction_db"] if np.isfinite(m["bleed_reduction_db"]) else 0.0)))
 
 
 #: Attenuation limits of the denoiser the fit tries on denoised channels, dB (-100: none).
@@ -682,9 +686,13 @@ def denoiser_metrics(model_path, scenes: list, sample_rate: int) -> dict:
     return pool(ms)
 
 
+#: Loss settings of the soundcheck's fine-tuning (:class:`debleed.models.train.Loss`).
+FINE_TUNE_LOSS = {"sisdr_weight": 0.5}
+
+
 def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: float = 5.0, device: str = "cpu",
                    work_dir, seed: int = 0, progress: bool = True, n_train: int = 160, scene_s: float = 4.0,
-                   n_valid: int = 6, valid_s: float = 8.0) -> dict:
+                   n_valid: int = 6, valid_s: float = 8.0, lr: float = 3e-4, loss_kwargs: dict | None = None) -> dict:
     """Fine-tune ``shipped`` on mixtures of the kit's hits for the close mic ``mic``.
 
     A quarter of the recordings (:meth:`MultiMicKit.split`, every 4th by velocity) is held out:
@@ -714,17 +722,23 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
                for i, off in enumerate([0.0, 10.0] * max(1, n_valid // 2))]
     before = denoiser_metrics(shipped, vscenes, kit.sample_rate)
     res = train(sample_rate=kit.sample_rate, steps=100000, work_dir=work, out=out_onnx, init_onnx=shipped,
-                seed=seed, batch=8, crop_s=min(0.67, scene_s), lr=3e-4, scene_s=scene_s, ckpt_every=100000,
+                seed=seed, batch=8, crop_s=min(0.67, scene_s), lr=lr, scene_s=scene_s, ckpt_every=100000,
                 resume=False, progress=progress, valid_scenes=2, data=(tr, va), ckpt_name="soundcheck.pt",
-                device=device, max_seconds=60.0 * minutes, loss_kwargs={"sisdr_weight": 0.5})
+                device=device, max_seconds=60.0 * minutes,
+                loss_kwargs=FINE_TUNE_LOSS if loss_kwargs is None else loss_kwargs)
     after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate)
-    better = (after["si_sdr_db"] >= before["si_sdr_db"]
-              and after["hit_loss_loud_db"] <= max(before["hit_loss_loud_db"] + 0.2, MAX_LOUD_LOSS_DB))
-    why = ("adapted model: SI-SDR {:.1f} dB against the shipped {:.1f} dB on held-out hits".format(
-        after["si_sdr_db"], before["si_sdr_db"]) if better else
-        "kept the shipped model: the adapted one is worse on held-out hits (SI-SDR {:.1f} against {:.1f} dB, "
-        "loud-hit loss {:.2f} against {:.2f} dB)".format(after["si_sdr_db"], before["si_sdr_db"],
-                                                          after["hit_loss_loud_db"], before["hit_loss_loud_db"]))
+    # loud hits against the clean snare: against the mic, removing the bleed under a hit counts
+    # as losing the hit (on the +10 dB scenes the bleed is as loud as the snare)
+    ok_loud = after["hit_loss_loud_vs_clean_db"] <= max(before["hit_loss_loud_vs_clean_db"] + 0.2, MAX_LOUD_LOSS_DB)
+    better = after["si_sdr_db"] >= before["si_sdr_db"] and ok_loud
+    why = ("adapted model: SI-SDR {:.1f} dB against the shipped {:.1f} dB on held-out hits, loud-hit loss (vs the "
+           "clean snare) {:.2f} against {:.2f} dB".format(after["si_sdr_db"], before["si_sdr_db"],
+                                                         after["hit_loss_loud_vs_clean_db"],
+                                                         before["hit_loss_loud_vs_clean_db"]) if better else
+           "kept the shipped model: the adapted one is worse on held-out hits (SI-SDR {:.1f} against {:.1f} dB, "
+           "loud-hit loss vs the clean snare {:.2f} against {:.2f} dB)".format(
+               after["si_sdr_db"], before["si_sdr_db"], after["hit_loss_loud_vs_clean_db"],
+               before["hit_loss_loud_vs_clean_db"]))
     if not better:
         Path(out_onnx).unlink(missing_ok=True)
     return {"before": before, "after": after, "kept_shipped": not better, "model": str(shipped if not better else out_onnx),
@@ -1057,10 +1071,11 @@ def report_markdown(r: dict) -> str:
                 lines += [f"Fine-tuned {d['steps']} steps in {d['train_seconds']:.0f} s on mixtures of {d['train_hits']} hits; "
                           f"validation: {d['n_valid_scenes']} grooves mixed from {d['valid_hits']} held-out hits "
                           "(measured bleed and 10 dB more).", "",
-                          "| model | SI-SDR dB | bleed reduction dB | hit loss loud dB | ghost dB (vs mic / vs clean) |",
+                          "| model | SI-SDR dB | bleed reduction dB | hit loss loud dB (vs mic / vs clean) | ghost dB (vs mic / vs clean) |",
                           "|---|---:|---:|---:|---:|"]
                 for lab, m in (("shipped", d["before"]), ("adapted", d["after"])):
-                    lines.append(f"| {lab} | {m['si_sdr_db']:.1f} | {m['bleed_reduction_db']:.1f} | {m['hit_loss_loud_db']:.2f} | "
+                    lines.append(f"| {lab} | {m['si_sdr_db']:.1f} | {m['bleed_reduction_db']:.1f} | {m['hit_loss_loud_db']:.2f} / "
+                                 f"{m.get('hit_loss_loud_vs_clean_db', float('nan')):.2f} | "
                                  f"{m['hit_loss_ghost_db']:.2f} / {m['hit_loss_ghost_vs_clean_db']:.2f} |")
                 lines.append("")
     lines += [f"The new gig: `{r['gig']}`. Took {r['seconds_taken']:.0f} s.", ""]

@@ -34,6 +34,69 @@ def model_path(sample_rate: int, folder=MODELS_DIR) -> Path:
     return Path(folder) / f"snare_denoiser_{RATE_TAG[int(sample_rate)]}.onnx"
 
 
+def model_from_onnx(path):
+    """A :class:`~debleed.models.net.SnareDenoiserNet` with the weights of an exported ONNX model.
+
+    Reads the constructor arguments from the model's ``config`` metadata and maps the graph's
+    initializers back: named parameters as they are; the two ``MatMul`` weights (input and
+    output layers) transposed; each ``GRU`` node's W, R and B with ONNX's gate order (z, r, h)
+    turned into torch's (r, z, n). Lets the soundcheck fine-tune a shipped model for which no
+    training checkpoint ships. One-tap models only (the shipped ones).
+
+    Raises
+    ------
+    DebleedError
+        A file that is not a debleed denoiser export, or one with a multi-frame head.
+    """
+    _require_torch()
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from debleed.models.net import SnareDenoiserNet
+
+    path = Path(path)
+    try:
+        m = onnx.load(str(path))
+    except Exception as e:  # onnx raises several types for unreadable files
+        raise DebleedError(f"cannot read ONNX model {path}: {e}") from None
+    meta = {p.key: p.value for p in m.metadata_props}
+    if "config" not in meta:
+        raise DebleedError(f"{path} has no 'config' metadata: not a debleed denoiser export")
+    cfg = json.loads(meta["config"])
+    if int(cfg.get("taps", 1)) != 1:
+        raise DebleedError(f"{path}: a multi-frame (taps={cfg['taps']}) model cannot be loaded back from ONNX")
+    model = SnareDenoiserNet(**cfg)
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    sd = {k: v for k, v in model.state_dict().items()}
+    new = {}
+    for name in sd:
+        if name in init:
+            new[name] = torch.from_numpy(np.array(init[name]))
+    mats = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in init]
+    grus = [n for n in m.graph.node if n.op_type == "GRU"]
+    if len(mats) != 2 or len(grus) != model.layers:
+        raise DebleedError(f"{path}: graph does not match the model ({len(mats)} weight MatMuls, {len(grus)} GRU nodes)")
+    new["inp.weight"] = torch.from_numpy(np.array(init[mats[0].input[1]]).T.copy())
+    new["out.weight"] = torch.from_numpy(np.array(init[mats[1].input[1]]).T.copy())
+    h = model.hidden
+
+    def reorder(w):  # ONNX (z, r, h) -> torch (r, z, n) along axis 0
+        return np.concatenate([w[h:2 * h], w[:h], w[2 * h:3 * h]], axis=0)
+
+    for layer, node in enumerate(grus):
+        w, r, b = (np.array(init[node.input[i]])[0] for i in (1, 2, 3))
+        new[f"gru.weight_ih_l{layer}"] = torch.from_numpy(reorder(w).copy())
+        new[f"gru.weight_hh_l{layer}"] = torch.from_numpy(reorder(r).copy())
+        new[f"gru.bias_ih_l{layer}"] = torch.from_numpy(reorder(b[:3 * h]).copy())
+        new[f"gru.bias_hh_l{layer}"] = torch.from_numpy(reorder(b[3 * h:]).copy())
+    missing = set(sd) - set(new)
+    if missing:
+        raise DebleedError(f"{path}: no weights found for {sorted(missing)}")
+    model.load_state_dict({k: v.to(sd[k].dtype).reshape(sd[k].shape) for k, v in new.items()})
+    return model.eval()
+
+
 def _require_torch():
     try:
         import auraloss  # noqa: F401
@@ -222,7 +285,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           scene_s: float = 6.0, ckpt_every: int = 100, resume: bool = True, threads: int = 1,
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
-          device: str = "cpu", taps: int | None = None) -> dict:
+          device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
+          max_seconds: float | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -252,6 +316,16 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     device : str
         torch device for training (``"cpu"``, the default and what ``make train`` uses, or e.g.
         ``"cuda"``); checkpoints and the exported model are the same either way.
+    data : (path, path), optional
+        ``(training npz, validation npz)`` caches (``noisy``, ``clean`` float32 (n_scenes, n)) to
+        train on instead of the rendered kit scenes, e.g. the soundcheck's own mixtures; their
+        file names then stand for the recipe of the checkpoint.
+    init_onnx : path, optional
+        Start from the weights of an exported model (:func:`model_from_onnx`) instead of a
+        checkpoint, e.g. a shipped model; not together with ``init``.
+    max_seconds : float, optional
+        Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
+        schedule is stretched over the steps the first ones say fit in that time.
     seed : int
         Seeds the scene caches (``seed + 1`` training, ``seed + 2`` validation), the crops and torch.
     batch : int
@@ -297,6 +371,13 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         raise DebleedError(f"sample_rate {sample_rate} Hz not supported (allowed: 44100, 48000)")
     _check_settings(steps=steps, batch=batch, crop_s=crop_s, lr=lr, n_scenes=n_scenes, scene_s=scene_s,
                     ckpt_every=ckpt_every, threads=threads, valid_scenes=valid_scenes, init=init)
+    if init is not None and init_onnx is not None:
+        raise DebleedError("give init (a checkpoint) or init_onnx (an exported model), not both")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and np.isfinite(max_seconds)
+                                        and max_seconds > 0):
+        raise DebleedError(f"max_seconds must be a finite number > 0, got {max_seconds!r}")
+    if init_onnx is not None and not Path(init_onnx).is_file():
+        raise DebleedError(f"init_onnx model {init_onnx} does not exist (or is not a file)")
     if init is not None and not Path(init).is_file():
         raise DebleedError(f"--init checkpoint {init} does not exist (or is not a file)")
     torch.set_num_threads(int(threads))
@@ -307,6 +388,12 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     recipe = recipe_tag()
     train_npz = work / f"train_{tag}_{n_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
     valid_npz = work / f"valid_{tag}_{valid_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
+    if data is not None:
+        train_npz, valid_npz = (Path(p) for p in data)
+        for p in (train_npz, valid_npz):
+            if not p.is_file():
+                raise DebleedError(f"training data {p} does not exist (or is not a file)")
+        recipe = f"{train_npz.name}|{valid_npz.name}"
     if not train_npz.exists():
         build_cache(train_npz, kits=TRAIN_KITS, sample_rate=sample_rate, n_scenes=n_scenes,
                     seconds=scene_s, seed=seed + 1, progress=progress)
@@ -317,6 +404,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     data = {k: np.asarray(v, np.float32) for k, v in np.load(train_npz).items() if k in ("noisy", "clean")}
     valid = {k: np.asarray(v, np.float32) for k, v in np.load(valid_npz).items() if k in ("noisy", "clean")}
     init_state = torch.load(init, weights_only=False, map_location="cpu") if init is not None else None
+    if init_onnx is not None:
+        start = model_from_onnx(init_onnx)
+        init_state = {"model": start.state_dict(), "config": start.config()}
+        init = init_onnx
     if model_kwargs is None:
         # fine-tuning keeps the architecture (and filters) of the start weights
         model_kwargs = (dict(init_state["config"]) if init_state is not None
@@ -337,8 +428,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     rest = [p for n, p in trained if not n.startswith(("encoder.", "decoder."))]
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": fb, "lr": lr / 20.0}])
     warm = 100 if init is None else 1
+    span = {"steps": steps}  # the schedule's length; a time budget shortens it after the first steps
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * min(s / max(steps, 1), 1.0)))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * min(s / max(span["steps"], 1), 1.0)))))
     ckpt = work / (ckpt_name or f"ckpt_{tag}.pt")
     step = 0
     rng = np.random.default_rng([seed, 17])
@@ -387,6 +479,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
                       "config": model.config(), "sample_rate": sample_rate, "recipe": recipe}, ckpt)
 
     t0 = time.monotonic()
+    first_step = step
+    requested = steps
+    t_mark = [0, 0.0]  # (steps done, elapsed s) at the last pace estimate
     bar = tqdm(total=steps, initial=step, desc=f"train {tag}", disable=not progress,
                file=sys.stderr, mininterval=5.0)
     model.train()
@@ -403,6 +498,18 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", sisdr=f"{parts['sisdr']:.1f}")
+        elapsed = time.monotonic() - t0
+        done = step - first_step
+        if max_seconds is not None and (done in (5, 20) or (done % 50 == 0 and done > 0)):
+            # steps that fit in the time left at the recent pace (the first steps are slower)
+            per_step = (elapsed - t_mark[1]) / max(done - t_mark[0], 1) if done > 5 else elapsed / done
+            t_mark[:] = [done, elapsed]
+            fit = step + int(max(max_seconds - elapsed, 0.0) / max(per_step, 1e-6))
+            steps = span["steps"] = max(min(requested, fit), step)
+            bar.total = steps
+            bar.refresh()
+        if max_seconds is not None and elapsed >= max_seconds:
+            steps = step
         if step % ckpt_every == 0 or step == steps:
             save()
             if log is not None:

@@ -340,7 +340,8 @@ def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, mon
     def fake_metrics(path, scenes, sr):
         calls.append(str(path))
         worse = len(calls) == 2  # the adapted model (measured second) is worse
-        return {"si_sdr_db": 1.0 if worse else 5.0, "hit_loss_loud_db": 0.1, "bleed_reduction_db": 10.0,
+        return {"si_sdr_db": 1.0 if worse else 5.0, "hit_loss_loud_db": 0.1, "hit_loss_loud_vs_clean_db": 0.1,
+                "bleed_reduction_db": 10.0,
                 "hit_loss_ghost_db": 0.0, "hit_loss_ghost_vs_clean_db": 0.0}
 
     monkeypatch.setattr(soundcheck, "denoiser_metrics", fake_metrics)
@@ -349,3 +350,54 @@ def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, mon
                                     progress=False, n_train=2, scene_s=1.0, n_valid=2, valid_s=1.0)
     assert res["kept_shipped"] and res["model"] == str(model_path(48000)) and not out.exists()
     assert "kept the shipped model" in res["why"] and res["steps"] >= 1
+
+
+@pytest.mark.jack
+def test_record_takes_records_every_input_from_a_running_server(tmp_path):
+    from debleed.rt.server import DummyServer
+    from debleed.rt.soundcheck import record_takes
+    from debleed.rt.audiofile import audio_info
+
+    gig = tmp_path / "gig.toml"
+    gig.write_text('[inputs]\nkick = ["system:capture_1"]\nsnare = ["system:capture_2"]\n\n'
+                   '[[channel]]\nname = "snare"\ninput = "snare"\n')
+    cfg = load_config(gig)
+    with DummyServer(sample_rate=48000, period=256) as srv:
+        record_takes(cfg, tmp_path / "takes", 0.5, server=srv.name)
+        for name in ("kick", "snare"):
+            info = audio_info(tmp_path / "takes" / f"{name}.wav")
+            assert info.channels == 1 and info.samplerate == 48000 and info.frames == 24000
+        with pytest.raises(DebleedError, match="overwrite"):
+            record_takes(cfg, tmp_path / "takes", 0.5, server=srv.name)
+    bare = load_config_text(tmp_path, '[inputs]\nkick = []\n\n[[channel]]\nname = "k"\ninput = "kick"\n')
+    with pytest.raises(DebleedError, match="source port"):
+        record_takes(bare, tmp_path / "t2", 0.5)
+
+
+def load_config_text(tmp_path, text):
+    p = tmp_path / "x.toml"
+    p.write_text(text)
+    return load_config(p)
+
+
+@pytest.mark.torch
+def test_train_from_an_exported_model_stops_at_its_time_budget(torch_installed, tmp_path):
+    from debleed.models.denoiser import Denoiser
+    from debleed.models.train import model_path, train
+
+    rng = np.random.default_rng(0)
+    for name in ("tr", "va"):
+        clean = (rng.standard_normal((2, SR)) * 0.1).astype(np.float32)
+        np.savez(tmp_path / f"{name}.npz", noisy=clean + 0.05 * rng.standard_normal((2, SR)).astype(np.float32),
+                 clean=clean)
+    res = train(sample_rate=SR, steps=100000, work_dir=tmp_path / "w", out=tmp_path / "m.onnx",
+                init_onnx=model_path(SR), data=(tmp_path / "tr.npz", tmp_path / "va.npz"), batch=1, crop_s=0.1,
+                scene_s=1.0, valid_scenes=1, progress=False, max_seconds=2.0, ckpt_name="t.pt")
+    assert 1 <= res["steps"] < 100000
+    d = Denoiser(tmp_path / "m.onnx")
+    d.prepare(SR, 128)  # the export loads
+    with pytest.raises(DebleedError, match="not both"):
+        train(sample_rate=SR, steps=1, work_dir=tmp_path / "w", init_onnx=model_path(SR), init=tmp_path / "x.pt",
+              progress=False)
+    with pytest.raises(DebleedError, match="max_seconds"):
+        train(sample_rate=SR, steps=1, work_dir=tmp_path / "w", max_seconds=0.0, progress=False)
