@@ -38,7 +38,7 @@ def output_format(src_info, dst: Path) -> tuple[str, str]:
     return fmt, src_info.subtype
 
 
-def denoise_file(src: Path, dst: Path, denoiser, block: int) -> None:
+def denoise_file(src: Path, dst: Path, denoiser, block: int, limit_db: float = -100.0, mix: float = 1.0) -> None:
     """Denoise one audio file into ``dst`` atomically: same rate, length, channels and sample
     format as ``src``, in the container ``dst``'s suffix names.
 
@@ -58,7 +58,7 @@ def denoise_file(src: Path, dst: Path, denoiser, block: int) -> None:
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DebleedError(f"cannot read audio file {src}: {e}") from None
     fmt, subtype = output_format(info, dst)
-    y = denoise_signal(x, sr, denoiser=denoiser, block=block)
+    y = denoise_signal(x, sr, denoiser=denoiser, block=block, limit_db=limit_db, mix=mix)
     with atomic_path(dst) as tmp:
         sf.write(str(tmp), y, sr, subtype=subtype, format=fmt)
 
@@ -81,6 +81,12 @@ def cmd_denoise(args) -> int:
         raise DebleedError(f"input {src} does not exist (give an audio file or a folder of them)")
     if not 16 <= args.block <= 8192:
         raise ParameterError(f"--block must be 16 to 8192 frames, got {args.block}")
+    from debleed.models.denoiser import limit_mix_gain
+
+    try:
+        limit_mix_gain(args.limit_db, args.mix)
+    except ParameterError as e:
+        raise ParameterError(str(e).replace("denoise_limit_db", "--limit-db").replace("denoise_mix", "--mix")) from None
     if src.is_dir():
         files = _audio_files(src)
         if not files:
@@ -100,7 +106,7 @@ def cmd_denoise(args) -> int:
                 raise DebleedError(f"cannot read audio file {s}: {e}") from None
     den = Denoiser(args.model, providers=args.providers)
     for s, d in tqdm(pairs, desc="denoise", unit="file", disable=args.quiet or len(pairs) == 1 and not args.progress):
-        denoise_file(s, d, den, args.block)
+        denoise_file(s, d, den, args.block, args.limit_db, args.mix)
     if not args.quiet:
         print(f"debleed: denoised {len(pairs)} file(s) into {dst} (latency compensated)")
     return 0
@@ -142,6 +148,9 @@ def register(sub) -> None:
     p.add_argument("--providers", nargs="+", default=None, metavar="PROVIDER",
                    help="onnxruntime providers (default CPUExecutionProvider; e.g. CUDAExecutionProvider)")
     p.add_argument("--block", type=int, default=1024, help="processing block, frames (default 1024)")
+    p.add_argument("--limit-db", type=float, default=-100.0, metavar="DB",
+                   help="attenuation limit, dB, -100 to 0 (default -100: none); a live channel's denoise_limit_db")
+    p.add_argument("--mix", type=float, default=1.0, help="denoised share, 0 to 1 (default 1); denoise_mix")
     p.add_argument("--progress", action="store_true", help="progress bar even for a single file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_denoise)

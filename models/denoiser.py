@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from debleed.errors import DebleedError, ParameterError
 
@@ -88,7 +89,12 @@ class Denoiser:
     Notes
     -----
     Latency: ``window - 1`` samples (63 at hop 32): ``hop`` from the overlap-add, ``hop - 1``
-    from buffering blocks into whole hops. ``process`` runs onnxruntime, which allocates its
+    from buffering blocks into whole hops. After :meth:`reset`, the whole hops of digital
+    silence (all zeros) before the first sound are not run: they give zeros and leave the state
+    as it was reset (the model's recurrent state would otherwise drift on silence). So a run that
+    starts with silence of any length (in whole hops) equals one that starts with the first
+    sound, at any block size: a live run started long before the music, or a JACK bounce, equals
+    the offline render of the same take. ``process`` runs onnxruntime, which allocates its
     outputs: call it from a worker thread, never from the audio callback itself. Non-finite
     input samples are treated as 0 and a non-finite model output resets the state, so a NaN
     never poisons later blocks.
@@ -191,6 +197,8 @@ class Denoiser:
         self._fill = 0
         self._pend.fill(0.0)
         self._n_pend = self._hop - 1
+        self._fresh = True
+        self._skipped = 0
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Denoise one block.
@@ -228,6 +236,23 @@ class Denoiser:
         bad = ~np.isfinite(s)
         if bad.any():
             s[bad] = 0.0
+        if self._fresh:
+            # whole hops of digital silence before the first sound since reset are not run
+            # (their output is 0 and the state stays as reset); the hop phase is kept
+            nz = np.flatnonzero(s)
+            if nz.size == 0:
+                self._skipped += n
+                out[:n] = 0.0
+                return
+            self._fresh = False
+            base = (self._skipped + int(nz[0])) // hop * hop
+            q = max(0, base - self._skipped)
+            fill = max(0, self._skipped - base)
+            self._fill = fill
+            self._in[:fill] = 0.0
+            self._n_pend = hop - 1 - fill
+            out[:q] = 0.0
+            s, out, n = s[q:], out[q:], n - q
         total = self._fill + n
         nh = total // hop
         if nh:
@@ -259,8 +284,93 @@ class Denoiser:
         self._n_pend = k
 
 
+#: ``denoise_limit_db`` at or below this is "no limit": the denoised signal passes unchanged.
+LIMIT_OFF_DB = -100.0
+
+
+def limit_mix_gain(limit_db: float, mix: float) -> float:
+    """Weight of the denoised signal for an attenuation limit and a mix: ``mix * (1 - lim)``.
+
+    ``lim = 10 ** (limit_db / 20)`` (0 at or below :data:`LIMIT_OFF_DB`, -100 dB). The output is
+    ``dry + g * (denoised - dry)``: with ``mix = 1`` that is DeepFilterNet's attenuation limit
+    ``dry * lim + denoised * (1 - lim)``; ``mix`` then blends with the dry signal.
+
+    Raises
+    ------
+    ParameterError
+        ``limit_db`` outside -100 to 0 dB, or ``mix`` outside 0 to 1 (or NaN).
+    """
+    if not -100.0 <= float(limit_db) <= 0.0:
+        raise ParameterError(f"denoise_limit_db must be -100 to 0 dB, got {limit_db!r}")
+    if not 0.0 <= float(mix) <= 1.0:
+        raise ParameterError(f"denoise_mix must be 0 to 1, got {mix!r}")
+    lim = 0.0 if float(limit_db) <= LIMIT_OFF_DB else 10.0 ** (float(limit_db) / 20.0)
+    return float(mix) * (1.0 - lim)
+
+
+class LimitMix:
+    """Attenuation limit and dry/denoised mix of a denoiser's output, block by block.
+
+    The ONNX graph does not expose the model's spectral mask, so the limit cannot be a floor on
+    the mask (DeepFilterNet's first form); it is DeepFilterNet's second form, a mix with the
+    unprocessed input: ``out = dry * lim + denoised * (1 - lim)``, ``lim = 10 ** (limit_db /
+    20)``, which bounds the attenuation of any component to about ``limit_db`` wherever the
+    denoised signal is small against the dry one. ``mix`` blends the result with the dry input.
+    The dry input is delayed by the denoiser's latency so both line up.
+
+    Parameters
+    ----------
+    latency_samples : int
+        The denoiser's latency (>= 0); the dry path is delayed by as much.
+
+    Notes
+    -----
+    :meth:`process` allocates nothing. When the weight ``g = mix * (1 - lim)`` changes between
+    calls it ramps linearly over the block (no step); with ``g = 1`` the denoised samples pass
+    bit for bit.
+    """
+
+    def __init__(self, latency_samples: int):
+        self.latency = int(latency_samples)
+        self._hist = np.zeros(self.latency + 1, np.float32)
+        self._g = None
+
+    def reset(self) -> None:
+        """Clear the dry delay line (the weight is kept)."""
+        self._hist.fill(0.0)
+
+    def process(self, x: np.ndarray, y: np.ndarray, limit_db: float, mix: float) -> None:
+        """Blend ``y[:n]`` (denoised, ``n = x.size``) in place with ``x`` delayed by the latency."""
+        g = limit_mix_gain(limit_db, mix)
+        g0 = g if self._g is None else self._g
+        self._g = g
+        _limit_mix(x, y, self._hist, self.latency, g0, g)
+
+
+@njit(cache=True)
+def _limit_mix(x, y, hist, lat, g0, g1):
+    n = x.shape[0]
+    ramp = g0 != g1
+    for i in range(n):
+        v = x[i]
+        if not np.isfinite(v):
+            v = np.float32(0.0)
+        # dry sample lat samples ago: hist holds the last lat inputs, oldest first
+        if lat == 0:
+            d = v
+        else:
+            d = hist[0]
+            for j in range(lat - 1):
+                hist[j] = hist[j + 1]
+            hist[lat - 1] = v
+        g = g0 + (g1 - g0) * (i + 1) / n if ramp else g1
+        if g != 1.0:
+            y[i] = np.float32(d + g * (y[i] - d))
+
+
 def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None = None,
-                   block: int = 1024, compensate: bool = True) -> np.ndarray:
+                   block: int = 1024, compensate: bool = True, limit_db: float = LIMIT_OFF_DB,
+                   mix: float = 1.0) -> np.ndarray:
     """Denoise a whole mono or multichannel signal offline, at any sample rate.
 
     Parameters
@@ -277,6 +387,10 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
         Processing block, frames, 1 to 1048576; default 1024.
     compensate : bool
         Remove the model latency so the output lines up with the input; default True.
+    limit_db : float
+        Attenuation limit, dB, -100 to 0; default -100 (no limit). See :class:`LimitMix`.
+    mix : float
+        Denoised share, 0 to 1; default 1.
 
     Returns
     -------
@@ -301,7 +415,9 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
         rate = d.model_rate
     else:
         rate = int(sample_rate) if int(sample_rate) in SHIPPED else 48000
+    limit_mix_gain(limit_db, mix)  # validate before any work
     d.prepare(rate, block)
+    lm = LimitMix(d.latency_samples)
     lat = d.latency_samples if compensate else 0
     out = np.zeros(xs.shape, np.float32)
     buf = np.zeros(block, np.float32)
@@ -312,9 +428,11 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
         sig = np.concatenate([sig, np.zeros(lat, np.float32)])
         y = np.zeros(sig.size, np.float32)
         d.reset()
+        lm.reset()
         for i in range(0, sig.size, block):
             seg = sig[i:i + block]
             d.process(seg, buf)
+            lm.process(seg, buf[:seg.size], limit_db, mix)
             y[i:i + seg.size] = buf[:seg.size]
         y = y[lat:]
         if rate != sample_rate:

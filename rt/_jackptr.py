@@ -144,3 +144,15 @@ def set_latency_callback(client: jack.Client, callback) -> object:
 def recompute_total_latencies(client: jack.Client) -> None:
     """Ask the server to recompute latencies after ours changed."""
     _recompute_total_latencies(address(client))
+
+
+_client_real_time_priority = libjack.jack_client_real_time_priority
+_client_real_time_priority.argtypes = [ctypes.c_void_p]
+_client_real_time_priority.restype = ctypes.c_int
+
+
+def client_real_time_priority(client: jack.Client) -> int | None:
+    """SCHED_FIFO priority of ``client``'s process thread (``jack_client_real_time_priority``);
+    None when the server does not run real time."""
+    prio = _client_real_time_priority(address(client))
+    return int(prio) if prio >= 0 else None

@@ -105,7 +105,7 @@ class EngineBase:
         rows = self.config.denoised()
         if not rows:
             return
-        from debleed.rt.denoise_rt import DenoiseStage
+        from debleed.rt.denoise_rt import DenoiseStage, stage_options
 
         factory = self.denoiser_factory
         if factory is None:
@@ -125,7 +125,8 @@ class EngineBase:
             denoisers.append(d)
         delay = max(self.config.channel[c].denoise_delay_blocks for c, _, _ in rows)
         self.stage = st = DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows],
-                                       max_block=self.max_block, period=self.block, delay_blocks=delay)
+                                       max_block=self.max_block, period=self.block, delay_blocks=delay,
+                                       **stage_options(self.config, rows, self.sample_rate))
         # compile and load the exchange kernel now (the Python engines call it from the
         # callback), on copies so that the stage's rings and counters stay untouched
         from debleed.rt.denoise_rt import exchange
@@ -310,6 +311,8 @@ class JackEngine(EngineBase):
             raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
         client.set_shutdown_callback(self._on_shutdown)
         client.set_xrun_callback(self._on_xrun)
+        if self.stage is not None:  # freewheel: the callback waits for the denoiser (a bounce = render)
+            client.set_freewheel_callback(self.stage.set_freewheel)
         client.set_blocksize_callback(self._on_blocksize)
         client.set_samplerate_callback(self._on_samplerate)
         self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
@@ -318,7 +321,9 @@ class JackEngine(EngineBase):
         else:
             client.set_process_callback(self._py_process)
         if self.stage is not None:
-            self.stage.start()
+            from debleed.rt.denoise_rt import worker_rt_priority
+
+            self.stage.start(rt_priority=worker_rt_priority(client))
         client.activate()
         self.started_at = time.monotonic()
         self._connect()

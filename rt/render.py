@@ -220,7 +220,7 @@ def _offline_denoise_stage(cfg, sample_rate, block, factory):
     rows = cfg.denoised()
     if not rows:
         return None
-    from debleed.rt.denoise_rt import DenoiseStage
+    from debleed.rt.denoise_rt import DenoiseStage, stage_options
 
     if factory is None:
         from debleed.models.denoiser import Denoiser
@@ -233,7 +233,7 @@ def _offline_denoise_stage(cfg, sample_rate, block, factory):
         denoisers.append(d)
     delay = max(cfg.channel[c].denoise_delay_blocks for c, _, _ in rows)
     return DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows], max_block=block,
-                        period=block, delay_blocks=delay)
+                        period=block, delay_blocks=delay, **stage_options(cfg, rows, sample_rate))
 
 
 def read_inputs(cfg, input_dir) -> tuple[np.ndarray, int, dict]:
