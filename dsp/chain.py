@@ -22,7 +22,7 @@ action at its peak for ``hold_ms`` after the key lets go.
 from __future__ import annotations
 
 import math
-from dataclasses import field, make_dataclass, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 
 import numpy as np
 from numba import njit
@@ -343,6 +343,17 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
         meters[c, M_GAIN] = gdb
 
 
+@dataclass(frozen=True)
+class KeyRoute:
+    """Where a channel's key comes from: ``kind`` (``self``, ``input``, ``trigger``, ``midi``),
+    ``key_input`` (input index of an input or trigger key, else -1) and ``notes`` (MIDI notes).
+    The value of a live ``key`` change (:meth:`Chain.set_params`)."""
+
+    kind: str
+    key_input: int = -1
+    notes: tuple = ()
+
+
 class ChainArrays:
     """The arrays :func:`run_block` reads and writes after ``events, n_events``, in order.
 
@@ -592,6 +603,14 @@ class Chain:
             raise ParameterError(f"{name} cannot change while running: {p.restart_reason}")
         if p.target != "chain":
             raise ParameterError(f"{name} is a {p.target} setting, not one of the chain's")
+        if p.kind == "key":
+            if not isinstance(value, KeyRoute):
+                raise ParameterError(f"key must be given to the chain as a KeyRoute, got {value!r}")
+            if value.kind in ("input", "trigger") and not 0 <= value.key_input < self.n_inputs:
+                raise ParameterError(f"channel {self.channels[c].name!r}: key_input index {value.key_input} "
+                                     f"is outside [0, {self.n_inputs})")
+            replace(self.channels[c], key=value.kind, key_input=value.key_input, notes=value.notes)  # validates
+            return c, value
         try:
             value = p.check(value)
         except ParameterError as e:
@@ -605,7 +624,8 @@ class Chain:
         ----------
         changes : iterable of (channel, name, value)
             ``channel`` is a name or an index; ``name`` a live chain parameter of
-            :data:`~debleed.dsp.params.PARAMS`; ``value`` in its unit and range.
+            :data:`~debleed.dsp.params.PARAMS`; ``value`` in its unit and range (for ``key``,
+            a :class:`KeyRoute`).
 
         Returns
         -------
@@ -634,7 +654,10 @@ class Chain:
         touched = set()
         for channel, name, value in changes:
             c, value = self.check_param(channel, name, value)
-            specs[c] = replace(specs[c], **{name: value})
+            if isinstance(value, KeyRoute):
+                specs[c] = replace(specs[c], key=value.kind, key_input=value.key_input, notes=value.notes)
+            else:
+                specs[c] = replace(specs[c], **{name: value})
             touched.add(c)
         active = int(self.ctl[K_REQ] & 1)
         bank = 1 - active

@@ -203,9 +203,8 @@ _MS_STEP = dict(step=1.25, log_step=True)
 PARAMS: dict[str, Param] = {p.name: p for p in (
     _p("mode", "choice", "", "gate", "gate: attenuate while the key is below the threshold; duck: while it is above; bypass: pass the input (a change is ramped)", choices=ALL_MODES),
     _p("bypass", "bool", "", False, "pass the channel's input through untouched, delayed by its lookahead (ramped over 5 ms; the key detector keeps running)"),
-    _p("key", "key", "", "self", "what opens the gate or ducks", modes=GAIN_MODES,
-       live=False, restart_reason="a new key needs its input or the MIDI port wired at start; other key "
-       "settings (filters, trigger threshold) change live"),
+    _p("key", "key", "", "self", "what opens the gate or ducks; live: any of the gig's inputs, and midi: when "
+       "the MIDI port is open (a channel had a midi: key at start)", modes=GAIN_MODES),
     _p("threshold_db", "float", "dBFS", -30.0, "key level where the curve bends", lo=-120.0, hi=0.0,
        step=1.0, modes=GAIN_MODES, flag="--threshold,-t"),
     _p("ratio", "float", "", 10.0, "expansion (gate) or compression (duck) ratio; inf: hard gate",

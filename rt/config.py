@@ -16,13 +16,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from debleed.dsp.chain import Chain, ChannelSpec
+from debleed.dsp.chain import Chain, ChannelSpec, KeyRoute
 from debleed.dsp.params import DENOISE_PARAMS, MAX_RATIO, PARAMS, SPEC_PARAMS
 from debleed.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
 _KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
 KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
+
+
+def parse_key(v: str) -> str:
+    """Check the form of a key string; return it stripped.
+
+    Raises
+    ------
+    ValueError
+        If it is not ``self | input:<name> | trigger:<name> | midi:<note>[,<note>...]`` or a
+        note is outside 0-127.
+    """
+    m = _KEY.match(v.strip()) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"must be {KEY_FORMS}, got {v!r}")
+    if m.group(4):
+        bad = [n for n in m.group(4).split(",") if not 0 <= int(n) <= 127]
+        if bad:
+            raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
+    return v.strip()
 
 
 def _check_name(cls, v):
@@ -103,14 +122,7 @@ class _ChannelBase(_Strict):
     @field_validator("key", check_fields=False)
     @classmethod
     def _key(cls, v):
-        m = _KEY.match(v.strip())
-        if not m:
-            raise ValueError(f"must be {KEY_FORMS}, got {v!r}")
-        if m.group(4):
-            bad = [n for n in m.group(4).split(",") if not 0 <= int(n) <= 127]
-            if bad:
-                raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
-        return v.strip()
+        return parse_key(v)
 
     @field_validator(*_FLOAT_PARAMS, mode="before", check_fields=False)
     @classmethod
@@ -210,6 +222,26 @@ class GigConfig(_Strict):
                 rows.append((c, self.input_names.index(ch.input), n_in + len(rows)))
         return rows
 
+    def resolve_key(self, key: str) -> KeyRoute:
+        """A key string (``self``, ``input:<name>``, ``trigger:<name>``, ``midi:<n>[,<n>...]``)
+        as the chain's routing: kind, input index, notes.
+
+        Raises
+        ------
+        ConfigError
+            If the form is wrong, a note is outside 0-127, or the input is not defined (the
+            message lists the inputs).
+        """
+        try:
+            key = parse_key(key)
+        except ValueError as e:
+            raise ConfigError(f"key {e}") from None
+        kind, _, ref = key.partition(":")
+        if kind in ("input", "trigger") and ref not in self.inputs:
+            raise ConfigError(f"key {key!r} names no defined input (defined: {', '.join(self.inputs)})")
+        return KeyRoute(kind, self.input_names.index(ref) if kind in ("input", "trigger") else -1,
+                        tuple(int(v) for v in ref.split(",")) if kind == "midi" else ())
+
     def channel_specs(self) -> list[ChannelSpec]:
         """The channels as :class:`ChannelSpec`, inputs resolved to indices (denoised channels
         read their virtual row)."""
@@ -217,13 +249,11 @@ class GigConfig(_Strict):
         virtual = {c: row for c, _, row in self.denoised()}
         specs = []
         for c, ch in enumerate(self.channel):
-            kind, _, ref = ch.key.partition(":")
+            route = self.resolve_key(ch.key)
             fields = {n: getattr(ch, n) for n in SPEC_PARAMS}
             specs.append(ChannelSpec(
-                name=ch.name, input=virtual.get(c, names.index(ch.input)), key=kind,
-                key_input=names.index(ref) if kind in ("input", "trigger") else -1,
-                notes=tuple(int(v) for v in ref.split(",")) if kind == "midi" else (),
-                link=ch.link, **fields))
+                name=ch.name, input=virtual.get(c, names.index(ch.input)), key=route.kind,
+                key_input=route.key_input, notes=route.notes, link=ch.link, **fields))
         return specs
 
     def chain(self) -> Chain:

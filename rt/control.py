@@ -89,6 +89,8 @@ class LiveControl:
         self._dn = {c: {n: getattr(ch, n) for n, p in PARAMS.items() if p.target == "denoiser"}
                     for c, ch in enumerate(self.config.channel)}
         self._changed: dict[int, set] = {}
+        self._keys = {c: ch.key for c, ch in enumerate(self.config.channel)}
+        self._has_midi = self.config.uses_midi  # the MIDI port opens at start only
         self._log_fh = None
         if changes_log is not None:
             self._log_fh = open(changes_log, "w", buffering=1)
@@ -119,7 +121,9 @@ class LiveControl:
         p = get(name)
         if p.target == "denoiser":
             return self._dn[c][name]
-        if p.target == "engine" or p.kind == "key":
+        if p.kind == "key":
+            return self._keys[c]
+        if p.target == "engine":
             return getattr(self.config.channel[c], name)
         return getattr(self.chain.channels[c], name)
 
@@ -143,6 +147,16 @@ class LiveControl:
                 return c, p.check(value)
             except ParameterError as e:
                 raise ParameterError(f"channel {self.names[c]!r}: {e}") from None
+        if p.kind == "key":
+            try:
+                route = self.config.resolve_key(value)
+            except ConfigError as e:
+                raise ParameterError(f"channel {self.names[c]!r}: {e}") from None
+            if route.kind == "midi" and not self._has_midi:
+                raise ParameterError(f"channel {self.names[c]!r}: a midi: key needs the MIDI port, which opens at "
+                                     "start only when a channel has a midi: key (restart with one)")
+            self.chain.check_param(c, name, route)
+            return c, value.strip()
         return self.chain.check_param(c, name, value)
 
     def set(self, channel, name: str, value) -> dict:
@@ -163,7 +177,8 @@ class LiveControl:
         """Change several parameters at the same block boundary; return their log entries."""
         with self._lock:
             checked = [(*self.check(ch, name, value), name) for ch, name, value in changes]
-            chain_changes = [(c, name, v) for c, v, name in checked if get(name).target == "chain"]
+            chain_changes = [(c, name, self.config.resolve_key(v) if get(name).kind == "key" else v)
+                             for c, v, name in checked if get(name).target == "chain"]
             frame = clock = None
             if chain_changes:
                 self._wait_idle()
@@ -175,6 +190,9 @@ class LiveControl:
                     self._dn[c][name] = v
                     if stage is not None and hasattr(stage, "set_param"):
                         stage.set_param(c, name, v)
+            for c, v, name in checked:
+                if get(name).kind == "key":
+                    self._keys[c] = v
             if frame is None:
                 frame, clock = int(self.chain.ctl[K_FRAMES]), 0
             entries = []

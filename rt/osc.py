@@ -182,6 +182,6 @@ def address_table() -> str:
     for p in PARAMS.values():
         if not p.live:
             continue
-        kind = {"float": "float", "int": "int", "bool": "true/false or 0/1", "choice": "string"}[p.kind]
+        kind = {"float": "float", "int": "int", "bool": "true/false or 0/1", "choice": "string", "key": "string"}[p.kind]
         rows.append(f"| `/debleed/<channel>/{p.name}` | {kind} | {p.unit} | {p.range_text().replace('|', chr(92) + '|')} |")
     return "\n".join(rows)

@@ -211,6 +211,13 @@ def _apply_changes(chain, stage, cfg, entries, n_ch) -> None:
             if stage is not None and hasattr(stage, "set_param") and cfg.channel[c].denoise:
                 stage.set_param(c, e["param"], e["value"])
             continue
+        if p.kind == "key":
+            from debleed.dsp.chain import KeyRoute
+
+            route = cfg.resolve_key(e["value"])
+            probe = KeyRoute("input", chain.channels[c].input) if route.kind == "self" else route
+            todo += [(c, "key", route), (n_ch + c, "key", probe)]
+            continue
         todo += [(c, e["param"], e["value"]), (n_ch + c, e["param"], e["value"])]
     if todo:
         chain.set_params(todo)

@@ -60,7 +60,7 @@ def editable_params(control, c: int) -> list[str]:
     spec = control.chain.channels[c]
     out = []
     for name, p in PARAMS.items():
-        if not p.live:
+        if not p.live or p.kind == "key":  # keys change over OSC (a string, no step)
             continue
         if p.target == "denoiser" and not ch.denoise:
             continue

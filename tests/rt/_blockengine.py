@@ -24,6 +24,7 @@ class BlockEngine(EngineBase):
         self.x = (level * rng.standard_normal((self.chain.n_inputs, block))).astype(np.float32)
         self.y = np.zeros((self.chain.n_channels, block), np.float32)
         self.interval_s = interval_s
+        self.chain.process(self.x[:, :0], self.y[:, :0])  # compile/load the kernel first, as engines do
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self):

@@ -77,7 +77,9 @@ def test_a_change_takes_effect_at_a_block_boundary_and_is_logged(running):
     ("snare", "tresh_db", -3.0, "unknown parameter 'tresh_db'"),
     ("tom", "threshold_db", -3.0, "unknown channel 'tom' (channels: snare, kick)"),
     ("snare", "lookahead_ms", 2.0, "lookahead_ms cannot change while running: it changes the channel's latency"),
-    ("snare", "key", "midi:38", "key cannot change while running"),
+    ("snare", "key", "midi:38", "a midi: key needs the MIDI port, which opens at start only"),
+    ("snare", "key", "input:tom", "key 'input:tom' names no defined input (defined: snare, kick)"),
+    ("snare", "key", "trig:kick", "key must be self | input:<name> | trigger:<name>"),
     ("snare", "denoise_mix", 0.5, "channel 'snare' has no denoiser"),
 ])
 def test_bad_changes_change_nothing_and_say_what_is_allowed(running, channel, name, value, expect):
@@ -88,6 +90,19 @@ def test_bad_changes_change_nothing_and_say_what_is_allowed(running, channel, na
     assert np.array_equal(before[0], running.chain.itabs) and np.array_equal(before[1], running.chain.ptabs)
     assert int(running.chain.ctl[2]) == before[2]  # nothing published
     assert running.changes == []
+
+
+def test_key_routing_changes_live_and_is_saved(running, gig):
+    from debleed.dsp.chain import I_KEYIDX, I_KEYKIND, KEY_INPUT, KEY_TRIGGER
+
+    running.set("snare", "key", "input:kick")
+    assert running.get("snare", "key") == "input:kick"
+    assert running.chain.itab[0, I_KEYKIND] == KEY_INPUT and running.chain.itab[0, I_KEYIDX] == 1
+    running.set("kick", "key", " trigger:snare ")
+    assert running.chain.itab[1, I_KEYKIND] == KEY_TRIGGER and running.chain.itab[1, I_KEYIDX] == 0
+    running.save()
+    cfg = load_config(gig)
+    assert cfg.channel[0].key == "input:kick" and cfg.channel[1].key == "trigger:snare"
 
 
 def test_steps_follow_the_table(running):
@@ -175,15 +190,17 @@ def test_render_replays_changes_as_the_chain_would_live(gig):
     changes = [{"frame": 12800, "channel": "snare", "param": "threshold_db", "value": -12.0},
                {"frame": 12800, "channel": "kick", "param": "range_db", "value": -6.0},
                {"frame": 25600, "channel": "snare", "param": "mode", "value": "duck"},
-               {"frame": 38400, "channel": "kick", "param": "bypass", "value": True}]
+               {"frame": 38400, "channel": "kick", "param": "bypass", "value": True},
+               {"frame": 44800, "channel": "snare", "param": "key", "value": "input:kick"}]
     res = render_arrays(cfg, x, 48000, block, changes=changes)
-    assert res["changes_applied"] == 4 and res["changes_moved"] == 0
+    assert res["changes_applied"] == 5 and res["changes_moved"] == 0
     # the same by hand: the chain, block by block, with set_params before the logged blocks
     chain = cfg.chain()
     chain.prepare(48000, block)
     y = np.zeros((2, n), np.float32)
     for s in range(0, n, block):
-        todo = [(c["channel"], c["param"], c["value"]) for c in changes if c["frame"] == s]
+        todo = [(c["channel"], c["param"], cfg.resolve_key(c["value"]) if c["param"] == "key" else c["value"])
+                for c in changes if c["frame"] == s]
         if todo:
             chain.set_params(todo)
         chain.process(x[:, s:s + block], y[:, s:s + block])
