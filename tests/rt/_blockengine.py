@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -44,3 +45,20 @@ class BlockEngine(EngineBase):
 
     def dsp_load(self) -> float:
         return 0.0
+
+
+@contextlib.contextmanager
+def running_control(gig_path, *, meters: bool = False, **engine_kw):
+    """A :class:`~debleed.rt.control.LiveControl` over a started :class:`BlockEngine` of ``gig_path``."""
+    from debleed.rt.config import load_config
+    from debleed.rt.control import LiveControl
+
+    eng = BlockEngine(load_config(gig_path), **engine_kw).start()
+    ctl = LiveControl(eng, gig_path)
+    if meters:
+        ctl.start_metering()
+    try:
+        yield ctl
+    finally:
+        eng.stop()
+        ctl.close()

@@ -13,7 +13,7 @@ from debleed.errors import ConfigError, DebleedError, EngineError, ParameterErro
 from debleed.rt.config import load_config
 from debleed.rt.control import LiveControl, load_changes
 from debleed.rt.render import render_arrays
-from tests.rt._blockengine import BlockEngine
+from tests.rt._blockengine import BlockEngine, running_control
 
 GIG = """\
 # Soundcheck gig: the snare is gated by its own mic.
@@ -49,11 +49,8 @@ def gig(tmp_path):
 
 @pytest.fixture
 def running(gig):
-    eng = BlockEngine(load_config(gig)).start()
-    ctl = LiveControl(eng, gig)
-    yield ctl
-    eng.stop()
-    ctl.close()
+    with running_control(gig) as ctl:
+        yield ctl
 
 
 def test_a_change_takes_effect_at_a_block_boundary_and_is_logged(running):

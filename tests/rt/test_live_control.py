@@ -3,8 +3,8 @@ recording follows at the logged frame, render --changes replays it bit for bit; 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -186,19 +186,27 @@ def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_ser
     assert np.array_equal(sf.read(str(tmp_path / "out" / "snare.wav"), dtype="float32")[0], rec[0])
 
 
-def test_osc_save_keeps_comments(jack_server, tmp_path):
+@contextlib.contextmanager
+def osc_live(server, tmp_path):
+    """`debleed live` on GIG with OSC on a free port; yields {"gig", "osc"}, then "rc" and "out"."""
     gig = tmp_path / "gig.toml"
     gig.write_text(GIG)
     port = free_port()
-    proc, _ = start(gig, jack_server, "--osc-port", str(port))
+    proc, _ = start(gig, server, "--osc-port", str(port))
+    info = {"gig": gig, "osc": OscClient(port)}
     try:
-        osc = OscClient(port)
+        yield info
+    finally:
+        info["rc"], info["out"] = stop(proc)
+
+
+def test_osc_save_keeps_comments(jack_server, tmp_path):
+    with osc_live(jack_server, tmp_path) as run:
+        osc, gig = run["osc"], run["gig"]
         assert osc.ask("/debleed/snare/release_ms", 45.0) == ("/debleed/snare/release_ms", [45.0])
         assert osc.ask("/debleed/snare/bypass", 1) == ("/debleed/snare/bypass", [True])
         assert osc.ask("/debleed/save") == ("/debleed/saved", [str(gig)])
-    finally:
-        rc, out = stop(proc)
-    assert rc == 0, out
+    assert run["rc"] == 0, run["out"]
     text = gig.read_text()
     assert "# live-control test gig" in text and "threshold_db = -30.0    # by ear" in text
     assert "release_ms = 45.0" in text and "bypass = true" in text
@@ -206,12 +214,8 @@ def test_osc_save_keeps_comments(jack_server, tmp_path):
 
 
 def test_meters_stream_to_a_subscriber(jack_server, tmp_path):
-    gig = tmp_path / "gig.toml"
-    gig.write_text(GIG)
-    port = free_port()
-    proc, _ = start(gig, jack_server, "--osc-port", str(port))
-    try:
-        osc = OscClient(port)
+    with osc_live(jack_server, tmp_path) as run:
+        osc = run["osc"]
         got = []
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", 0))
@@ -223,9 +227,7 @@ def test_meters_stream_to_a_subscriber(jack_server, tmp_path):
         while len(got) < 20:
             got.append(osc_message.OscMessage(sink.recvfrom(65536)[0]))
         rate = len(got) / 2 / (time.monotonic() - t0)  # two channels per meter tick
-    finally:
-        rc, out = stop(proc)
-    assert rc == 0, out
+    assert run["rc"] == 0, run["out"]
     assert {m.address for m in got} == {"/debleed/meters/snare", "/debleed/meters/duck"}
     key, gr, is_open = got[0].params
     assert key <= 0.0 and gr <= 0.0 and is_open in (0, 1)

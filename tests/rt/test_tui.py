@@ -6,10 +6,8 @@ import asyncio
 
 import pytest
 
-from debleed.rt.config import load_config
-from debleed.rt.control import LiveControl
 from debleed.rt.tui import DebleedTui, editable_params, gr_bar, key_bar
-from tests.rt._blockengine import BlockEngine
+from tests.rt._blockengine import running_control
 
 GIG = """\
 # tui gig
@@ -34,12 +32,8 @@ def control(tmp_path):
     path = tmp_path / "gig.toml"
     path.write_text(GIG)
     # a block every 5 ms: a Python thread that holds the GIL more often slows textual's pilot a lot
-    eng = BlockEngine(load_config(path), level=0.2, interval_s=0.005).start()
-    ctl = LiveControl(eng, path)
-    ctl.start_metering()
-    yield ctl
-    eng.stop()
-    ctl.close()
+    with running_control(path, meters=True, level=0.2, interval_s=0.005) as ctl:
+        yield ctl
 
 
 def test_bars():
