@@ -290,6 +290,7 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
         a_att, a_rel, dw_t = ptab[c, P_ATT], ptab[c, P_REL], ptab[c, P_DRYWET]
         step_lin, step_db = ptab[c, P_RAMP_LIN], ptab[c, P_RAMP_DB]
         rng, dw, byp = state[c, S_RNG], state[c, S_DW], state[c, S_BYP]
+        ramping = rng != rng_t or dw != dw_t or byp != byp_t
         is_open = state[c, S_OPEN] != 0.0
         held, hold_left, y = state[c, S_HELD], int(state[c, S_HOLDLEFT]), state[c, S_Y]
         w = int(state[c, S_W])
@@ -302,9 +303,11 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
             if not math.isfinite(x):
                 x = 0.0
                 bad += 1
-            rng = _ramp(rng, rng_t, step_db)
-            dw = _ramp(dw, dw_t, step_lin)
-            byp = _ramp(byp, byp_t, step_lin)
+            if ramping:
+                rng = _ramp(rng, rng_t, step_db)
+                dw = _ramp(dw, dw_t, step_lin)
+                byp = _ramp(byp, byp_t, step_lin)
+                ramping = rng != rng_t or dw != dw_t or byp != byp_t
             if byp >= 1.0 and byp_t >= 1.0:
                 # fully bypassed: the gain stage rests where it was
                 glin = 1.0
