@@ -251,3 +251,28 @@ def test_a_stopped_engine_is_reported_and_the_change_stays_published(gig):
         ctl.set("snare", "threshold_db", -10.0)
     assert ctl.chain.pending
     ctl.close()
+
+
+def test_denoiser_settings_go_to_the_stage_and_are_saved(tmp_path):
+    path = tmp_path / "dn.toml"
+    path.write_text(GIG.replace('hold_ms = 40.0', 'hold_ms = 40.0\ndenoise = true  # the snare denoiser'))
+    calls = []
+
+    class Stage:
+        def set_param(self, channel_index, name, value):
+            calls.append((channel_index, name, value))
+
+    with running_control(path) as ctl:
+        ctl.engine.stage = Stage()
+        e = ctl.set("snare", "denoise_mix", 0.5)
+        ctl.set("snare", "denoise_limit_db", -18.0)
+        assert calls == [(0, "denoise_mix", 0.5), (0, "denoise_limit_db", -18.0)]
+        assert ctl.get("snare", "denoise_mix") == 0.5 and e["frame"] >= 0
+        with pytest.raises(ParameterError, match=r"denoise_limit_db must be in \[-100, 0\] dB, got 6.0"):
+            ctl.set("snare", "denoise_limit_db", 6.0)
+        with pytest.raises(ParameterError, match="channel 'kick' has no denoiser"):
+            ctl.set("kick", "denoise_mix", 0.5)
+        ctl.save()
+    cfg = load_config(path)
+    assert cfg.channel[0].denoise_mix == 0.5 and cfg.channel[0].denoise_limit_db == -18.0
+    assert "denoise = true  # the snare denoiser" in path.read_text()
