@@ -29,7 +29,7 @@ import threading
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 from debleed.dsp.params import PARAMS
 from debleed.dsp.units import FLOOR_DB
@@ -101,7 +101,8 @@ class OscServer:
         disp = Dispatcher()
         disp.set_default_handler(self._handle, needs_reply_address=True)
         try:
-            self.server = ThreadingOSCUDPServer((host, port), disp)
+            # one thread, messages in arrival order: a fader's last value is the one that stays
+            self.server = BlockingOSCUDPServer((host, port), disp)
         except OSError as e:
             raise EngineError(f"cannot listen for OSC on {host}:{port}: {e.strerror or e}") from None
         self.host, self.port = self.server.server_address[:2]

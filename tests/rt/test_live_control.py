@@ -305,3 +305,18 @@ def test_nsm_announce_open_save_and_quit(jack_server, tmp_path):
         nsm.close()
     assert proc.returncode == 0, out + err
     assert "stopped after" in out
+
+
+def test_a_burst_of_changes_is_taken_in_order(jack_server, tmp_path):
+    """A fader sends values faster than the audio thread takes them: the last one sent stays."""
+    values = [-40.0 + 0.5 * i for i in range(40)]
+    with osc_live(jack_server, tmp_path) as run:
+        osc = run["osc"]
+        for v in values:
+            b = OscMessageBuilder(address="/debleed/snare/threshold_db")
+            b.add_arg(v)
+            osc.sock.sendto(b.build().dgram, osc.to)
+        echoed = [osc_message.OscMessage(osc.sock.recvfrom(65536)[0]).params[0] for _ in values]
+        final = osc.ask("/debleed/snare/threshold_db")
+    assert run["rc"] == 0, run["out"]
+    assert echoed == values and final == ("/debleed/snare/threshold_db", [values[-1]])
