@@ -2,7 +2,8 @@
 
 When ``NSM_URL`` is set, ``debleed live`` (see :func:`debleed.rt.cli.cmd_live`):
 
-1. announces itself: ``/nsm/server/announce "debleed" ":message:" <executable> 1 2 <pid>``;
+1. announces itself: ``/nsm/server/announce "debleed" "" <executable> 1 2 <pid>`` (no optional
+   capabilities);
 2. waits for ``/nsm/client/open <path> <display name> <client id>``: the gig file is
    ``<path>/gig.toml`` in the session folder (copied there from ``--config``, or from the shipped
    ``configs/gigs/snare_trigger.toml``, the first time), and the JACK client is named by the
@@ -132,7 +133,7 @@ class NsmClient:
         DebleedError
             If the manager refuses, or sends no ``open`` within ``timeout_s``.
         """
-        self._send("/nsm/server/announce", "debleed", ":message:", Path(sys.argv[0]).name or "debleed",
+        self._send("/nsm/server/announce", "debleed", "", Path(sys.argv[0]).name or "debleed",
                    API_MAJOR, API_MINOR, os.getpid())
         if not self._opened.wait(timeout_s):
             raise DebleedError(f"NSM: no /nsm/client/open from {self.server_addr[0]}:{self.server_addr[1]} "
