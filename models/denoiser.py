@@ -40,6 +40,12 @@ def _load_session(path: Path, providers, intra_op_threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting intra/inter-op threads beside the audio thread (with one intra-op thread
+    # there are none; with more they would spin on the cores JACK needs); denormals as zero so
+    # the GRU never slows down on decaying state (measured neutral on the shipped models)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
     so.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), so, providers=list(providers))
@@ -193,6 +199,7 @@ class Denoiser:
             return
         for v in self._state.values():
             v.fill(0.0)
+        self._feed = {"audio": None, **self._state}
         self._in.fill(0.0)
         self._fill = 0
         self._pend.fill(0.0)
@@ -232,20 +239,16 @@ class Denoiser:
             return
         hop = self._hop
         s = self._scratch[:n]
-        s[:] = x
-        bad = ~np.isfinite(s)
-        if bad.any():
-            s[bad] = 0.0
+        first = _sanitize(x, s)  # non-finite samples read as 0; index of the first non-zero one
         if self._fresh:
             # whole hops of digital silence before the first sound since reset are not run
             # (their output is 0 and the state stays as reset); the hop phase is kept
-            nz = np.flatnonzero(s)
-            if nz.size == 0:
+            if first < 0:
                 self._skipped += n
                 out[:n] = 0.0
                 return
             self._fresh = False
-            base = (self._skipped + int(nz[0])) // hop * hop
+            base = (self._skipped + int(first)) // hop * hop
             q = max(0, base - self._skipped)
             fill = max(0, self._skipped - base)
             self._fill = fill
@@ -261,11 +264,13 @@ class Denoiser:
             c[0, :self._fill] = self._in[:self._fill]
             used = m - self._fill
             c[0, self._fill:] = s[:used]
-            res = self._sess.run(None, {"audio": c, **self._state})
+            feed = self._feed
+            feed["audio"] = c
+            res = self._sess.run(None, feed)
             y = res[0][0]
-            if np.all(np.isfinite(y)) and all(np.all(np.isfinite(r)) for r in res[1:]):
-                for k, v in zip(STATE_NAMES, res[1:]):
-                    self._state[k][...] = v
+            if _all_finite(y, res[1], res[2], res[3]):
+                for k, v in zip(STATE_NAMES, res[1:]):  # the outputs become the next state
+                    self._state[k] = feed[k] = v
             else:
                 y = np.zeros(m, np.float32)
                 for v in self._state.values():
@@ -280,8 +285,32 @@ class Denoiser:
             self._fill = total
         out[:n] = self._pend[:n]
         k = self._n_pend - n
-        self._pend[:k] = self._pend[n:self._n_pend].copy()
+        self._pend[:k] = self._pend[n:self._n_pend]  # numpy handles the overlap
         self._n_pend = k
+
+
+@njit(cache=True)
+def _sanitize(x, s):
+    """Copy ``x`` into ``s`` with non-finite samples as 0; the index of the first non-zero sample
+    (-1: all zero)."""
+    first = -1
+    for i in range(x.shape[0]):
+        v = x[i]
+        if not np.isfinite(v):
+            v = np.float32(0.0)
+        s[i] = v
+        if first < 0 and v != 0.0:
+            first = i
+    return first
+
+
+@njit(cache=True)
+def _all_finite(y, a, b, c):
+    for arr in (y.ravel(), a.ravel(), b.ravel(), c.ravel()):
+        for v in arr:
+            if not np.isfinite(v):
+                return False
+    return True
 
 
 #: ``denoise_limit_db`` at or below this is "no limit": the denoised signal passes unchanged.
