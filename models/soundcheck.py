@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -60,9 +61,12 @@ PRE_MS = 5.0
 MAX_HIT_S = 1.5
 #: Loud hits and ghost notes for the fit and the denoiser's before/after table (velocity).
 LOUD_VELOCITY, GHOST_VELOCITY = 0.6, 0.2
-#: Hit-loss bounds the gate fit respects (dB, first 30 ms, against the mic): loud hits, ghost
-#: notes (ghost notes against the clean own piece, see :func:`fit_channel`).
+#: Hit-loss targets (dB, first 30 ms, against the mic): loud hits, ghost notes (the fit measures
+#: ghost notes against the clean own piece, see :func:`fit_score`).
 MAX_LOUD_LOSS_DB, MAX_GHOST_LOSS_DB = 0.5, 1.0
+#: The loud-hit bound the gate fit keeps on its mixtures: the target less a margin for the show,
+#: which plays other hits (0.5 dB on the fit mixtures became 0.3-0.8 dB on The Black Pearl's show).
+FIT_LOUD_LOSS_DB = 0.3
 #: The gate fit asks for at least this much bleed reduction between hits on its mixtures, dB:
 #: the 30 dB target plus a margin for the show, which plays other hits than the soundcheck.
 MIN_BLEED_REDUCTION_DB = 36.0
@@ -581,14 +585,14 @@ def pool(ms: list) -> dict:
 
 
 def fit_score(m: dict) -> float:
-    """The fit's objective: SI-SDR, less 10 per dB of loud-hit loss over 0.5 dB, 10 per dB of
+    """The fit's objective: SI-SDR, less 10 per dB of loud-hit loss over :data:`FIT_LOUD_LOSS_DB`, 10 per dB of
     bleed reduction under :data:`MIN_BLEED_REDUCTION_DB`, and :data:`GHOST_WEIGHT` per dB of
     ghost-note loss (against the clean own piece) over 1 dB. Loud-hit loss and bleed are the
     constraints; SI-SDR picks among what meets them."""
     def over(v, lim):
         return 0.0 if not np.isfinite(v) else max(0.0, v - lim)
 
-    return (m["si_sdr_db"] - 10.0 * over(m["hit_loss_loud_db"], MAX_LOUD_LOSS_DB)
+    return (m["si_sdr_db"] - 10.0 * over(m["hit_loss_loud_db"], FIT_LOUD_LOSS_DB)
             - GHOST_WEIGHT * over(m["hit_loss_ghost_vs_clean_db"], MAX_GHOST_LOSS_DB)
             - 10.0 * max(0.0, MIN_BLEED_REDUCTION_DB - (m["bleed_reduction_db"] if np.isfinite(m["bleed_reduction_db"]) else 0.0)))
 
@@ -687,7 +691,7 @@ def denoiser_metrics(model_path, scenes: list, sample_rate: int) -> dict:
 
 
 #: Loss settings of the soundcheck's fine-tuning (:class:`debleed.models.train.Loss`).
-FINE_TUNE_LOSS = {"sisdr_weight": 0.5}
+FINE_TUNE_LOSS = {}  # the defaults: SI-SDR weight 0.05 (0.5, as make train's second stage, cost loud hits more)
 
 
 def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: float = 5.0, device: str = "cpu",
@@ -696,7 +700,7 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     """Fine-tune ``shipped`` on mixtures of the kit's hits for the close mic ``mic``.
 
     A quarter of the recordings (:meth:`MultiMicKit.split`, every 4th by velocity) is held out:
-    the validation scenes are mixed from them alone, at the measured bleed and 10 dB louder.
+    the validation scenes are grooves mixed from them alone, at the measured bleed (as the show).
     Training scenes mix the other hits with every piece's bleed offset by a random
     -10..+20 dB (:data:`AUGMENT_BLEED_DB`) and a random gain. Training runs ``minutes`` on
     ``device`` (:func:`debleed.models.train.train`, from the shipped model's weights).
@@ -716,10 +720,9 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
         raise DebleedError(f"too few hits of {kit.own_pieces(mic)[0]} to hold some out for validation")
     tr = _scenes_npz(work / "train.npz", train_kit, mic, n=n_train, seconds=scene_s, seed=seed + 1,
                      offsets=AUGMENT_BLEED_DB)
-    va = _scenes_npz(work / "valid.npz", valid_kit, mic, n=max(2, n_valid // 2), seconds=valid_s, seed=seed + 2,
-                     offsets=[0.0, 10.0])
-    vscenes = [kit_scene(valid_kit, mic, seconds=valid_s, seed=(seed + 3) * 1009 + i, bleed_offset_db=off, augment=False)
-               for i, off in enumerate([0.0, 10.0] * max(1, n_valid // 2))]
+    va = _scenes_npz(work / "valid.npz", valid_kit, mic, n=2, seconds=valid_s, seed=seed + 2, offsets=[0.0])
+    vscenes = [kit_scene(valid_kit, mic, seconds=valid_s, seed=(seed + 3) * 1009 + i, bleed_offset_db=0.0, augment=False)
+               for i in range(max(1, n_valid))]
     before = denoiser_metrics(shipped, vscenes, kit.sample_rate)
     res = train(sample_rate=kit.sample_rate, steps=100000, work_dir=work, out=out_onnx, init_onnx=shipped,
                 seed=seed, batch=8, crop_s=min(0.67, scene_s), lr=lr, scene_s=scene_s, ckpt_every=100000,
@@ -825,6 +828,13 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
         raise DebleedError(f"--minutes must be a finite number > 0, got {minutes!r}")
     if device not in ("cpu", "cuda"):
         raise DebleedError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        try:
+            import torch
+        except ImportError:
+            raise DebleedError("--device cuda needs torch (the train extra: pip install -e '.[train]')") from None
+        if not torch.cuda.is_available():
+            raise DebleedError(f"--device cuda: torch {torch.__version__} sees no CUDA device here; use --device cpu")
     t_start = time.monotonic()
     cfg = load_config(config_path)
     src, out = check_output_dir(takes_dir, out_dir, what="takes")
@@ -874,6 +884,8 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
                                  n_train=denoiser_scenes)
         except DebleedError as e:
             res = {"why": f"not adapted: {e}", "model": str(shipped), "kept_shipped": True}
+        finally:  # rendered mixtures and the checkpoint: hundreds of MB, not an output
+            shutil.rmtree(out / ".soundcheck-work", ignore_errors=True)
         report["denoiser"][ch.name] = res
         models[ch.name] = res["model"]
         say(f"soundcheck: {ch.name}: {res['why']}")
@@ -1070,7 +1082,7 @@ def report_markdown(r: dict) -> str:
             if "before" in d:
                 lines += [f"Fine-tuned {d['steps']} steps in {d['train_seconds']:.0f} s on mixtures of {d['train_hits']} hits; "
                           f"validation: {d['n_valid_scenes']} grooves mixed from {d['valid_hits']} held-out hits "
-                          "(measured bleed and 10 dB more).", "",
+                          "(at the measured bleed).", "",
                           "| model | SI-SDR dB | bleed reduction dB | hit loss loud dB (vs mic / vs clean) | ghost dB (vs mic / vs clean) |",
                           "|---|---:|---:|---:|---:|"]
                 for lab, m in (("shipped", d["before"]), ("adapted", d["after"])):

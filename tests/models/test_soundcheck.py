@@ -292,6 +292,8 @@ def test_soundcheck_refuses_bad_input(tmp_path):
         run_soundcheck(gig, takes, tmp_path / "o", progress=False)
     with pytest.raises(DebleedError, match="--minutes must be"):
         run_soundcheck(gig, takes, tmp_path / "o", progress=False, minutes=0)
+    with pytest.raises(DebleedError, match="--device must be cpu or cuda, got 'gpu'"):
+        run_soundcheck(gig, takes, tmp_path / "o", progress=False, device="gpu")
     with pytest.raises(DebleedError, match="inside|equal|same"):
         run_soundcheck(gig, takes, takes / "out", progress=False, midi_path=None)
 
@@ -401,3 +403,15 @@ def test_train_from_an_exported_model_stops_at_its_time_budget(torch_installed, 
               progress=False)
     with pytest.raises(DebleedError, match="max_seconds"):
         train(sample_rate=SR, steps=1, work_dir=tmp_path / "w", max_seconds=0.0, progress=False)
+
+
+def test_soundcheck_command_reports_bad_values_by_name(tmp_path, capsys):
+    from debleed.rt.cli import main
+
+    takes, _ = _write_takes(tmp_path)
+    gig = tmp_path / "gig.toml"
+    gig.write_text(GIG)
+    assert main(["soundcheck", "--config", str(gig), "--takes", str(takes), "--out", str(tmp_path / "o"),
+                 "--minutes", "-1", "--quiet"]) == 2
+    assert "--minutes must be a finite number > 0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
