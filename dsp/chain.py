@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from debleed.dsp._common import check_choice, check_events, check_int, check_notes, check_prepare
-from debleed.dsp.params import PARAMS, SPEC_PARAMS
+from debleed.dsp.params import PARAMS, RAMP_MS, SPEC_PARAMS
 from debleed.dsp.delay import _delay_step
 from debleed.dsp.envelope import SNAP, _ahr_step, _detect
 from debleed.dsp.gain import _gain_db, _hysteresis
@@ -54,10 +54,11 @@ NI = 12
 P_HP, P_LP = 12, 17  # 5 biquad coefficients each
 NP = 22
 # state columns (S_RNG, S_DW, S_BYP: the ramped range, dry/wet and bypass mix now; S_GMODE: the
-# gain mode, gate or duck, the gain state is in)
+# gain mode, gate or duck, the gain state is in; S_XF, S_XG: crossfade position (1 = none) and
+# the linear gain it started from, after a gate <-> duck switch)
 (S_MS, S_OPEN, S_HELD, S_HOLDLEFT, S_Y, S_HZ1, S_HZ2, S_LZ1, S_LZ2, S_MASK, S_VEL, S_W,
- S_RNG, S_DW, S_BYP, S_GMODE) = range(16)
-NS = 16
+ S_RNG, S_DW, S_BYP, S_GMODE, S_XF, S_XG) = range(18)
+NS = 18
 # meter columns: min gain dB since the reader last reset it, max key level dB likewise,
 # count of non-finite input samples, gain dB at the end of the last block, min gain dB since
 # the last Chain.reset (never reset by the reader, so a block written between a reader's copy
@@ -71,9 +72,6 @@ NM = 5
 K_ACTIVE, K_PENDING, K_REQ, K_DONE, K_FRAMES, K_DONE_FRAME, K_CLOCK, K_DONE_CLOCK = range(8)
 NK = 8
 
-#: Time of the ramps of ``dry_wet`` (0 to 1), ``bypass`` and a mode change, and of a full-scale
-#: (120 dB) ``range_db`` change, ms. Linear ramps: the largest step per sample is bounded.
-RAMP_MS = 5.0
 _RAMP_DB_SPAN = 120.0
 
 _LN10_20 = math.log(10.0) / 20.0
@@ -274,6 +272,9 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
             # gate <-> duck: the gain state changes meaning (gate: y is the gain in dB; duck: y is
             # minus the gain); negate it so the gain goes on from where it was, then the new
             # mode's attack and release move it
+            # the gain crossfades over RAMP_MS from where it was, so even attack 0 cannot click
+            state[c, S_XG] = math.exp(meters[c, M_GAIN] * _LN10_20)
+            state[c, S_XF] = 0.0
             state[c, S_Y] = -state[c, S_Y]
             state[c, S_HELD] = -state[c, S_HELD]
             gmode = mode
@@ -291,6 +292,7 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
         step_lin, step_db = ptab[c, P_RAMP_LIN], ptab[c, P_RAMP_DB]
         rng, dw, byp = state[c, S_RNG], state[c, S_DW], state[c, S_BYP]
         ramping = rng != rng_t or dw != dw_t or byp != byp_t
+        xf, xg = state[c, S_XF], state[c, S_XG]
         is_open = state[c, S_OPEN] != 0.0
         held, hold_left, y = state[c, S_HELD], int(state[c, S_HOLDLEFT]), state[c, S_Y]
         w = int(state[c, S_W])
@@ -325,6 +327,10 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
                     y = held
                 gdb = -y if duck else y
                 glin = math.exp(gdb * _LN10_20)
+                if xf < 1.0:
+                    xf = min(xf + step_lin, 1.0)
+                    glin = xg + (glin - xg) * xf
+                    gdb = 20.0 * math.log10(max(glin, _FLOOR_LIN))
                 if byp > 0.0:
                     gdb = gdb * (1.0 - byp)
             xd, w = _delay_step(x, ring, w, la)
@@ -338,6 +344,7 @@ def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, 
         state[c, S_Y] = y
         state[c, S_W] = w
         state[c, S_RNG], state[c, S_DW], state[c, S_BYP] = rng, dw, byp
+        state[c, S_XF], state[c, S_XG] = xf, xg
         if gmin < meters[c, M_GR]:
             meters[c, M_GR] = gmin
         if gmin < meters[c, M_GR_RUN]:
@@ -571,6 +578,7 @@ class Chain:
         self.state[:, S_RNG] = pt[:, P_RANGE]
         self.state[:, S_DW] = pt[:, P_DRYWET]
         self.state[:, S_BYP] = ((mode == MODE_BYPASS) | (it[:, I_BYPASS] != 0)).astype(np.float64)
+        self.state[:, S_XF] = 1.0
         self.delay[:] = 0.0
         self.reset_meters()
         self.meters[:, M_GR_RUN] = 0.0

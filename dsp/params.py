@@ -13,9 +13,9 @@ Live changes
 ------------
 A parameter with ``live=True`` can change while the chain runs: the control thread builds new
 tables and the audio thread swaps to them at a block boundary (:class:`~debleed.dsp.chain.Chain`).
-Jumps that would click are ramped inside the kernel (``dry_wet``, ``range_db``, ``bypass``, and
-a mode change, which crossfades through the bypass ramp). The others say why they need a restart
-in ``restart_reason``.
+Jumps that would click are ramped inside the kernel over :data:`RAMP_MS` (``dry_wet``,
+``range_db``, ``bypass``; a ``mode`` change crossfades the gain, or ramps through bypass). The
+others say why they need a restart in ``restart_reason``.
 
 Example
 -------
@@ -44,6 +44,10 @@ AUDIO_KEYS = ("self", "input")
 
 #: Largest finite ratio (the gain computer's limit; inf is allowed too).
 MAX_RATIO = 1e6
+#: Time of the ramps of a live ``dry_wet`` (0 to 1), ``bypass``, ``mode`` change (a gate <-> duck
+#: switch crossfades the gain) and of a full-scale (120 dB) ``range_db`` change, ms. Linear
+#: ramps: the largest step per sample is bounded (:mod:`debleed.dsp.chain`).
+RAMP_MS = 5.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ _MS_STEP = dict(step=1.25, log_step=True)
 #: ``link`` (routing, not processing) are the config model's own fields.
 PARAMS: dict[str, Param] = {p.name: p for p in (
     _p("mode", "choice", "", "gate", "gate: attenuate while the key is below the threshold; duck: while it is above; bypass: pass the input (a change is ramped)", choices=ALL_MODES),
-    _p("bypass", "bool", "", False, "pass the channel's input through untouched, delayed by its lookahead (ramped over 5 ms; the key detector keeps running)"),
+    _p("bypass", "bool", "", False, f"pass the channel's input through untouched, delayed by its lookahead "
+       f"(ramped over {RAMP_MS:g} ms; the key detector keeps running)"),
     _p("key", "key", "", "self", "what opens the gate or ducks; live: any of the gig's inputs, and midi: when "
        "the MIDI port is open (a channel had a midi: key at start)", modes=GAIN_MODES),
     _p("threshold_db", "float", "dBFS", -30.0, "key level where the curve bends", lo=-120.0, hi=0.0,

@@ -56,7 +56,12 @@ def _signal(n, amp=0.25, f=200.0):
     return (amp * np.sin(2 * np.pi * f * np.arange(n) / SR)).astype(np.float32)[None, :]
 
 
-def _run(spec_kw, change, n=9600, at=4800, block=64):
+#: Frame of the switch: a block boundary where the test sine is far from a zero crossing (an
+#: unramped gain jump there is a step of about the signal's amplitude).
+AT = 4864
+
+
+def _run(spec_kw, change, n=9600, at=AT, block=64):
     ch = Chain([ChannelSpec(name="a", input=0, **spec_kw)], n_inputs=1)
     ch.prepare(SR, block)
     x = _signal(n)
@@ -68,43 +73,61 @@ def _run(spec_kw, change, n=9600, at=4800, block=64):
     return x[0], y[0]
 
 
+CLOSED = dict(threshold_db=0.0, range_db=-60.0)   # the -12 dBFS sine never opens it
+OPEN = dict(threshold_db=-60.0, range_db=-60.0, ratio=math.inf)   # always open (ducks fully)
 # (spec, change, what the output is after the ramp as a factor of the input)
 SWITCHES = {
-    "dry_wet 1 -> 0 on a closed gate": (dict(threshold_db=0.0, range_db=-60.0), ("dry_wet", 0.0), 1.0),
-    "range -60 -> 0 on a closed gate": (dict(threshold_db=0.0, range_db=-60.0, attack_ms=0.01), ("range_db", 0.0), 1.0),
-    "bypass on a closed gate": (dict(threshold_db=0.0, range_db=-60.0), ("bypass", True), 1.0),
-    "mode gate -> bypass": (dict(threshold_db=0.0, range_db=-60.0), ("mode", "bypass"), 1.0),
-    "mode bypass -> gate": (dict(mode="bypass", threshold_db=0.0, range_db=-60.0), ("mode", "gate"), 1e-3),
-    "mode gate -> duck": (dict(threshold_db=0.0, range_db=-60.0, release_ms=20.0), ("mode", "duck"), 1.0),
+    "dry_wet 1 -> 0 on a closed gate": (CLOSED, ("dry_wet", 0.0), 1.0),
+    "range -60 -> 0 on a closed gate, attack 0": ({**CLOSED, "attack_ms": 0.0}, ("range_db", 0.0), 1.0),
+    "bypass on a closed gate": (CLOSED, ("bypass", True), 1.0),
+    "mode gate -> bypass": (CLOSED, ("mode", "bypass"), 1.0),
+    "mode bypass -> gate": ({**CLOSED, "mode": "bypass"}, ("mode", "gate"), 1e-3),
+    "mode gate -> duck, release 5 ms": ({**CLOSED, "release_ms": 5.0}, ("mode", "duck"), 1.0),
+    # the key 48 dB over the threshold, hard ratio: ducked by 48 dB
+    "mode open gate -> duck, attack 0": ({**OPEN, "attack_ms": 0.0, "release_ms": 0.0}, ("mode", "duck"),
+                                         10 ** (-48 / 20)),
+    "mode duck -> gate, attack 0": ({**CLOSED, "mode": "duck", "attack_ms": 0.0, "release_ms": 0.0, "hold_ms": 0.0},
+                                    ("mode", "gate"), 1e-3),
 }
+
+
+def _step_at_switch(x, y):
+    """Largest output step from the switch to twice the ramp time after it (later, the gain stage
+    does what its own attack, hold and release say), and the bound it must stay under."""
+    slope = np.max(np.abs(np.diff(x)))  # the signal's own largest sample-to-sample step
+    n = int(2 * RAMP_MS * 1e-3 * SR)
+    return np.max(np.abs(np.diff(y[AT - 1:AT + n]))), slope + 0.06 * np.max(np.abs(x))
 
 
 @pytest.mark.parametrize("name", SWITCHES)
 def test_switches_are_ramped_and_never_click(name):
     spec, change, after = SWITCHES[name]
     x, y = _run(spec, change)
-    at = 4800
-    slope = np.max(np.abs(np.diff(x)))  # the signal's own largest sample-to-sample step
-    step = np.max(np.abs(np.diff(y[at - 1:at + 2400])))
+    step, bound = _step_at_switch(x, y)
     # a linear ramp over RAMP_MS moves the gain by at most 1/240 of the range per sample (0.5 dB)
-    assert step <= slope + 0.06 * np.max(np.abs(x)), f"{name}: step {step:.4f} at the switch"
-    tail = slice(at + 4800, at + 4800 + 960)
+    assert step <= bound, f"{name}: step {step:.4f} at the switch (bound {bound:.4f})"
+    tail = slice(AT + 4096, AT + 4096 + 640)
     np.testing.assert_allclose(y[tail], after * x[tail], atol=2e-3 * np.max(np.abs(x)) + after * 1e-3)
 
 
-def test_without_the_ramp_the_same_switch_would_click():
-    """The bound above is tight enough to catch an unramped switch (a sanity check of the test)."""
-    spec, change, _ = SWITCHES["dry_wet 1 -> 0 on a closed gate"]
-    x, _ = _run(spec, change)
-    slope = np.max(np.abs(np.diff(x)))
-    unramped_step = np.max(np.abs(x[4800:4800 + 240]))  # output jumping from ~0 to the input
-    assert unramped_step > slope + 0.06 * np.max(np.abs(x))
+@pytest.mark.parametrize("name", [k for k in SWITCHES if "release 5 ms" not in k and "bypass -> gate" not in k])
+def test_without_the_ramp_the_same_switch_would_click(name, monkeypatch):
+    """The bound above catches an unramped switch: with a ramp of one sample it fails."""
+    import debleed.dsp.chain as chain
+
+    monkeypatch.setattr(chain, "RAMP_MS", 1e-6)
+    spec, change, _ = SWITCHES[name]
+    step, bound = _step_at_switch(*_run(spec, change))
+    assert step > bound, f"{name}: step {step:.4f}"
 
 
 @pytest.mark.parametrize("block", [1, 16, 256, 1024])
-def test_changes_at_the_same_frame_give_the_same_output_at_any_block_size(block):
-    _, ref = _run(dict(threshold_db=-20.0), ("dry_wet", 0.5), n=8192, at=4096, block=64)
-    _, y = _run(dict(threshold_db=-20.0), ("dry_wet", 0.5), n=8192, at=4096, block=block)
+@pytest.mark.parametrize("change", [("range_db", -12.0), ("mode", "duck"), ("bypass", True), ("dry_wet", 0.3)])
+def test_changes_at_the_same_frame_give_the_same_output_at_any_block_size(block, change):
+    _, plain = _run(CLOSED, change, n=8192, at=-1, block=64)
+    _, ref = _run(CLOSED, change, n=8192, at=4096, block=64)
+    _, y = _run(CLOSED, change, n=8192, at=4096, block=block)
+    assert not np.array_equal(plain, ref)  # the change does change the output
     assert np.array_equal(ref, y)
 
 
@@ -139,7 +162,7 @@ def test_ramp_time_is_the_documented_one():
     spec, change, _ = SWITCHES["bypass on a closed gate"]
     x, y = _run(spec, change)
     n_ramp = int(RAMP_MS * 1e-3 * SR)
-    mid = 4800 + n_ramp // 2
+    mid = AT + n_ramp // 2
     # halfway through the ramp, the output is half bypassed (the closed gate gives ~0)
     assert abs(y[mid] - 0.5 * x[mid]) < 0.01 * abs(x[mid]) + 1e-4
-    assert math.isclose(y[4800 + n_ramp + 10], x[4800 + n_ramp + 10], rel_tol=1e-6)
+    assert math.isclose(y[AT + n_ramp + 10], x[AT + n_ramp + 10], rel_tol=1e-6)
