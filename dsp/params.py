@@ -150,7 +150,7 @@ class Param:
             if not self.lo <= v <= self.hi:
                 raise ParameterError(f"{name} must be an integer in {self.range_text()}{unit}, got {value!r}")
             return v
-        if isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (bool, np.bool_, str, bytes)):
             raise ParameterError(f"{name} must be a number in {self.range_text()}{unit}, got {value!r}")
         try:
             v = float(value)

@@ -21,8 +21,11 @@ def _startup_line(eng, cfg) -> str:
     groups = {}
     for v in lat:
         groups[v] = groups.get(v, 0) + 1
-    latency = ", ".join(f"{v} smp ({1000.0 * v / sr:.2f} ms) x{k}" if len(groups) > 1 else
-                        f"{v} smp ({1000.0 * v / sr:.2f} ms)" for v, k in sorted(groups.items()))
+    if len(groups) > 3:
+        latency = f"{min(lat)} to {max(lat)} smp ({1000.0 * min(lat) / sr:.2f} to {1000.0 * max(lat) / sr:.2f} ms)"
+    else:
+        latency = ", ".join(f"{v} smp ({1000.0 * v / sr:.2f} ms) x{k}" if len(groups) > 1 else
+                            f"{v} smp ({1000.0 * v / sr:.2f} ms)" for v, k in sorted(groups.items()))
     if eng.backend == "portaudio":
         where = f"on '{eng.client_name}'"
     else:
@@ -56,9 +59,25 @@ def cmd_live(args) -> int:
     from debleed.rt.control import LiveControl
 
     config_path, nsm = _session(args)
+    try:
+        return _run_live(args, config_path, nsm)
+    except DebleedError as e:
+        if nsm is not None:
+            nsm.fail(str(e))
+            nsm.close()
+        raise
+
+
+def _run_live(args, config_path, nsm) -> int:
+    from debleed.rt.config import ClientConfig, load_config
+    from debleed.rt.control import LiveControl
+
     cfg = load_config(config_path)
     if nsm is not None:
-        cfg.client.name = nsm.client_name
+        try:
+            cfg.client = ClientConfig(name=nsm.client_name)
+        except Exception as e:  # pydantic's error, named
+            raise DebleedError(f"NSM client id {nsm.client_name!r} is not a usable JACK client name: {e}") from None
     if args.backend == "portaudio":
         from debleed.rt.portaudio import PortAudioEngine
 
@@ -103,13 +122,11 @@ def cmd_live(args) -> int:
             from debleed.rt.tui import run_tui
 
             run_tui(control, should_stop=lambda: (stop["requested"] or eng.stopped.is_set()
-                                                  or time.monotonic() >= t_end
-                                                  or (nsm is not None and nsm.quit_requested)))
+                                                  or time.monotonic() >= t_end))
         else:
             tty = sys.stdout.isatty() and not args.quiet
             next_status = 0.0
-            while (not stop["requested"] and not eng.stopped.is_set() and time.monotonic() < t_end
-                   and not (nsm is not None and nsm.quit_requested)):
+            while not stop["requested"] and not eng.stopped.is_set() and time.monotonic() < t_end:
                 time.sleep(min(0.1, max(t_end - time.monotonic(), 0.0)))
                 if tty and time.monotonic() >= next_status:
                     next_status = time.monotonic() + 0.25
@@ -219,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="address the OSC server binds (default 127.0.0.1: this machine only)")
     live.add_argument("--no-osc", action="store_true", help="no OSC server")
     live.add_argument("--changes-log", metavar="FILE",
-                      help="append every parameter change, with the frame it took effect at, to FILE "
+                      help="write every parameter change, with the frame it took effect at, to FILE "
                            "(JSON lines; replay with `debleed render --changes FILE`)")
     live.add_argument("--save", action="store_true",
                       help="on exit, write the parameters changed while running into the gig file "

@@ -9,7 +9,8 @@ directly:
   thread swaps to it at the next block boundary (no lock, no allocation there) and records the
   frame; :meth:`LiveControl.set` waits for that and logs the change with the frame at which it
   took effect (``frame``: frames the chain had run since it started; ``clock``: the JACK frame
-  time of that cycle, 0 where there is none);
+  time of that cycle, 0 where the engine has none, null when the audio thread did not confirm
+  it in time, and for denoiser settings);
 - denoiser settings (``denoise_limit_db``, ``denoise_mix``) go to the denoiser stage, which its
   worker reads (they take effect from the worker's next block);
 - meters (key level, gain reduction, gate open) are read by one thread at :data:`METER_HZ` and
@@ -142,7 +143,7 @@ class LiveControl:
         if p.target == "denoiser":
             if not self.config.channel[c].denoise:
                 raise ParameterError(f"channel {self.names[c]!r} has no denoiser (denoise = true is set at start), "
-                                     f"so {name} does nothing")
+                                     f"so {name} = {value!r} would do nothing")
             try:
                 return c, p.check(value)
             except ParameterError as e:
@@ -153,7 +154,7 @@ class LiveControl:
             except ConfigError as e:
                 raise ParameterError(f"channel {self.names[c]!r}: {e}") from None
             if route.kind == "midi" and not self._has_midi:
-                raise ParameterError(f"channel {self.names[c]!r}: a midi: key needs the MIDI port, which opens at "
+                raise ParameterError(f"channel {self.names[c]!r}: key {value!r} needs the MIDI port, which opens at "
                                      "start only when a channel has a midi: key (restart with one)")
             self.chain.check_param(c, name, route)
             return c, value.strip()
@@ -173,17 +174,62 @@ class LiveControl:
         """
         return self.set_many([(channel, name, value)])[0]
 
+    def _check_saved_form(self, checked) -> None:
+        """The channels as they would be saved after ``checked`` must still load: the config's
+        rules between keys (a key filter on a trigger key, velocity depth off a MIDI key) apply
+        to live changes too.
+
+        Raises
+        ------
+        ParameterError
+            Naming the channel and the rule.
+        """
+        from pydantic import ValidationError
+
+        from debleed.rt.config import ChannelConfig
+
+        by_channel: dict[int, dict] = {}
+        for c, v, name in checked:
+            by_channel.setdefault(c, {})[name] = v
+        for c, new in by_channel.items():
+            ch = self.config.channel[c]
+            data = ch.model_dump(exclude_unset=True)
+            data.update({n: self.get(c, n) for n in self._changed.get(c, ())})
+            data.update(new)
+            try:
+                ChannelConfig.model_validate(data)
+            except ValidationError as e:
+                msg = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+                raise ParameterError(f"channel {self.names[c]!r}: {msg}") from None
+
     def set_many(self, changes) -> list[dict]:
-        """Change several parameters at the same block boundary; return their log entries."""
+        """Change several parameters at the same block boundary; return their log entries.
+
+        Raises
+        ------
+        ParameterError
+            See :meth:`check`, and when the channel would break a rule between keys (nothing
+            changes then).
+        EngineError
+            The changes are published but the audio thread did not take them in time: they are
+            logged at the frame where they take effect (the next block) and saved with the rest.
+        """
         with self._lock:
             checked = [(*self.check(ch, name, value), name) for ch, name, value in changes]
+            self._check_saved_form(checked)
             chain_changes = [(c, name, self.config.resolve_key(v) if get(name).kind == "key" else v)
                              for c, v, name in checked if get(name).target == "chain"]
             frame = clock = None
+            late = None
             if chain_changes:
                 self._wait_idle()
                 serial = self.chain.set_params(chain_changes)
-                frame, clock = self._wait_applied(serial)
+                try:
+                    frame, clock = self._wait_applied(serial)
+                except EngineError as e:
+                    # published: the next block takes it, at the frame count where the chain stopped
+                    late = e
+                    frame, clock = int(self.chain.ctl[K_FRAMES]), None
             stage = getattr(self.engine, "stage", None)
             for c, v, name in checked:
                 if get(name).target == "denoiser":
@@ -193,8 +239,8 @@ class LiveControl:
             for c, v, name in checked:
                 if get(name).kind == "key":
                     self._keys[c] = v
-            if frame is None:
-                frame, clock = int(self.chain.ctl[K_FRAMES]), 0
+            if frame is None:  # denoiser settings only: the worker takes them from its next block
+                frame, clock = int(self.chain.ctl[K_FRAMES]), None
             entries = []
             for c, v, name in checked:
                 e = {"frame": frame, "clock": clock, "channel": self.names[c], "param": name, "value": _jsonable(v)}
@@ -205,12 +251,15 @@ class LiveControl:
                     self._log_fh.write(json.dumps(e) + "\n")
             for fn in list(self._listeners):
                 fn(entries)
+            if late is not None:
+                raise EngineError(f"{late}; logged at frame {frame}") from None
             return entries
 
     def step(self, channel, name: str, direction: int) -> dict:
         """Move a parameter by ``direction`` steps (its ``step``; x1.25 per step for times)."""
         p = get(name)
-        return self.set(channel, name, p.stepped(self.get(channel, name), direction))
+        with self._lock:  # read and write as one: a key press and an OSC step cannot lose one
+            return self.set(channel, name, p.stepped(self.get(channel, name), direction))
 
     def on_change(self, fn) -> None:
         """Call ``fn(entries)`` after every change (from the thread that made it)."""
@@ -229,10 +278,11 @@ class LiveControl:
         t_end = time.monotonic() + self.apply_timeout_s
         while not self.chain.applied(serial):
             if not self._running():
-                raise EngineError("the audio engine is not running: the change takes effect when it runs a block")
+                raise EngineError("the audio engine is not running: the change is published and takes effect "
+                                  "when it runs its next block")
             if time.monotonic() > t_end:
                 raise EngineError(f"the audio thread did not take the change within {self.apply_timeout_s:g} s "
-                                  "(is the JACK server stuck?); it takes effect with the next block")
+                                  "(is the JACK server stuck?); it is published and takes effect with the next block")
             time.sleep(0.0005)
         return int(self.chain.ctl[K_DONE_FRAME]), int(self.chain.ctl[K_DONE_CLOCK])
 
@@ -279,7 +329,7 @@ class LiveControl:
                     raise ConfigError(f"{src}: channel {self.names[c]!r} is not in the file any more")
                 for name in sorted(names):
                     v = self.get(c, name)
-                    table[name] = float(v) if isinstance(v, float) else v
+                    _set_in_table(table, name, float(v) if isinstance(v, float) else v)
             atomic_write_text(path, tomlkit.dumps(doc))
             return path
 
@@ -316,7 +366,7 @@ class LiveControl:
             spec = self.chain.channels[c]
             duck = itab[c, I_MODE] == MODE_DUCK
             g = float(self.gain_db[c])
-            is_open = g < -1.0 if duck else g > spec.range_db / 2.0
+            is_open = g < -1.0 if duck else (g > spec.range_db / 2.0 if spec.range_db < 0.0 else True)
             rows.append({"channel": name, "key_db": float(self.key_db[c]) if self.key_db[c] > FLOOR_DB else -math.inf,
                          "gr_db": float(self.gr_db[c]), "gain_db": g, "open": bool(is_open),
                          "bypass": bool(spec.bypass or spec.mode == "bypass"), "mode": spec.mode,
@@ -351,6 +401,20 @@ class LiveControl:
         if self._meter_thread is not None:
             self._meter_thread.join(timeout=1.0)
             self._meter_thread = None
+
+
+def _set_in_table(table, name: str, value) -> None:
+    """Set ``name`` in a tomlkit table; a new key goes after the table's last key, before the
+    blank lines and comments that end it (in a file they belong to what follows)."""
+    if name in table:
+        table[name] = value
+        return
+    body = table.value.body
+    trailing = []
+    while body and body[-1][0] is None:  # whitespace and comment items have no key
+        trailing.insert(0, body.pop())
+    table[name] = value
+    body.extend(trailing)
 
 
 def load_changes(path, *, origin: int = 0) -> list[dict]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 from importlib import resources
 from pathlib import Path
@@ -69,7 +68,7 @@ class NsmClient:
         self.server_addr = parse_nsm_url(url)
         self.template = template
         self.on_save = None
-        self.quit_requested = False
+        self._closed = False
         self.client_name: str | None = None
         self.path: Path | None = None
         self._opened = threading.Event()
@@ -133,7 +132,7 @@ class NsmClient:
         DebleedError
             If the manager refuses, or sends no ``open`` within ``timeout_s``.
         """
-        self._send("/nsm/server/announce", "debleed", "", Path(sys.argv[0]).name or "debleed",
+        self._send("/nsm/server/announce", "debleed", "", "debleed",
                    API_MAJOR, API_MINOR, os.getpid())
         if not self._opened.wait(timeout_s):
             raise DebleedError(f"NSM: no /nsm/client/open from {self.server_addr[0]}:{self.server_addr[1]} "
@@ -145,7 +144,18 @@ class NsmClient:
     def ready(self) -> None:
         """Tell the manager the session is open (the engine runs)."""
         self._send("/reply", "/nsm/client/open", "OK")
+        self._ready = True
+
+    def fail(self, message: str) -> None:
+        """Tell the manager the session could not be opened (bad gig file, no JACK server);
+        nothing once :meth:`ready` has answered."""
+        if getattr(self, "_ready", False) or self._closed:
+            return
+        self._send("/error", "/nsm/client/open", -1, f"debleed could not open the session: {message}")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.server.shutdown()
         self.server.server_close()

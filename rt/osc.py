@@ -8,7 +8,7 @@ Addresses (every channel parameter of :data:`debleed.dsp.params.PARAMS` that can
 ``/debleed/save``                         write the changes into the gig file; reply ``/debleed/saved <path>``
 ``/debleed/meters/subscribe <port>``      stream ``/debleed/meters/<channel> <key dBFS> <gain
                                           reduction dB> <open 0/1>`` at 30 Hz to the sender's
-                                          host, UDP ``<port>`` (key level -200 = silence)
+                                          host, UDP ``<port>`` (key level ``FLOOR_DB`` = silence)
 ``/debleed/meters/unsubscribe <port>``    stop that stream
 ========================================  ===================================================
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import threading
+
+import numpy as np
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -60,18 +62,37 @@ def _osc_value(v):
 
 
 def _from_osc(name: str, v):
-    """Convert an OSC argument to the parameter's type where OSC has none (bool, inf)."""
+    """Convert an OSC argument to the parameter's type where OSC has none.
+
+    Many controllers send every value as float32: an integral float is taken for an int
+    parameter, 0.0/1.0 for a boolean, and a float32 is read as the shortest decimal that is the
+    same float32 (0.3f is 0.3, not 0.30000001192092896). Numbers given as strings are refused,
+    except ``"inf"``; a string is only taken by choice and key parameters.
+    """
     p = PARAMS.get(name)
     if p is None:
         return v
-    if p.kind == "bool" and isinstance(v, int) and not isinstance(v, bool) and v in (0, 1):
-        return bool(v)
-    if p.kind == "bool" and isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if p.kind == "float" and isinstance(v, str) and v.strip().lower() in ("inf", "+inf"):
-        return math.inf
-    if p.kind == "float" and isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
+    if isinstance(v, (bytes, bytearray)):
+        raise DebleedError(f"{name}: an OSC blob is not a value, got {bytes(v)[:16]!r}")
+    if p.kind == "bool":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, (int, float)) and v in (0, 1):
+            return bool(v)
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        return v  # refused by the parameter's check, which names it
+    if p.kind == "int" and isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return int(v)
+    if p.kind == "float":
+        if isinstance(v, str):
+            if v.strip().lower() in ("inf", "+inf") and p.allow_inf:
+                return math.inf
+            return v  # refused by the check: numbers are OSC numbers
+        if isinstance(v, float) and math.isfinite(v):
+            return float(str(np.float32(v)))
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
     return v
 
 
@@ -143,7 +164,8 @@ class OscServer:
             self._send(client, f"{PREFIX}/saved", str(path))
             return
         if parts[1] == "meters" and len(parts) == 3 and parts[2] in ("subscribe", "unsubscribe"):
-            if len(args) != 1 or not isinstance(args[0], int) or not 1 <= args[0] <= 65535:
+            if (len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], int)
+                    or not 1 <= args[0] <= 65535):
                 raise DebleedError(f"{address} needs one int argument, the UDP port 1-65535 to send to, got {list(args)!r}")
             to = (client[0], int(args[0]))
             with self._lock:

@@ -56,7 +56,7 @@ def gr_bar(gr_db: float) -> str:
 def editable_params(control, c: int) -> list[str]:
     """Live parameters that act on channel ``c`` (its mode and key), ``mode`` and ``bypass`` first."""
     ch = control.config.channel[c]
-    kind = ch.key.partition(":")[0]
+    kind = control.get(c, "key").partition(":")[0]  # the key now (it can change live)
     spec = control.chain.channels[c]
     out = []
     for name, p in PARAMS.items():

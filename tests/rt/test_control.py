@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from debleed.dsp.chain import K_DONE_FRAME
+from debleed.dsp.chain import K_DONE_FRAME, K_FRAMES
 from debleed.errors import ConfigError, DebleedError, EngineError, ParameterError
 from debleed.rt.config import load_config
 from debleed.rt.control import LiveControl, load_changes
@@ -74,7 +74,8 @@ def test_a_change_takes_effect_at_a_block_boundary_and_is_logged(running):
     ("snare", "tresh_db", -3.0, "unknown parameter 'tresh_db'"),
     ("tom", "threshold_db", -3.0, "unknown channel 'tom' (channels: snare, kick)"),
     ("snare", "lookahead_ms", 2.0, "lookahead_ms cannot change while running: it changes the channel's latency"),
-    ("snare", "key", "midi:38", "a midi: key needs the MIDI port, which opens at start only"),
+    ("snare", "key", "midi:38", "key 'midi:38' needs the MIDI port, which opens at start only"),
+    ("snare", "velocity_depth", True, "channel 'snare': velocity_depth = true needs a midi:<note> key"),
     ("snare", "key", "input:tom", "key 'input:tom' names no defined input (defined: snare, kick)"),
     ("snare", "key", "trig:kick", "key must be self | input:<name> | trigger:<name>"),
     ("snare", "denoise_mix", 0.5, "channel 'snare' has no denoiser"),
@@ -243,14 +244,45 @@ def test_meters_rows_and_status_line_with_many_channels(tmp_path):
         ctl.close()
 
 
-def test_a_stopped_engine_is_reported_and_the_change_stays_published(gig):
+def test_a_change_the_audio_thread_has_not_confirmed_is_still_logged_and_saved(gig):
     eng = BlockEngine(load_config(gig)).start()
     ctl = LiveControl(eng, gig)
     eng.stop()
-    with pytest.raises(EngineError, match="not running"):
+    frames = int(ctl.chain.ctl[K_FRAMES])
+    with pytest.raises(EngineError, match=f"not running: the change is published.*logged at frame {frames}"):
         ctl.set("snare", "threshold_db", -10.0)
-    assert ctl.chain.pending
+    assert ctl.chain.pending  # the next block takes it
+    assert ctl.changes == [{"frame": frames, "clock": None, "channel": "snare", "param": "threshold_db",
+                            "value": -10.0}]
+    ctl.save()
+    assert load_config(gig).channel[0].threshold_db == -10.0
+    x = np.zeros((2, 64), np.float32)
+    ctl.chain.process(x, np.zeros_like(x))
+    assert not ctl.chain.pending and ctl.chain.ctl[K_DONE_FRAME] == frames
     ctl.close()
+
+
+def test_a_key_change_that_would_break_a_rule_between_keys_is_refused(tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text(GIG.replace('hold_ms = 40.0', 'hold_ms = 40.0\nkey_hpf_hz = 100.0'))
+    with running_control(path) as ctl:
+        with pytest.raises(ParameterError, match="key_hpf_hz filters an audio key; a trigger: key has none"):
+            ctl.set("snare", "key", "trigger:kick")
+        ctl.set_many([("snare", "key_hpf_hz", 0.0)])
+        ctl.set("snare", "key", "trigger:kick")  # once the filter is off
+        ctl.save()
+    assert load_config(path).channel[0].key == "trigger:kick"
+
+
+def test_save_puts_new_keys_inside_their_table(running, gig):
+    running.set("snare", "release_ms", 50.0)
+    running.set("snare", "dry_wet", 0.3)
+    running.save()
+    text = gig.read_text()
+    snare = text.split("[[channel]]")[1]
+    assert "release_ms = 50.0" in snare and "dry_wet = 0.3" in snare
+    assert snare.rstrip().endswith("# the kick ducks under the snare")  # the comment stays with the kick
+    assert snare.index("dry_wet") < snare.index("# the kick ducks under the snare")
 
 
 def test_denoiser_settings_go_to_the_stage_and_are_saved(tmp_path):
