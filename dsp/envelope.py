@@ -11,7 +11,8 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared, check_range
+from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared
+from debleed.dsp.params import PARAMS
 from debleed.dsp.units import ms_to_coef, ms_to_samples
 
 #: Below this, state snaps to exactly 0 (denormal guard, as JUCE does). debleed snaps every
@@ -126,12 +127,14 @@ class EnvelopeFollower:
     0.632
     """
 
-    def __init__(self, *, attack_ms=1.0, release_ms=100.0, hold_ms=0.0, detector="peak", rms_ms=10.0):
-        self.attack_ms = check_range("attack_ms", attack_ms, 0.0, 1000.0)
-        self.release_ms = check_range("release_ms", release_ms, 0.0, 10000.0)
-        self.hold_ms = check_range("hold_ms", hold_ms, 0.0, 5000.0)
+    def __init__(self, *, attack_ms=PARAMS["attack_ms"].default, release_ms=PARAMS["release_ms"].default,
+                 hold_ms=0.0, detector="peak", rms_ms=PARAMS["rms_ms"].default):
+        # ranges from the one parameter table (debleed.dsp.params); no hold by default here
+        self.attack_ms = PARAMS["attack_ms"].check(attack_ms)
+        self.release_ms = PARAMS["release_ms"].check(release_ms)
+        self.hold_ms = PARAMS["hold_ms"].check(hold_ms)
         self.detector = check_choice("detector", detector, DETECTORS)
-        self.rms_ms = check_range("rms_ms", rms_ms, 0.0, 1000.0, low_open=True)
+        self.rms_ms = PARAMS["rms_ms"].check(rms_ms)
         self._state = None
 
     @property

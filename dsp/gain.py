@@ -30,7 +30,8 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared, check_range
+from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared
+from debleed.dsp.params import PARAMS
 
 MODES = ("gate", "duck")
 
@@ -123,14 +124,16 @@ class GainComputer:
     levels are read as silence (-200 dB).
     """
 
-    def __init__(self, *, mode="gate", threshold_db=-30.0, ratio=10.0, knee_db=6.0,
-                 range_db=-60.0, hysteresis_db=0.0):
+    def __init__(self, *, mode="gate", threshold_db=PARAMS["threshold_db"].default, ratio=PARAMS["ratio"].default,
+                 knee_db=PARAMS["knee_db"].default, range_db=PARAMS["range_db"].default,
+                 hysteresis_db=PARAMS["hysteresis_db"].default):
+        # ranges from the one parameter table (debleed.dsp.params)
         self.mode = check_choice("mode", mode, MODES)
-        self.threshold_db = check_range("threshold_db", threshold_db, -120.0, 0.0)
-        self.ratio = check_range("ratio", ratio, 1.0, 1e6, allow_inf=True)
-        self.knee_db = check_range("knee_db", knee_db, 0.0, 48.0)
-        self.range_db = check_range("range_db", range_db, -120.0, 0.0)
-        self.hysteresis_db = check_range("hysteresis_db", hysteresis_db, -48.0, 0.0)
+        self.threshold_db = PARAMS["threshold_db"].check(threshold_db)
+        self.ratio = PARAMS["ratio"].check(ratio)
+        self.knee_db = PARAMS["knee_db"].check(knee_db)
+        self.range_db = PARAMS["range_db"].check(range_db)
+        self.hysteresis_db = PARAMS["hysteresis_db"].check(hysteresis_db)
         self._state = None
 
     @property

@@ -27,8 +27,9 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import (check_block, check_events, check_int, check_notes, check_prepare,
-                                  check_prepared, check_range)
+from debleed.dsp._common import (check_block, check_events, check_notes, check_prepare,
+                                  check_prepared)
+from debleed.dsp.params import PARAMS
 from debleed.dsp.envelope import SNAP
 from debleed.dsp.units import ms_to_samples
 from debleed.errors import ParameterError
@@ -178,8 +179,8 @@ class KeyFilter:
     """
 
     def __init__(self, *, hpf_hz=0.0, lpf_hz=0.0):
-        self.hpf_hz = check_range("hpf_hz", hpf_hz, 0.0, 96000.0)
-        self.lpf_hz = check_range("lpf_hz", lpf_hz, 0.0, 96000.0)
+        self.hpf_hz = PARAMS["key_hpf_hz"].check(hpf_hz, "hpf_hz")
+        self.lpf_hz = PARAMS["key_lpf_hz"].check(lpf_hz, "lpf_hz")
         self._state = None
 
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
@@ -247,9 +248,10 @@ class TriggerDetector:
     Output is 1.0 on the sample where a hit is detected, else 0.0. Real-time safe; latency 0.
     """
 
-    def __init__(self, *, trigger_threshold_db=-20.0, retrigger_ms=30.0):
-        self.trigger_threshold_db = check_range("trigger_threshold_db", trigger_threshold_db, -120.0, 0.0)
-        self.retrigger_ms = check_range("retrigger_ms", retrigger_ms, 0.0, 1000.0)
+    def __init__(self, *, trigger_threshold_db=PARAMS["trigger_threshold_db"].default,
+                 retrigger_ms=PARAMS["retrigger_ms"].default):
+        self.trigger_threshold_db = PARAMS["trigger_threshold_db"].check(trigger_threshold_db)
+        self.retrigger_ms = PARAMS["retrigger_ms"].check(retrigger_ms)
         self._state = None
 
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
@@ -318,7 +320,7 @@ class MidiKey:
         self.notes = list(check_notes(notes))
         if not self.notes:
             raise ParameterError(f"notes must be a non-empty list of MIDI notes in [0, 127], got {notes!r}")
-        self.midi_channel = check_int("midi_channel", midi_channel, 0, 16)
+        self.midi_channel = PARAMS["midi_channel"].check(midi_channel)
         self._state = None
 
     latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")

@@ -120,8 +120,11 @@ class Param:
         text = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
         return text + (" or inf" if self.allow_inf else "")
 
-    def check(self, value):
+    def check(self, value, label: str | None = None):
         """Return ``value`` converted to this parameter's type if it is allowed.
+
+        ``label`` names the value in the message (default: the parameter's name), for a
+        processor whose argument has another name (``hpf_hz`` for ``key_hpf_hz``).
 
         Raises
         ------
@@ -129,7 +132,7 @@ class Param:
             Naming the parameter, the value and what is allowed, e.g. ``threshold_db must be
             in [-120, 0] dBFS, got 5.0``.
         """
-        name = self.name
+        name = label or self.name
         if self.kind == "bool":
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)

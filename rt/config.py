@@ -107,7 +107,7 @@ class _ChannelBase(_Strict):
     name: str
     input: str
     connect: list[str] = Field(default_factory=list)
-    preset: Literal["balanced", "aggressive", "gentle", "fast"] | None = None
+    preset: Literal[tuple(PRESETS)] | None = None  # the names in configs/presets.toml
     link: str | None = None
 
     @model_validator(mode="before")

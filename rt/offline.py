@@ -236,6 +236,7 @@ def register(subparsers) -> None:
     """Add ``clean-stems`` and ``render`` to the ``debleed`` command line."""
     import argparse
 
+    from debleed.rt.config import load_presets
     from debleed.rt.stems import DUCK_DEFAULTS
 
     d = DUCK_DEFAULTS
@@ -245,14 +246,14 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (not inside the input folder)")
     p.add_argument("--pair", action="append", metavar="KEY:TARGET",
                    help="key stem ducks target stem; repeatable (default snare:kick)")
-    p.add_argument("--preset", choices=("balanced", "aggressive", "gentle", "fast"),
+    p.add_argument("--preset", choices=tuple(load_presets()),
                    help="start from a preset (configs/presets.toml); explicit flags override it")
     for name, flag in _DUCK_FLAGS.items():  # one flag per parameter of the table that has one
         par = PARAMS[name]
         flags = par.flag.split(",")[::-1] if "," in par.flag else [par.flag]
         unit = f", {par.unit}" if par.unit else ""
         p.add_argument(*flags, dest=name, type=float, metavar=(par.unit or "VALUE").upper().replace("DBFS", "DB"),
-                       help=f"{par.doc}{unit}, {par.range_text()} (default {d[name]:g})")
+                       help=f"{par.doc}{unit}, {par.range_text()} (default {d[name]:g})".replace("%", "%%"))
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="worker processes, one track each (default: all cores)")
     p.add_argument("--block", type=int, default=4096, metavar="FRAMES",
                    help="frames per chain call, 1-16384 (default 4096; the output does not depend on it)")

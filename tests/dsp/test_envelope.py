@@ -81,7 +81,7 @@ def test_unit_conversions_refuse_a_non_positive_or_non_finite_sample_rate(call, 
     ({"attack_ms": -1.0}, "attack_ms must be in"),
     ({"release_ms": float("nan")}, "release_ms"),
     ({"detector": "avg"}, "detector must be one of 'peak', 'rms', got 'avg'"),
-    ({"rms_ms": 0.0}, r"rms_ms must be in \(0.0"),
+    ({"rms_ms": 0.0}, r"rms_ms must be in \(0, 1000\] ms, got 0.0"),
 ])
 def test_bad_parameters_name_the_value(kw, match):
     with pytest.raises(ParameterError, match=match):
