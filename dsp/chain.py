@@ -184,7 +184,9 @@ def run_block(n, inputs, outputs, events, n_events, itabs, ptabs, notes, ctl, st
     ``s & 1``. At the start of a block, a raised request makes this function read that bank
     from now on and record the frame count (``K_DONE_FRAME``) and the engine's clock
     (``K_DONE_CLOCK``) before acknowledging it in ``K_DONE``. No set of coefficients is ever
-    read half-written, and no lock is taken.
+    read half-written, and no lock is taken. The protocol relies on stores becoming visible in
+    program order, as x86-64 guarantees; a weakly ordered CPU (ARM) would need release/acquire
+    fences around ``K_REQ`` and ``K_DONE``.
     """
     req = ctl[K_REQ]
     if req != ctl[K_DONE]:
