@@ -1071,6 +1071,8 @@ def report_markdown(r: dict) -> str:
         lines += ["| setting | value | where it came from |", "|---|---:|---|"]
         for k, v in ch["settings"].items():
             lines.append(f"| `{k}` | {v:.3g} | {ch['why'].get(k, '')} |")
+        if ch.get("denoise") is not None:
+            lines += ["", f"Denoiser {'on' if ch['denoise'] else 'turned off'}: {ch['why'].get('denoise', '')}."]
         m = ch["fit"]
         lines += ["", f"On the fit mixtures: SI-SDR {m['si_sdr_db']:.1f} dB, bleed reduction {m['bleed_reduction_db']:.1f} dB, "
                   f"hit loss loud {m['hit_loss_loud_db']:.2f} dB, ghost {m['hit_loss_ghost_db']:.2f} dB (vs mic) / "
