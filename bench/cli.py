@@ -13,6 +13,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from debleed.bench.common import CHANNELS, ENGINES, PERIODS, SECTIONS, Context, Options
+
+#: ``--quick`` callback grid (the full one: PERIODS x CHANNELS).
+QUICK_PERIODS = (64, 128)
+QUICK_CHANNELS = (1, 8)
 from debleed.errors import ParameterError
 
 
@@ -41,17 +45,22 @@ def options_from_args(args) -> Options:
     run_s = args.run_s if args.run_s is not None else (2.0 if args.quick else 5.0)
     if soak_s <= 0 or run_s <= 0:
         raise ParameterError(f"--soak-s and --run-s must be > 0 s, got {soak_s} and {run_s}")
+    soak_modes = tuple(m.strip() for m in (args.soak_modes or "nort,rt").split(",") if m.strip())
+    if not soak_modes or any(m not in ("nort", "rt") for m in soak_modes):
+        raise ParameterError(f"--soak-modes must be among nort,rt, got {args.soak_modes!r}")
     engines = tuple(args.engines.split(",")) if args.engines else ENGINES
     if any(e not in ENGINES for e in engines):
         raise ParameterError(f"--engines must be among {', '.join(ENGINES)}, got {args.engines!r}")
     return Options(
         out=Path(args.out), quick=args.quick, repeats=repeats, sections=sections, soak_s=soak_s, run_s=run_s,
-        periods=_ints(args.periods, "--periods") if args.periods else PERIODS,
-        channels=_ints(args.channels, "--channels") if args.channels else CHANNELS,
+        periods=_ints(args.periods, "--periods") if args.periods else (QUICK_PERIODS if args.quick else PERIODS),
+        channels=_ints(args.channels, "--channels") if args.channels else (QUICK_CHANNELS if args.quick else CHANNELS),
         engines=engines,
-        peer_periods=_ints(args.peer_periods, "--peer-periods") if args.peer_periods else (64, 128),
+        peer_periods=_ints(args.peer_periods, "--peer-periods") if args.peer_periods else
+        ((128,) if args.quick else (64, 128)),
         peer_channels=_ints(args.peer_channels, "--peer-channels") if args.peer_channels else (1, 8),
         kernel_samples=(1 << 16) if args.quick else (1 << 18),
+        soak_modes=soak_modes,
     )
 
 
@@ -120,11 +129,14 @@ def register(subparsers) -> None:
                     "and PNG plots. Results are medians over repeated runs with min and max.")
     p.add_argument("--out", default="bench-report", help="report folder (default bench-report)")
     p.add_argument("--quick", action="store_true",
-                   help="3 repeats, 2 s callback runs, 30 s soak (default: 5 repeats, 5 s runs, 600 s soak)")
+                   help="3 repeats, 2 s callback runs at 64/128 frames and 1/8 channels, peer at 128 frames, "
+                        "30 s soaks (default: 5 repeats, 5 s runs, the full grids, 600 s soaks); under 8 minutes")
     p.add_argument("--repeats", type=int, default=None, metavar="N", help="repeated runs per measurement, >= 2")
     p.add_argument("--sections", default=None, metavar="LIST",
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
-    p.add_argument("--soak-s", type=float, default=None, metavar="S", help="soak duration, s")
+    p.add_argument("--soak-s", type=float, default=None, metavar="S", help="soak duration, s (per mode)")
+    p.add_argument("--soak-modes", default=None, metavar="LIST",
+                   help="soak runs: nort (jackd --no-realtime), rt (jackd -R); default nort,rt")
     p.add_argument("--run-s", type=float, default=None, metavar="S",
                    help="audio played per callback/peer run, s")
     p.add_argument("--periods", default=None, metavar="LIST",

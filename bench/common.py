@@ -69,6 +69,7 @@ class Options:
     peer_periods: tuple = (64, 128)
     peer_channels: tuple = (1, 8)
     kernel_samples: int = 1 << 18
+    soak_modes: tuple = ("nort", "rt")
 
 
 def machine_info() -> dict:
@@ -174,12 +175,13 @@ GIG_KINDS = (
 )
 
 
-def gig_config(n_channels: int, *, client: str = "debleed", extra: str = "") -> str:
+def gig_config(n_channels: int, *, client: str = "debleed", extra: str = "", denoise=()) -> str:
     """A gig of ``n_channels`` gated or ducked channels keyed by every kind in turn.
 
     Channel ``i`` uses ``GIG_KINDS[i % 4]``: the kick gated by its piezo trigger, the snare gated
     by MIDI notes 38/40, the toms by their own mic, the snare ducked by a band-passed kick key.
-    ``extra`` is appended to every channel (e.g. ``"denoise = true"``).
+    ``extra`` is appended to every channel (e.g. ``"denoise = true"``); channels whose index is
+    in ``denoise`` get ``denoise = true``.
     """
     lines = [f"[client]\nname = \"{client}\"\n[inputs]"]
     lines += [f"{name} = []" for name in GIG_INPUTS]
@@ -187,7 +189,8 @@ def gig_config(n_channels: int, *, client: str = "debleed", extra: str = "") -> 
     for i in range(n_channels):
         inp, key, more = GIG_KINDS[i % len(GIG_KINDS)]
         lines.append(f"[[channel]]\nname = \"ch{i:02d}_{key.split(':')[0]}\"\ninput = \"{inp}\"\nkey = \"{key}\"\n"
-                     f"ratio = inf\nattack_ms = 0.3\nhold_ms = 60.0\nrelease_ms = 60.0\n{more}\n{extra}")
+                     f"ratio = inf\nattack_ms = 0.3\nhold_ms = 60.0\nrelease_ms = 60.0\n{more}\n{extra}"
+                     + ("\ndenoise = true" if i in denoise else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -397,7 +400,7 @@ def live_stats(proc_log: str, stats_path: Path) -> dict:
 
 
 def run_live_window(server, player: LoopPlayer, config_text: str, workdir: Path, *, engine: str,
-                    seconds: float, tag: str, procs: Processes, client: str = "debleed") -> dict:
+                    seconds: float, tag: str, procs: Processes, client: str = "debleed", env=None) -> dict:
     """Start ``debleed live`` on ``config_text``, feed it from ``player`` for ``seconds`` in real
     time while sampling JACK's DSP load, stop it, and return its stats plus the load samples and
     what jackd's log blamed during the run."""
@@ -409,7 +412,7 @@ def run_live_window(server, player: LoopPlayer, config_text: str, workdir: Path,
     with contextlib.suppress(FileNotFoundError):
         stats_path.unlink()
     log_off = len(server.log())
-    proc = procs.add(start_live(cfg, server.env, engine=engine, stats_json=stats_path))
+    proc = procs.add(start_live(cfg, {**server.env, **(env or {})}, engine=engine, stats_json=stats_path))
     try:
         player.connect(client, GIG_INPUTS, midi="midi:" in config_text)
         time.sleep(SETTLE_S)

@@ -234,7 +234,8 @@ def run(ctx: Context, progress) -> dict:
 
 
 def live_fallback(ctx: Context) -> dict:
-    """``late_blocks`` of ``debleed live`` with denoised channels at 64 frames, with and without a hog."""
+    """``late_blocks`` of ``debleed live`` with 2 denoised channels at 64 frames, with and without a
+    hog, for each worker mode (one shared worker, one per channel: ``$DEBLEED_DENOISE_WORKERS``)."""
     from debleed.bench.common import LoopPlayer, gig_config, run_live_window
     from debleed.rt.server import DummyServer
 
@@ -246,14 +247,20 @@ def live_fallback(ctx: Context) -> dict:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):
-                    late, xr = [], []
-                    for r in range(opt.repeats):
-                        with (cpu_hog(None) if hog else contextlib.nullcontext()):
-                            res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
-                                                  engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{r}", procs=procs)
-                        late.append(res["stats"].get("late_blocks"))
-                        xr.append(res["stats"].get("xruns"))
-                    out[label] = {"late_blocks": stat(late), "xruns": stat(xr)}
+                    for workers in ("shared", "per-channel"):
+                        late, xr, p999 = [], [], []
+                        for r in range(opt.repeats):  # the two worker modes alternate within a repeat
+                            with (cpu_hog(None) if hog else contextlib.nullcontext()):
+                                res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
+                                                      engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{workers}-{r}",
+                                                      procs=procs, env={"DEBLEED_DENOISE_WORKERS": workers})
+                            late.append(res["stats"].get("late_blocks"))
+                            xr.append(res["stats"].get("xruns"))
+                            p999.append(res["stats"]["callback_us"]["p99.9"])
+                        row = {"late_blocks": stat(late), "xruns": stat(xr), "callback_p99.9_us": stat(p999)}
+                        out[f"{label}/{workers}"] = row
+                        if workers == "shared":
+                            out[label] = row  # the default mode, as reported before
             finally:
                 player.close()
     except Exception as e:  # noqa: BLE001 - reported, the bench goes on

@@ -129,23 +129,34 @@ def markdown(report: dict) -> str:
         if "skipped" in lf:
             L += [f"Live fallback: {lf['skipped']}", ""]
         else:
-            L += ["`debleed live` with denoised channels at 64 frames (late blocks fall back to the "
-                  "delayed dry signal):", "", "| condition | late denoiser blocks | xruns |", "|---|---:|---:|"]
-            L += [f"| {cond} | {_mm(v['late_blocks'], 0)} | {_mm(v['xruns'], 0)} |" for cond, v in lf.items()
-                  if isinstance(v, dict) and "late_blocks" in v]
+            L += ["`debleed live` with 2 denoised channels at 64 frames (late blocks fall back to the "
+                  "delayed dry signal), one worker for both channels (shared) or one each (per-channel):", "",
+                  "| condition / workers | late denoiser blocks | xruns | callback p99.9 us |", "|---|---:|---:|---:|"]
+            L += [f"| {cond} | {_mm(v['late_blocks'], 0)} | {_mm(v['xruns'], 0)} | {_mm(v['callback_p99.9_us'])} |"
+                  for cond, v in lf.items() if isinstance(v, dict) and "late_blocks" in v and "/" in cond]
             L += [""]
-    if "soak" in s and "callbacks" in s["soak"]:
+    if "soak" in s and "runs" in s["soak"]:
         k = s["soak"]
-        cb = k["callback_us"]
         L += ["## 6. Soak", "",
-              f"{k['seconds']:g} s at {k['period']} frames, {k['channels']} channels, denoiser: {k['denoiser']} (one run).", "",
-              "| callbacks | xruns | blamed on debleed | late denoiser blocks | p50 / p99.9 / max us | deadline us | DSP load mean / max % | RSS start / end KiB |",
-              "|---:|---:|---:|---:|---|---:|---|---|",
-              f"| {k['callbacks']} | {k['xruns']} | {k['blamed_debleed']} | {k['late_blocks']} | "
-              f"{_f(cb['p50'])} / {_f(cb['p99.9'])} / {_f(cb['max'])} | {k['deadline_us']:.0f} | "
-              f"{_f(k['dsp_load_percent']['mean'])} / {_f(k['dsp_load_percent']['max'])} | "
-              f"{k['rss_kib']['start']} / {k['rss_kib']['end']} |", ""]
-        L += [f"- {n}" for n in k["notes"]]
+              f"{k['seconds']:g} s per run at {k['period']} frames, {k['channels']} channels, denoised channels "
+              f"{k['denoised_channels']}, one `lsp-plugins-sc-gate-mono -hl` per channel in the same server "
+              "(one run per jackd mode).", "",
+              "| jackd | callbacks | xruns | blamed on debleed / on LSP | late denoiser blocks (per 10,000) | "
+              "p50 / p99.9 / max us | deadline us | DSP load mean / max % | RSS start / end KiB |",
+              "|---|---:|---:|---|---|---|---:|---|---|"]
+        for mode, r in k["runs"].items():
+            if "callbacks" not in r:
+                L.append(f"| {mode} | {r.get('skipped') or r.get('error')} | | | | | | | |")
+                continue
+            cb = r["callback_us"]
+            per = r["late_per_10000"]
+            L.append(f"| {r['jackd']} | {r['callbacks']} | {r['xruns']} | {r['blamed_debleed']} / {r['blamed_lsp']} "
+                     f"({r['lsp_clients']} LSP clients) | {r['late_blocks']} ({_f(per)}) | "
+                     f"{_f(cb['p50'])} / {_f(cb['p99.9'])} / {_f(cb['max'])} | {r['deadline_us']:.0f} | "
+                     f"{_f(r['dsp_load_percent']['mean'])} / {_f(r['dsp_load_percent']['max'])} | "
+                     f"{r['rss_kib']['start']} / {r['rss_kib']['end']} |")
+        L += [""] + [f"- {mode}: {r['worker_scheduling']}" for mode, r in k["runs"].items()
+                     if r.get("worker_scheduling")] + [""]
     if "control" in s and "runs" in s["control"]:
         from debleed.bench.control import markdown_lines
 

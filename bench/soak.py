@@ -1,14 +1,20 @@
-"""Section 6, soak: ``debleed live`` for a long run at 64 frames, 8 channels, the full chain.
+"""Section 6, soak: a realistic gig through ``debleed live`` for a long run, beside the LSP peer.
 
-The generated gig (every key kind twice: piezo trigger, MIDI, own mic, band-passed mic key;
-lookahead on the trigger and MIDI channels; the denoiser on every channel when the live engine
-has a ``denoise`` stage) runs for ``--soak-s`` seconds (600 by default, 30 with ``--quick``)
-while the looping player feeds it a real-kit groove and its MIDI in real time. Reported: xruns
-(debleed's counter, and the cycles jackd's log blames on debleed), late denoiser blocks
-(``late_blocks``), callback-time percentiles, JACK's DSP load, and the RSS of the ``debleed
-live`` process (``VmRSS`` in ``/proc/<pid>/status``) sampled every 10 s from start to end.
-A soak is one long run by nature; its callback times are the distribution over all its
-callbacks.
+The gig: 8 channels at 128 frames (every key kind twice: piezo trigger, MIDI, own mic,
+band-passed mic key; lookahead on the trigger and MIDI channels), the denoiser on the two MIDI-
+keyed snare channels (``denoise = true``, D = 2). The looping player feeds it a real-kit groove
+and its MIDI in real time for ``--soak-s`` seconds (600 by default, 30 with ``--quick``) while
+one ``lsp-plugins-sc-gate-mono -hl`` per channel runs in the same server (when installed), so
+the xruns jackd's log blames on debleed and on the LSP clients come from the same run.
+
+Each mode of ``--soak-modes`` is one run on its own private dummy server: ``nort`` (``jackd
+--no-realtime``) and ``rt`` (``jackd -R``, SCHED_FIFO; skipped with a note when jackd cannot
+get real-time scheduling). Reported per run: callbacks, xruns (debleed's counter), the cycles
+jackd's log blames on debleed and on the LSP clients, late denoiser blocks (``late_blocks``,
+each replaced by the delayed dry block) in total and per 10,000 blocks, callback-time
+percentiles, JACK's DSP load, the denoiser worker's scheduling, and the RSS of the ``debleed
+live`` process (``VmRSS``) sampled every 10 s. A soak is one long run by nature; its callback
+times are the distribution over all its callbacks.
 """
 
 from __future__ import annotations
@@ -22,31 +28,61 @@ from debleed.bench.common import (GIG_INPUTS, SAMPLE_RATE, SETTLE_S, Context, Lo
 from debleed.rt.demo import start_live, stop_live
 from debleed.rt.server import DummyServer
 
-PERIOD = 64
+PERIOD = 128
 CHANNELS = 8
+#: Denoised channels of the soak gig: the two snare channels gated by MIDI (see ``GIG_KINDS``).
+DENOISED = (1, 5)
+MODES = ("nort", "rt")
 
 
 def steps(ctx: Context) -> int:
-    return 1
+    return len(getattr(ctx.options, "soak_modes", MODES))
+
+
+def soak_config() -> str:
+    denoise = live_denoise_supported()
+    return gig_config(CHANNELS, denoise=DENOISED if denoise else ())
 
 
 def run(ctx: Context, progress) -> dict:
     opt = ctx.options
-    denoise = live_denoise_supported()
-    text = gig_config(CHANNELS, extra="denoise = true" if denoise else "")
+    modes = getattr(opt, "soak_modes", MODES)
+    out = {"period": PERIOD, "channels": CHANNELS, "denoised_channels": list(DENOISED), "seconds": opt.soak_s,
+           "config": soak_config(), "runs": {}}
+    for mode in modes:
+        try:
+            out["runs"][mode] = run_one(ctx, realtime=(mode == "rt"))
+        except Exception as e:  # noqa: BLE001 - one mode failing (no rtprio) leaves the other
+            out["runs"][mode] = {"error": f"{type(e).__name__}: {e}"}
+        progress(f"soak {mode}")
+    return out
+
+
+def run_one(ctx: Context, *, realtime: bool) -> dict:
+    from debleed.bench.peer import _start_lsp, lsp_available
+
+    opt = ctx.options
+    text = soak_config()
     work = ctx.workdir()
-    cfg = work / "soak.toml"
+    tag = "rt" if realtime else "nort"
+    cfg = work / f"soak-{tag}.toml"
     cfg.write_text(text)
-    stats_path = work / "soak.stats.json"
-    procs = Processes()
+    stats_path = work / f"soak-{tag}.stats.json"
+    procs, lsp_procs = Processes(), Processes()
     rss, load = [], []
-    with DummyServer(sample_rate=SAMPLE_RATE, period=PERIOD) as srv:
+    lsp_clients: list[str] = []
+    with DummyServer(sample_rate=SAMPLE_RATE, period=PERIOD, realtime=realtime) as srv:
         player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
         try:
+            realtime_ok = bool(player.client.realtime)
+            if realtime and not realtime_ok:
+                return {"skipped": "jackd -R started without real-time scheduling (no rtprio here)"}
             log_off = len(srv.log())
             proc = procs.add(start_live(cfg, srv.env, stats_json=stats_path))
             try:
                 player.connect("debleed", GIG_INPUTS)
+                if lsp_available():
+                    lsp_clients = _start_lsp(srv, player, CHANNELS, lsp_procs)
                 time.sleep(SETTLE_S)
                 t0 = time.monotonic()
                 rss.append((0.0, rss_kib(proc.pid)))
@@ -54,23 +90,36 @@ def run(ctx: Context, progress) -> dict:
                     load += player.sample_load(min(10.0, left), interval_s=0.5)
                     rss.append((time.monotonic() - t0, rss_kib(proc.pid)))
             finally:
+                lsp_procs.kill_all()
                 log = stop_live(proc)
             stats = live_stats(log, stats_path)
-            blamed = parse_jackd_log(srv.log()[log_off:])
+            jl = parse_jackd_log(srv.log()[log_off:])
         finally:
             player.close()
             procs.kill_all()
-    progress("soak")
+            lsp_procs.kill_all()
     r0, r1 = rss[0][1], rss[-1][1]
+    late = stats.get("late_blocks")
+    cb = stats["callbacks"]
+    blamed = jl["blamed"]
+    dn = stats.get("denoiser") or {}
     return {
-        "period": PERIOD, "channels": CHANNELS, "seconds": opt.soak_s, "denoiser": denoise,
-        "config": text,
-        "callbacks": stats["callbacks"], "xruns": stats["xruns"], "late_blocks": stats.get("late_blocks"),
-        "blamed_debleed": blamed["blamed"].get("debleed", 0), "blamed_by_client": blamed["blamed"],
-        "server_xruns": blamed["server_xruns"],
+        "jackd": "jackd -R (SCHED_FIFO)" if realtime else "jackd --no-realtime",
+        "callbacks": cb, "xruns": stats["xruns"], "late_blocks": late,
+        "late_per_10000": (1e4 * late / cb) if late is not None and cb else None,
+        "blamed_debleed": blamed.get("debleed", 0),
+        "blamed_lsp": sum(v for k, v in blamed.items() if k in lsp_clients),
+        "lsp_clients": len(lsp_clients), "blamed_by_client": blamed, "server_xruns": jl["server_xruns"],
         "callback_us": stats["callback_us"], "deadline_us": stats["deadline_us"],
+        "denoiser": dn, "worker_scheduling": dn.get("worker_scheduling") or _worker_line(log),
         "dsp_load_percent": {"mean": float(np.mean(load)) if load else None, "max": max(load, default=None)},
         "rss_kib": {"start": r0, "end": r1, "growth": (r1 - r0) if r0 is not None and r1 is not None else None,
                     "series": rss},
-        "notes": ([] if denoise else ["no denoiser in the chain: the live engine has no denoise stage yet"]),
     }
+
+
+def _worker_line(log: str) -> str | None:
+    for line in log.splitlines():
+        if "denoiser worker" in line:
+            return line.strip()[:300]
+    return None

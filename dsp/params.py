@@ -256,7 +256,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
        target="engine"),
     _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one (with denoise = true only, as denoise_delay_blocks)",
        live=False, restart_reason="the model is loaded and warmed up at start", target="engine"),
-    _p("denoise_limit_db", "float", "dB", -100.0, "deepest attenuation the denoiser may apply (attenuation limit)",
+    _p("denoise_limit_db", "float", "dB", -30.0, "deepest attenuation the denoiser may apply (attenuation limit)",
        lo=-100.0, hi=0.0, step=1.0, target="denoiser"),
     _p("denoise_mix", "float", "", 1.0, "mix of the denoised signal: 1 denoised, 0 the raw input", lo=0.0, hi=1.0,
        step=0.05, target="denoiser"),

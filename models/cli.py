@@ -148,9 +148,13 @@ def register(sub) -> None:
     p.add_argument("--providers", nargs="+", default=None, metavar="PROVIDER",
                    help="onnxruntime providers (default CPUExecutionProvider; e.g. CUDAExecutionProvider)")
     p.add_argument("--block", type=int, default=1024, help="processing block, frames (default 1024)")
-    p.add_argument("--limit-db", type=float, default=-100.0, metavar="DB",
-                   help="attenuation limit, dB, -100 to 0 (default -100: none); a live channel's denoise_limit_db")
-    p.add_argument("--mix", type=float, default=1.0, help="denoised share, 0 to 1 (default 1); denoise_mix")
+    from debleed.dsp.params import PARAMS
+
+    lim, mix = PARAMS["denoise_limit_db"].default, PARAMS["denoise_mix"].default
+    p.add_argument("--limit-db", type=float, default=lim, metavar="DB",
+                   help=f"attenuation limit, dB, -100 (none) to 0 (default {lim:g}, as a live channel's "
+                        "denoise_limit_db)")
+    p.add_argument("--mix", type=float, default=mix, help=f"denoised share, 0 to 1 (default {mix:g}; denoise_mix)")
     p.add_argument("--progress", action="store_true", help="progress bar even for a single file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_denoise)

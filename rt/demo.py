@@ -140,7 +140,8 @@ def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
         vel = np.array([h.velocity for h in mt.piece_hits(piece)])
         loss = hit_loss_db(mt.mics[piece], rec[c], frames, sr, latency=lat[ch.name])
         rows.append({
-            "channel": ch.name, "mode": ch.mode, "key": ch.key, "hits": len(frames),
+            "channel": ch.name, "mode": ch.mode + ("+dn" if getattr(ch, "denoise", False) else ""),
+            "key": "-" if ch.mode == "bypass" else ch.key, "hits": len(frames),
             "bleed_reduction_db": bleed_reduction_db(mt.mics[piece], rec[c], mt.direct[piece], sr, lat[ch.name]),
             "hit_loss_db_loud": float(np.median(loss[vel >= 0.5])) if np.any(vel >= 0.5) else None,
             "hit_loss_db_ghost": float(np.median(loss[vel < 0.5])) if np.any(vel < 0.5) else None,
@@ -150,17 +151,22 @@ def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
               "seconds": seconds, "engine": engine, "channels": rows, "live": stats}
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     print()
-    print(f"{'channel':8s} {'mode':6s} {'key':18s} {'hits':>4s} {'bleed red.':>10s} {'hit loss':>9s} "
+    print(f"{'channel':8s} {'mode':9s} {'key':18s} {'hits':>4s} {'bleed red.':>10s} {'hit loss':>9s} "
           f"{'ghost loss':>10s} {'latency':>9s}")
     fmt = lambda v: "-" if v is None or v != v else f"{v:.1f} dB"  # noqa: E731
     for r in rows:
-        print(f"{r['channel']:8s} {r['mode']:6s} {r['key']:18s} {r['hits']:4d} {fmt(r['bleed_reduction_db']):>10s} "
+        print(f"{r['channel']:8s} {r['mode']:9s} {r['key']:18s} {r['hits']:4d} {fmt(r['bleed_reduction_db']):>10s} "
               f"{fmt(r['hit_loss_db_loud']):>9s} {fmt(r['hit_loss_db_ghost']):>10s} "
               f"{r['latency_samples']:4d} smp ({1000 * r['latency_samples'] / sr:.2f} ms)")
     cb = stats["callback_us"]
     print(f"\ncallbacks {stats['callbacks']}, xruns {stats['xruns']}, callback time p50 {cb['p50']:.1f} us, "
           f"p99 {cb['p99']:.1f} us, p99.9 {cb['p99.9']:.1f} us, max {cb['max']:.1f} us "
           f"(deadline {stats['deadline_us']:.0f} us at {block} frames)")
+    dn = stats.get("denoiser")
+    if dn:
+        print(f"denoiser (+dn): late blocks {dn['late_blocks']} of {stats['callbacks']} (each replaced by the delayed "
+              f"dry block, crossfaded), D = {dn['delay_blocks']} periods + model = {dn['latency_samples']} samples, "
+              f"worker {dn.get('workers')}" + (f"; {dn['worker_scheduling']}" if dn.get("worker_scheduling") else ""))
     print(f"inputs, outputs, stats.json and report.json written to {out}/")
     if stats["callbacks"] == 0:
         print(f"demo: debleed processed nothing; its log:\n{log}", file=sys.stderr)

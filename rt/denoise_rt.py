@@ -307,6 +307,8 @@ class DenoiseStage:
         for j in range(k):
             limit_mix_gain(self.limit_db[j], self.mix[j])
         self._limit_mix = [LimitMix(d.latency_samples) for d in self.denoisers]
+        warm = np.zeros(8, np.float32)  # load the compiled blend now, not in the worker's first block
+        LimitMix(1).process(warm, warm.copy(), -30.0, 0.5)
         self._lock = threading.Lock()
         self._progress = np.zeros(k, np.int64)  # per channel: next block to denoise
         self._reset_req = np.zeros(k, bool)  # per channel: restart before the next block
@@ -358,6 +360,12 @@ class DenoiseStage:
         """The current value of a denoiser parameter (see :meth:`set_param`)."""
         j = self.channels.index(channel_index)
         return float(self.limit_db[j] if name == "denoise_limit_db" else self.mix[j])
+
+    def stats(self) -> dict:
+        """Worker mode and scheduling, freewheel waits (JSON-ready, for ``debleed live --stats-json``)."""
+        return {"workers": self.workers, "worker_scheduling": self.rt_message,
+                "freewheel_waits": int(self.ctl[CTL_WAITED]), "freewheel_wait_timeouts": int(self.ctl[CTL_WAIT_TIMEOUTS]),
+                "fade_samples": self.fade_samples}
 
     def set_freewheel(self, on: bool) -> None:
         """Freewheel on: :func:`exchange` waits for the worker, and the worker restarts the

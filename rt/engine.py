@@ -196,7 +196,7 @@ class EngineBase:
             "denoiser": None if self.stage is None else {
                 "delay_blocks": int(self.stage.ctl[CTL_DELAY]), "latency_samples": self.stage.latency_samples,
                 "late_blocks": int(self.stage.ctl[CTL_LATE]), "overruns": int(self.stage.ctl[CTL_OVERRUN]),
-                "worker_error": self.stage.error},
+                "worker_error": self.stage.error, **self.stage.stats()},
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {

@@ -124,10 +124,22 @@ def test_denoiser_and_soak(report):
             assert "skipped" in v or 0 <= v["over_deadline"]["min"] <= v["over_deadline"]["max"] <= v["blocks"], label
     for label in ("no_hog", "hog"):
         assert d["live_fallback"][label]["late_blocks"]["n"] == 2
+    for label in ("no_hog/per-channel", "hog/per-channel"):
+        assert d["live_fallback"][label]["late_blocks"]["n"] == 2
     soak = s["soak"]
-    assert soak["seconds"] == 3 and soak["period"] == 64 and soak["channels"] == 8
-    assert soak["callbacks"] > 0 and soak["rss_kib"]["start"] > 0 and soak["rss_kib"]["end"] > 0
-    assert soak["denoiser"] is True and soak["late_blocks"] >= 0
+    assert soak["seconds"] == 3 and soak["period"] == 128 and soak["channels"] == 8
+    assert soak["denoised_channels"] == [1, 5] and soak["config"].count("denoise = true") == 2
+    runs = soak["runs"]
+    assert set(runs) == {"nort", "rt"}
+    assert "callbacks" in runs["nort"], runs["nort"]
+    for mode, r in runs.items():
+        if "skipped" in r:  # jackd -R without real-time scheduling here
+            continue
+        assert "error" not in r, (mode, r)
+        assert r["callbacks"] > 0 and r["rss_kib"]["start"] > 0 and r["rss_kib"]["end"] > 0
+        assert r["late_blocks"] >= 0 and r["late_per_10000"] == pytest.approx(1e4 * r["late_blocks"] / r["callbacks"])
+        assert r["blamed_debleed"] >= 0 and r["blamed_lsp"] >= 0
+        assert r["lsp_clients"] == (8 if lsp_available() else 0)
 
 
 def test_parse_jackd_log():

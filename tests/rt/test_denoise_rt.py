@@ -215,6 +215,7 @@ input = "snare"
 mode = "bypass"
 denoise = true
 denoise_delay_blocks = 2
+denoise_limit_db = -100.0
 [[channel]]
 name = "raw"
 input = "snare"
