@@ -452,6 +452,34 @@ def key_alignment(delays_ms: np.ndarray, attack_ms: float, range_db: float, audi
             "lookahead_ms": clamp("lookahead_ms", max(need, 0.0))}
 
 
+def plot_alignment(path, delays: dict, sample_rate: int) -> None:
+    """Per keyed channel, every hit's key-minus-first-sample delay (dots) and what the gate needs:
+    the chosen lookahead (line) less the attack allowance (dashed); PNG, written atomically.
+
+    ``delays`` is ``{channel: (delays_ms, alignment dict of key_alignment)}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(delays)
+    fig, ax = plt.subplots(figsize=(8, 0.8 * len(names) + 1.5))
+    for i, name in enumerate(names):
+        d, al = delays[name]
+        ax.plot(d, np.full(len(d), i) + np.linspace(-0.15, 0.15, len(d)) if len(d) else [], "o", ms=4, color="C0")
+        cover = al["lookahead_ms"] + al.get("audio_delay_ms", 0.0)
+        ax.plot([cover, cover], [i - 0.35, i + 0.35], color="C3", lw=2)
+        ax.plot([cover - al["attack_allowance_ms"]] * 2, [i - 0.35, i + 0.35], color="C3", lw=1, ls="--")
+    ax.axvline(0.0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("key time minus the hit's first sample, ms")
+    ax.set_title("alignment: hits (dots), what the lookahead covers (red), less the attack (dashed)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. gate settings
 
@@ -895,6 +923,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     settings = {}
     gated = [(c, ch) for c, ch in enumerate(cfg.channel) if ch.mode != "bypass" and ch.input in close.values()]
     bar = tqdm(desc="fit gates", disable=not progress, mininterval=5.0)
+    aligned = {}
     for c, ch in gated:
         kind, _, ref = ch.key.partition(":")
         piece = next(p for p, m in close.items() if m == ch.input)
@@ -931,7 +960,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
                                        + (f" - {audio_delay_ms:.2f} ms the denoiser already delays the audio"
                                           if audio_delay_ms else ""))
             vals["lookahead_ms"] = align["lookahead_ms"]
-        elif kind in ("self", "input"):
+        if align is not None and align["n"]:
+            aligned[ch.name] = (delays, align)
+        if kind in ("self", "input"):
             # a mic key sees the hit when it crosses the threshold: look ahead over that
             krow = kit.mics.index(ch.input if kind == "self" else ref)
             thr = 10.0 ** (vals["threshold_db"] / 20.0)
@@ -946,6 +977,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
             vals["lookahead_ms"] = align["lookahead_ms"]
             why["lookahead_ms"] = (f"the key crosses the threshold up to {align['max_ms']:.2f} ms after the hit's first "
                                    f"sample + {align['attack_allowance_ms']:.2f} ms attack allowance")
+            aligned[ch.name] = (d, align)
         spec = dataclasses.replace(specs[c], **{k: v for k, v in vals.items()})
         start = {k: v for k, v in vals.items() if k != "lookahead_ms"}
         own_vals = {k: getattr(ch, k) for k in start}
@@ -999,6 +1031,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
                                        "why": why, "fit": m, "grid_points": len(tried),
                                        "denoise": None if denoise is None else denoise[0]}
     bar.close()
+    if aligned:
+        plot_alignment(out / "alignment.png", aligned, sr)
+        report["alignment_plot"] = "alignment.png"
 
     # write the gig
     gig_text = write_gig(config_path, out / "gig.toml", settings, {k: v for k, v in models.items()},
@@ -1060,7 +1095,7 @@ def report_markdown(r: dict) -> str:
     lines += ["", "![hits](hits.png)", "", "## Bleed matrix", "",
               "Level of each piece in each mic relative to the mic's own piece, dB (median over hits, first 200 ms).", "",
               bleed_table(bm["mics"], bm["pieces"], mat), "", "![bleed matrix](bleed_matrix.png)", "",
-              "## Alignment and settings", ""]
+              "## Alignment and settings", ""] + (["![alignment](alignment.png)", ""] if r.get("alignment_plot") else [])
     for name, ch in r["channels"].items():
         lines += [f"### {name} (key `{ch['key']}`, piece {ch['piece']})", ""]
         a = ch.get("alignment")

@@ -278,7 +278,7 @@ def test_soundcheck_end_to_end_writes_a_gig_that_loads_with_comments(tmp_path):
     assert "soundcheck: latest trigger key" in text
     snare = next(c for c in cfg.channel if c.name == "snare")
     assert snare.threshold_db != -30.0 and "soundcheck:" in text.split('name = "snare"')[1]
-    for f in ("report.md", "report.json", "bleed_matrix.png", "hits.png"):
+    for f in ("report.md", "report.json", "bleed_matrix.png", "hits.png", "alignment.png"):
         assert (out / f).stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["channels"]["kick"]["alignment"]["n"] == 6
     assert gig.read_text() == GIG  # the input is never touched
