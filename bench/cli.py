@@ -16,7 +16,7 @@ from debleed.bench.common import CHANNELS, ENGINES, PERIODS, SECTIONS, Context, 
 
 #: ``--quick`` callback grid (the full one: PERIODS x CHANNELS).
 QUICK_PERIODS = (64, 128)
-QUICK_CHANNELS = (1, 8)
+QUICK_CHANNELS = (8,)
 from debleed.errors import ParameterError
 
 
@@ -41,7 +41,7 @@ def options_from_args(args) -> Options:
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 2:
         raise ParameterError(f"--repeats must be >= 2 (results are medians over repeats), got {repeats}")
-    soak_s = args.soak_s if args.soak_s is not None else (30.0 if args.quick else 600.0)
+    soak_s = args.soak_s if args.soak_s is not None else (20.0 if args.quick else 600.0)
     run_s = args.run_s if args.run_s is not None else (2.0 if args.quick else 5.0)
     if soak_s <= 0 or run_s <= 0:
         raise ParameterError(f"--soak-s and --run-s must be > 0 s, got {soak_s} and {run_s}")
@@ -58,7 +58,8 @@ def options_from_args(args) -> Options:
         engines=engines,
         peer_periods=_ints(args.peer_periods, "--peer-periods") if args.peer_periods else
         ((128,) if args.quick else (64, 128)),
-        peer_channels=_ints(args.peer_channels, "--peer-channels") if args.peer_channels else (1, 8),
+        peer_channels=_ints(args.peer_channels, "--peer-channels") if args.peer_channels else
+        ((8,) if args.quick else (1, 8)),
         kernel_samples=(1 << 16) if args.quick else (1 << 18),
         soak_modes=soak_modes,
     )
@@ -129,8 +130,8 @@ def register(subparsers) -> None:
                     "and PNG plots. Results are medians over repeated runs with min and max.")
     p.add_argument("--out", default="bench-report", help="report folder (default bench-report)")
     p.add_argument("--quick", action="store_true",
-                   help="3 repeats, 2 s callback runs at 64/128 frames and 1/8 channels, peer at 128 frames, "
-                        "30 s soaks (default: 5 repeats, 5 s runs, the full grids, 600 s soaks); under 8 minutes")
+                   help="3 repeats, 2 s callback runs at 64/128 frames and 8 channels, peer at 128 frames and 8 "
+                        "channels, control at 128 frames, 20 s soaks (default: 5 repeats, 5 s runs, the full grids, 600 s soaks); under 8 minutes")
     p.add_argument("--repeats", type=int, default=None, metavar="N", help="repeated runs per measurement, >= 2")
     p.add_argument("--sections", default=None, metavar="LIST",
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")

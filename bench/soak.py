@@ -77,12 +77,12 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
             realtime_ok = bool(player.client.realtime)
             if realtime and not realtime_ok:
                 return {"skipped": "jackd -R started without real-time scheduling (no rtprio here)"}
+            if lsp_available():  # before debleed: their start-up load is not part of debleed's run
+                lsp_clients = _start_lsp(srv, player, CHANNELS, lsp_procs)
             log_off = len(srv.log())
             proc = procs.add(start_live(cfg, srv.env, stats_json=stats_path))
             try:
                 player.connect("debleed", GIG_INPUTS)
-                if lsp_available():
-                    lsp_clients = _start_lsp(srv, player, CHANNELS, lsp_procs)
                 time.sleep(SETTLE_S)
                 t0 = time.monotonic()
                 rss.append((0.0, rss_kib(proc.pid)))
