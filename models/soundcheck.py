@@ -1063,8 +1063,7 @@ def write_gig(config_path, out_path, settings: dict, models: dict, shipped_model
             vals, why, *rest = settings[name]
             denoise = rest[0] if rest else None
             for k, v in vals.items():
-                if k == "denoise_limit_db" and v <= -100.0:
-                    continue
+                # denoise_limit_db is written even at -100 (no limit): the config's default is another value
                 it = tomlkit.item(round(float(v), 3))
                 it.comment(f"soundcheck: {why.get(k, '')}")
                 tbl[k] = it
