@@ -425,3 +425,34 @@ def test_limit_and_mix_are_applied_by_the_worker_and_set_while_running():
             st.set_param(3, "threshold_db", -3)
     finally:
         st.stop()
+
+
+@pytest.mark.parametrize("workers", ["shared", "per-channel"])
+def test_worker_threads_denoise_every_channel_in_order(workers):
+    ds = [HalfAndEcho(), HalfAndEcho()]
+    for d in ds:
+        d.prepare(48000, PERIOD)
+    st = DenoiseStage(ds, [0, 0], [1, 2], max_block=PERIOD, period=PERIOD, delay_blocks=2, workers=workers,
+                      params=[{"denoise_limit_db": -100.0}, {"denoise_limit_db": -100.0, "denoise_mix": 0.0}])
+    st.start()
+    try:
+        x = np.random.default_rng(8).standard_normal(PERIOD * 12).astype(np.float32)
+        got = np.zeros((2, x.size), np.float32)
+        inputs = np.zeros((3, PERIOD), np.float32)
+        for b in range(12):
+            inputs[0] = x[b * PERIOD:(b + 1) * PERIOD]
+            # freewheel-style: wait for the worker(s) before each block, so nothing is late
+            for _ in range(500):
+                if st.ctl[1] >= b - 1:  # CTL_DONE
+                    break
+                threading.Event().wait(0.002)
+            st.exchange(PERIOD, inputs)
+            got[:, b * PERIOD:(b + 1) * PERIOD] = inputs[1:3]
+        assert st.ctl[CTL_LATE] == 0 and st.error is None
+        assert len(st._threads) == (2 if workers == "per-channel" else 1)
+        d = 2 * PERIOD
+        assert np.array_equal(got[0, d:], reference(x)[:-d])
+        assert np.array_equal(got[1, d:], x[:-d])  # mix 0: the dry input, delayed
+    finally:
+        st.stop()
+    assert st.fd == -1
