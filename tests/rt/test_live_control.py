@@ -109,22 +109,28 @@ def stop(proc):
     return proc.returncode, out + err
 
 
-def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_server, tmp_path):
+#: The replay test's gig: GIG plus a bypassed copy of the snare, which shows whether a cycle was
+#: dropped (a loaded machine can time a client out even in freewheel; such a run proves nothing
+#: about the chain and is repeated).
+GIG_RAW = GIG + '[[channel]]\nname = "raw"\ninput = "snare"\nmode = "bypass"\n'
+
+
+def _osc_session(server, tmp_path, takes):
+    """One `debleed live` run: playback in freewheel, OSC changes (good and bad) during it."""
     gig = tmp_path / "gig.toml"
-    gig.write_text(GIG)
+    gig.write_text(GIG_RAW)
     log = tmp_path / "changes.jsonl"
     port = free_port()
-    proc, _ = start(gig, jack_server, "--osc-port", str(port), "--changes-log", str(log),
+    proc, _ = start(gig, server, "--osc-port", str(port), "--changes-log", str(log),
                     "--stats-json", str(tmp_path / "stats.json"))
     osc = OscClient(port)
-    takes = scene(40.0)
-    n = takes["snare"].size
     info, result = {}, {}
 
     def play():
         result["rec"] = play_record({f"dblctl:in_{k}": v for k, v in takes.items()},
-                                    ["dblctl:out_snare", "dblctl:out_duck"], server_name=jack_server.name,
-                                    tail_frames=0, name="tctl", info=info, timeout_s=300)
+                                    ["dblctl:out_snare", "dblctl:out_duck", "dblctl:out_raw"],
+                                    server_name=server.name, tail_frames=0, name="tctl", info=info,
+                                    timeout_s=300)
 
     th = threading.Thread(target=play)
     try:
@@ -145,6 +151,24 @@ def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_ser
         th.join(timeout=300)
     finally:
         rc, out = stop(proc)
+    return dict(gig=gig, log=log, rc=rc, out=out, info=info, rec=result.get("rec"), good=good, replies=replies,
+                errors=errors, query=query)
+
+
+def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_server, tmp_path):
+    takes = scene(20.0)
+    n = takes["snare"].size
+    for attempt in range(3):
+        (tmp_path / f"run{attempt}").mkdir()
+        run = _osc_session(jack_server, tmp_path / f"run{attempt}", takes)
+        assert run["rc"] == 0, run["out"]
+        if run["rec"] is not None and np.array_equal(run["rec"][2], takes["snare"]):
+            break
+    else:
+        pytest.fail("every run dropped a cycle (the bypassed channel differs from its input)")
+    gig, log, rc, out, info = run["gig"], run["log"], run["rc"], run["out"], run["info"]
+    errors, replies, good, query = run["errors"], run["replies"], run["good"], run["query"]
+    tmp_path = gig.parent
     assert rc == 0, out
     assert [r[0] for r in errors] == ["/debleed/error"] * 5
     assert "threshold_db must be in [-120, 0] dBFS, got 12.0" in errors[0][1][0]
@@ -161,13 +185,13 @@ def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_ser
     origin = origins.pop()
     rel = [e["frame"] - origin for e in entries]
     assert all(0 < f < n and f % PERIOD == 0 for f in rel), (rel, n)
-    rec = result["rec"]
+    rec = run["rec"][:2]
     cfg = load_config(gig)
     x = np.stack([takes["snare"], takes["other"]])
     replay = render_arrays(cfg, x, SR, PERIOD, changes=load_changes(log, origin=origin))
     assert replay["changes_moved"] == 0
-    assert np.array_equal(rec, replay["outputs"]), "render --changes differs from the live run"
-    plain = render_arrays(cfg, x, SR, PERIOD)["outputs"]
+    assert np.array_equal(rec, replay["outputs"][:2]), "render --changes differs from the live run"
+    plain = render_arrays(cfg, x, SR, PERIOD)["outputs"][:2]
     # the output follows at the logged frame: the same up to it, different after it
     assert np.array_equal(plain[0, :rel[0]], rec[0, :rel[0]])
     assert not np.array_equal(plain[0, rel[0]:rel[0] + 9000 * 4], rec[0, rel[0]:rel[0] + 9000 * 4])
