@@ -266,8 +266,14 @@ class DenoiseStage:
                  channels=None, params=None, sample_rate=None, workers="shared"):
         from debleed.models.denoiser import LimitMix, limit_mix_gain
 
-        if not 1 <= int(delay_blocks) <= 16:
-            raise DebleedError(f"denoise_delay_blocks must be in 1-16, got {delay_blocks!r}")
+        from debleed.dsp.params import PARAMS
+
+        try:
+            PARAMS["denoise_delay_blocks"].check(int(delay_blocks))
+        except (TypeError, ValueError):
+            raise DebleedError(f"denoise_delay_blocks must be an integer, got {delay_blocks!r}") from None
+        except ParameterError as e:
+            raise DebleedError(str(e)) from None
         if workers not in WORKER_MODES:
             raise ParameterError(f"workers must be one of {', '.join(WORKER_MODES)}, got {workers!r}")
         self.denoisers = list(denoisers)
@@ -299,7 +305,7 @@ class DenoiseStage:
         self.dry[:, self.dry_len + FD_A] = self.fade_samples  # as if denoised: the start is exact
         self.dry_w = np.zeros(k, np.int64)
         # bounded harm: read by the worker before every block, written by set_param
-        self.limit_db = np.full(k, -100.0)
+        self.limit_db = np.full(k, PARAMS["denoise_limit_db"].lo)  # no limit until set
         self.mix = np.ones(k)
         for j, p in enumerate(params or []):
             for name, v in p.items():
@@ -327,15 +333,12 @@ class DenoiseStage:
 
     # --- parameters ------------------------------------------------------------------------
     def _set(self, j: int, name: str, value: float) -> None:
-        v = float(value)
+        from debleed.dsp.params import PARAMS  # the ranges' one definition
+
         if name == "denoise_limit_db":
-            if not -100.0 <= v <= 0.0:
-                raise ParameterError(f"denoise_limit_db must be -100 to 0 dB, got {value!r}")
-            self.limit_db[j] = v
+            self.limit_db[j] = PARAMS[name].check(value)
         elif name == "denoise_mix":
-            if not 0.0 <= v <= 1.0:
-                raise ParameterError(f"denoise_mix must be 0 to 1, got {value!r}")
-            self.mix[j] = v
+            self.mix[j] = PARAMS[name].check(value)
         else:
             raise ParameterError(f"{name!r} is not a denoiser parameter (allowed: {', '.join(STAGE_PARAMS)})")
 

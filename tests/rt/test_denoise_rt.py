@@ -417,9 +417,9 @@ def test_limit_and_mix_are_applied_by_the_worker_and_set_while_running():
         assert st.get_param(3, "denoise_mix") == 0.5
         with pytest.raises(ParameterError, match="channel 0 is not denoised"):
             st.set_param(0, "denoise_mix", 0.5)
-        with pytest.raises(ParameterError, match=r"denoise_mix must be 0 to 1, got 1.5"):
+        with pytest.raises(ParameterError, match=r"denoise_mix must be in \[0, 1\], got 1.5"):
             st.set_param(3, "denoise_mix", 1.5)
-        with pytest.raises(ParameterError, match=r"denoise_limit_db must be -100 to 0 dB, got 3"):
+        with pytest.raises(ParameterError, match=r"denoise_limit_db must be in \[-100, 0\] dB, got 3"):
             st.set_param(3, "denoise_limit_db", 3)
         with pytest.raises(ParameterError, match="'threshold_db' is not a denoiser parameter"):
             st.set_param(3, "threshold_db", -3)
