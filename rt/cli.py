@@ -55,8 +55,6 @@ def _session(args):
 
 
 def cmd_live(args) -> int:
-    from debleed.rt.config import load_config
-    from debleed.rt.control import LiveControl
 
     config_path, nsm = _session(args)
     try:
@@ -140,11 +138,7 @@ def _run_live(args, config_path, nsm) -> int:
         s = eng.stats()
         s["changes"] = list(control.changes)
         if args.stats_json:
-            from debleed.rt.audiofile import jsonable
-            from debleed.fileio import atomic_write_text
-            import json
-
-            atomic_write_text(args.stats_json, json.dumps(jsonable(s), indent=2) + "\n")
+            eng.write_stats(args.stats_json, s)
         eng.stop()
         control.close()
         if args.save and control.changes:

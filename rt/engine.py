@@ -207,9 +207,11 @@ class EngineBase:
         })
         return s
 
-    def write_stats(self, path) -> None:
-        """Write :meth:`stats` as JSON to ``path`` atomically."""
-        atomic_write_text(Path(path), json.dumps(self.stats(), indent=2) + "\n")
+    def write_stats(self, path, stats: dict | None = None) -> None:
+        """Write ``stats`` (default :meth:`stats`) as JSON to ``path`` atomically."""
+        from debleed.rt.audiofile import jsonable
+
+        atomic_write_text(Path(path), json.dumps(jsonable(self.stats() if stats is None else stats), indent=2) + "\n")
 
 
 
