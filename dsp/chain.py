@@ -151,7 +151,7 @@ def _ramp(v, target, step):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_block(n, inputs, outputs, events, n_events, itabs, ptabs, notes, ctl, state, delay, meters, scratch):
     """Run one block of the chain; swap to new parameter tables first if a change is pending.
 
@@ -199,7 +199,7 @@ def run_block(n, inputs, outputs, events, n_events, itabs, ptabs, notes, ctl, st
     ctl[K_FRAMES] += n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _run(n, inputs, outputs, itab, ptab, notes, state, delay, events, n_events, meters, scratch):
     """One block over one bank of tables (see :func:`run_block`)."""
     n_ch = itab.shape[0]

@@ -79,7 +79,7 @@ class Param:
     restart_reason : str
         For ``live=False``: why it needs a restart.
     target : {"chain", "denoiser", "engine"}
-        Who acts on it: the chain's tables, the denoiser worker, or the engine at start.
+        Who acts on it: the chain's tables, the denoiser stage, or the engine at start.
     flag : str, optional
         ``debleed clean-stems`` option (and its short form after a comma), if it has one.
     """
@@ -249,12 +249,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
        keys=("midi",)),
     _p("velocity_depth", "bool", "", False, "scale the opening (gate) or depth (duck) by velocity / 127 (an error on other keys)",
        modes=GAIN_MODES, keys=("midi",)),
-    _p("denoise", "bool", "", False, "run the channel's input through the snare de-bleed denoiser before its gate (and self key). Other keys (trigger:, midi:, input:) are not delayed with it: they reach the gate D periods + 63 samples (6.6 ms at D = 2, 128 frames, 48 kHz) before the audio, so add that to hold_ms",
-       live=False, restart_reason="the denoiser's worker, rings and latency are set up at start", target="engine"),
-    _p("denoise_delay_blocks", "int", "periods", 2, "D: the denoiser worker's deadline; adds D periods of latency (the largest D of all denoised channels is used). When JACK's period changes, the delay follows (D new periods; the dry signal plays for the first D blocks) and the new latency is reported",
-       lo=1, hi=16, step=1, live=False, restart_reason="it changes the channel's latency (see lookahead_ms)",
-       target="engine"),
-    _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one (with denoise = true only, as denoise_delay_blocks)",
+    _p("denoise", "bool", "", False, "run the channel's input through the snare de-bleed denoiser before its gate (and self key), inside the audio callback; adds the model's latency, 63 samples (1.3 ms at 48 kHz), whatever the period. Other keys (trigger:, midi:, input:) are not delayed with it: they reach the gate that much before the audio",
+       live=False, restart_reason="the denoiser's weights and state are loaded and allocated at start", target="engine"),
+    _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one (with denoise = true only)",
        live=False, restart_reason="the model is loaded and warmed up at start", target="engine"),
     _p("denoise_limit_db", "float", "dB", -30.0, "deepest attenuation the denoiser may apply (attenuation limit)",
        lo=-100.0, hi=0.0, step=1.0, target="denoiser"),
@@ -263,7 +260,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
 )}
 
 #: Parameters that only apply with ``denoise = true``.
-DENOISE_PARAMS = ("denoise_delay_blocks", "denoise_model", "denoise_limit_db", "denoise_mix")
+DENOISE_PARAMS = ("denoise_model", "denoise_limit_db", "denoise_mix")
 #: Parameters a :class:`~debleed.dsp.chain.ChannelSpec` carries (the chain's own).
 SPEC_PARAMS = tuple(n for n, p in PARAMS.items() if p.target == "chain" and p.kind != "key")
 

@@ -95,13 +95,14 @@ class Denoiser:
     Notes
     -----
     Latency: ``window - 1`` samples (63 at hop 32): ``hop`` from the overlap-add, ``hop - 1``
-    from buffering blocks into whole hops. After :meth:`reset`, the whole hops of digital
-    silence (all zeros) before the first sound are not run: they give zeros and leave the state
-    as it was reset (the model's recurrent state would otherwise drift on silence). So a run that
-    starts with silence of any length (in whole hops) equals one that starts with the first
-    sound, at any block size: a live run started long before the music, or a JACK bounce, equals
-    the offline render of the same take. ``process`` runs onnxruntime, which allocates its
-    outputs: call it from a worker thread, never from the audio callback itself. Non-finite
+    from buffering blocks into whole hops. After :meth:`reset`, digital silence (exact zeros)
+    before the first sound is not run: it gives zeros and leaves the state as it was reset (the
+    model's recurrent state would otherwise drift on silence), and the hop phase starts at the
+    first non-zero sample. So a run that starts with silence of any length equals one that starts
+    with the first sound, at any block size, and this wrapper gives what the data-plane kernels
+    (:mod:`debleed.models.streaming`) give, to float rounding. ``process`` runs onnxruntime,
+    which allocates its outputs: the batch path (``debleed denoise``, evaluation), never the
+    audio callback (the live engines run the kernels). Non-finite
     input samples are treated as 0 and a non-finite model output resets the state, so a NaN
     never poisons later blocks.
 
@@ -205,7 +206,6 @@ class Denoiser:
         self._pend.fill(0.0)
         self._n_pend = self._hop - 1
         self._fresh = True
-        self._skipped = 0
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Denoise one block.
@@ -244,16 +244,14 @@ class Denoiser:
             # whole hops of digital silence before the first sound since reset are not run
             # (their output is 0 and the state stays as reset); the hop phase is kept
             if first < 0:
-                self._skipped += n
                 out[:n] = 0.0
                 return
+            # the hop phase starts at the first non-zero sample, as in the data-plane kernels
+            # (debleed.models.streaming), so both give the same output for any leading silence
             self._fresh = False
-            base = (self._skipped + int(first)) // hop * hop
-            q = max(0, base - self._skipped)
-            fill = max(0, self._skipped - base)
-            self._fill = fill
-            self._in[:fill] = 0.0
-            self._n_pend = hop - 1 - fill
+            q = int(first)
+            self._fill = 0
+            self._n_pend = hop - 1
             out[:q] = 0.0
             s, out, n = s[q:], out[q:], n - q
         total = self._fill + n
@@ -469,6 +467,17 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
         m = min(y.size, out.shape[0])
         out[:m, ch] = y[:m]
     return out[:, 0] if mono else out
+
+
+def model_latency_samples(path) -> int:
+    """Latency of a streaming model file, samples: ``window - 1`` (63 for the shipped models).
+
+    Raises
+    ------
+    DebleedError
+        ``path`` missing or not a loadable model.
+    """
+    return int(model_info(path)["window"]) - 1
 
 
 def model_info(path) -> dict:

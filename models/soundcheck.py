@@ -781,7 +781,7 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
 # the whole soundcheck
 
 def _fit_scenes(kit: MultiMicKit, cfg, ch, sample_rate: int, *, key_delays_ms, denoise_model=None,
-                denoise_delay: int = 0, n: int = 3, seconds: float = 8.0, seed: int = 0) -> list:
+                n: int = 3, seconds: float = 8.0, seed: int = 0) -> list:
     """Mixtures from the kit for fitting channel ``ch``: grooves at the measured bleed, the key
     rebuilt as the soundcheck measured it (trigger pulses or MIDI notes at the measured delays,
     a mic key from the mix)."""
@@ -820,9 +820,9 @@ def _fit_scenes(kit: MultiMicKit, cfg, ch, sample_rate: int, *, key_delays_ms, d
             from debleed.models.denoiser import denoise_signal
 
             y = denoise_signal(audio, sample_rate, denoiser=den, compensate=False)
-            latency = denoise_delay + den.latency_samples
+            latency = den.latency_samples
             dry = np.concatenate([np.zeros(latency, np.float32), audio])[:audio.size].astype(np.float32)
-            audio = np.concatenate([np.zeros(denoise_delay, np.float32), y])[:audio.size].astype(np.float32)
+            audio = np.asarray(y[:audio.size], np.float32)
         out.append(FitScene(audio=audio, key=key, events=events, mic=mx.mics[ch.input], own=mx.own[ch.input],
                             frames=np.array([h.frame for h in own_hits], np.int64),
                             velocities=np.array([h.velocity for h in own_hits]), latency=latency, dry=dry))
@@ -836,8 +836,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     ``OUT/<channel>.onnx`` (when the adapted model wins), ``OUT/report.md``, ``OUT/report.json``
     and PNGs. Returns the report dict.
 
-    ``block`` is the JACK period the gig will run at: a denoised channel's audio reaches the gate
-    ``denoise_delay_blocks * block + 63`` samples after its key, which the lookahead accounts for.
+    ``block`` is the JACK period the gig will run at (the offline renders run at it). A denoised
+    channel's audio reaches the gate the denoiser stage's latency (``window - 1`` samples of its
+    model, 63 for the shipped ones) after its key, which the lookahead accounts for.
 
     Raises
     ------
@@ -937,7 +938,10 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
         delays = np.zeros(0)
         audio_delay_ms = 0.0
         if ch.denoise:
-            audio_delay_ms = 1000.0 * (ch.denoise_delay_blocks * block + 63) / sr
+            from debleed.models.denoiser import model_latency_samples
+
+            dn_path = models.get(ch.name) or (shipped_path(sr) if sr in (44100, 48000) else None)
+            audio_delay_ms = 1000.0 * model_latency_samples(dn_path) / sr if dn_path else 0.0
         if kind == "trigger":
             tf = trigger_onsets(x[names.index(ref)], sr, ch.trigger_threshold_db, ch.retrigger_ms)
             delays = match_delays(tf, own_frames, sr)
@@ -984,7 +988,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
         denoise = None
         if ch.denoise and models.get(ch.name):
             scenes = _fit_scenes(kit, cfg, ch, sr, key_delays_ms=delays, denoise_model=models[ch.name],
-                                 denoise_delay=ch.denoise_delay_blocks * block, n=fit_scenes, seed=seed + c)
+                                 n=fit_scenes, seed=seed + c)
             best, m, tried = fit_channel(spec, scenes, sr, start, progress=bar, limits_db=DENOISE_LIMITS_DB,
                                          also=own_vals)
             # the same gate without the denoiser (its own lookahead: the audio is no longer late)

@@ -213,7 +213,7 @@ class GigConfig(_Strict):
         """``(channel index, source input row, virtual input row)`` of each denoised channel.
 
         A denoised channel reads a virtual input row (after the real inputs) that the denoiser
-        stage fills (:mod:`debleed.rt.denoise_rt`).
+        stage fills (:func:`debleed.models.streaming.denoise_block`).
         """
         n_in = len(self.inputs)
         rows = []

@@ -11,8 +11,8 @@ directly:
   took effect (``frame``: frames the chain had run since it started; ``clock``: the JACK frame
   time of that cycle, 0 where the engine has none, null when the audio thread did not confirm
   it in time, and for denoiser settings);
-- denoiser settings (``denoise_limit_db``, ``denoise_mix``) go to the denoiser stage, which its
-  worker reads (they take effect from the worker's next block);
+- denoiser settings (``denoise_limit_db``, ``denoise_mix``) go to the denoiser stage, which the
+  audio thread reads at its next block and ramps to;
 - meters (key level, gain reduction, gate open) are read by one thread at :data:`METER_HZ` and
   shared by every surface.
 
@@ -239,7 +239,7 @@ class LiveControl:
             for c, v, name in checked:
                 if get(name).kind == "key":
                     self._keys[c] = v
-            if frame is None:  # denoiser settings only: the worker takes them from its next block
+            if frame is None:  # denoiser settings only: the audio thread takes them at its next block
                 frame, clock = int(self.chain.ctl[K_FRAMES]), None
             entries = []
             for c, v, name in checked:

@@ -164,9 +164,9 @@ def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
           f"(deadline {stats['deadline_us']:.0f} us at {block} frames)")
     dn = stats.get("denoiser")
     if dn:
-        print(f"denoiser (+dn): late blocks {dn['late_blocks']} of {stats['callbacks']} (each replaced by the delayed "
-              f"dry block, crossfaded), D = {dn['delay_blocks']} periods + model = {dn['latency_samples']} samples, "
-              f"worker {dn.get('workers')}" + (f"; {dn['worker_scheduling']}" if dn.get("worker_scheduling") else ""))
+        print(f"denoiser (+dn): in the audio callback, {sum(dn['hops'])} hops run, latency "
+              f"{max(dn['latency_samples'])} samples (the model's own), resets after non-finite output "
+              f"{sum(dn['nonfinite_resets'])}")
     print(f"inputs, outputs, stats.json and report.json written to {out}/")
     if stats["callbacks"] == 0:
         print(f"demo: debleed processed nothing; its log:\n{log}", file=sys.stderr)

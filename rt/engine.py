@@ -28,11 +28,11 @@ import numpy as np
 
 from debleed.dsp.chain import K_CLOCK, M_BAD, M_GR, M_GR_RUN, run_block
 from debleed.dsp.keys import MAX_MIDI_EVENTS
-from debleed.errors import EngineError
+from debleed.errors import DebleedError, EngineError
 from debleed.fileio import atomic_write_text
 from debleed.rt import _jackptr
 from debleed.rt.config import GigConfig
-from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_LATE, C_MAX_NS, C_MIDI_DROPPED,
+from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
                               C_OVERSIZE, C_SUM_NS, C_XRUNS, HIST_BIN_NS, HIST_BINS, new_counters,
                               summary)
 
@@ -52,11 +52,10 @@ class EngineBase:
 
     backend = "none"
 
-    def __init__(self, config: GigConfig, *, engine: str, denoiser_factory=None):
+    def __init__(self, config: GigConfig, *, engine: str):
         self.config = config
         self.engine = engine
         self.chain = config.chain()
-        self.denoiser_factory = denoiser_factory
         self.stage = None
         self.counters, self.hist = new_counters()
         self.shutdown_reason: str | None = None
@@ -77,7 +76,7 @@ class EngineBase:
         run_block(0, self.inputs, self.outputs, self.events, 0, *self.chain.arrays.args())
 
     def _run_python_block(self, frames: int, midi) -> None:
-        """Python data plane: MIDI ``(offset, bytes)`` pairs into events, denoiser exchange, chain."""
+        """Python data plane: MIDI ``(offset, bytes)`` pairs into events, the denoiser stage, the chain."""
         n_ev = 0
         for offset, data in midi:
             if n_ev >= MAX_MIDI_EVENTS:
@@ -88,7 +87,7 @@ class EngineBase:
                 self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
                 n_ev += 1
         if self.stage is not None:
-            self.stage.exchange(frames, self.inputs)
+            self.stage.process(frames, self.inputs)
         run_block(frames, self.inputs, self.outputs, self.events, n_ev, *self.chain.arrays.args())
 
     def _count_callback(self, frames: int, dt_ns: int) -> None:
@@ -102,45 +101,22 @@ class EngineBase:
         self.hist[min(dt_ns // HIST_BIN_NS, HIST_BINS - 1)] += 1
 
     def _prepare_denoisers(self) -> None:
-        rows = self.config.denoised()
-        if not rows:
-            return
-        from debleed.rt.denoise_rt import DenoiseStage, stage_options
+        """Load the denoised channels' weights and allocate their state (the denoiser stage runs
+        inside the audio callback, before the chain: :func:`debleed.models.streaming.denoise_block`)."""
+        from debleed.models.streaming import StreamingStage
 
-        factory = self.denoiser_factory
-        if factory is None:
-            try:
-                from debleed.models.denoiser import Denoiser
-            except ImportError as e:
-                raise EngineError(f"channels with denoise = true need debleed.models.denoiser: {e}") from None
-            factory = lambda ch: Denoiser(ch.denoise_model)  # noqa: E731
-        denoisers = []
-        for c, _, _ in rows:
-            ch = self.config.channel[c]
-            d = factory(ch)
-            d.prepare(self.sample_rate, self.max_block)
-            warm = np.zeros(self.block, np.float32)
-            d.process(warm, warm.copy())  # load and run the model once before the audio starts
-            d.reset()
-            denoisers.append(d)
-        delay = max(self.config.channel[c].denoise_delay_blocks for c, _, _ in rows)
-        self.stage = st = DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows],
-                                       max_block=self.max_block, period=self.block, delay_blocks=delay,
-                                       **stage_options(self.config, rows, self.sample_rate))
-        # compile and load the exchange kernel now (the Python engines call it from the
-        # callback), on copies so that the stage's rings and counters stay untouched
-        from debleed.rt.denoise_rt import exchange
-
-        exchange(0, self.inputs.copy(), st.src, st.row, st.ring_in.copy(), st.ring_out.copy(), st.slot_n.copy(),
-                 st.tags.copy(), st.ctl.copy(), st.dry.copy(), st.dry_w.copy(), st.dry_delay)
+        try:
+            self.stage = StreamingStage.from_gig(self.config, self.sample_rate)
+        except DebleedError as e:
+            raise EngineError(f"cannot set up the denoiser: {e}") from None
 
     def channel_latency_samples(self) -> list[int]:
-        """Latency of each output, samples: lookahead, plus D periods and the denoiser's latency
-        for denoised channels."""
+        """Latency of each output, samples: its lookahead, plus the denoiser model's latency
+        (``window - 1``, 63 samples for the shipped models) for a denoised channel."""
         lat = list(self.chain.channel_latency_samples)
         if self.stage is not None:
             for c, _, _ in self.config.denoised():
-                lat[c] += self.stage.latency_samples
+                lat[c] += self.stage.channel_latency(c)
         return lat
 
     def read_meters(self) -> np.ndarray:
@@ -180,10 +156,6 @@ class EngineBase:
 
     def stats(self) -> dict:
         """Everything the counters and meters say, JSON-ready."""
-        if self.stage is not None:
-            from debleed.rt.denoise_rt import CTL_DELAY, CTL_LATE, CTL_OVERRUN
-
-            self.counters[C_LATE] = self.stage.ctl[CTL_LATE]
         s = summary(self.counters, self.hist, self.sample_rate, self.block)
         s.update({
             "backend": self.backend,
@@ -193,10 +165,7 @@ class EngineBase:
             "period_frames": self.block,
             "dsp_load_percent": self.dsp_load(),
             "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
-            "denoiser": None if self.stage is None else {
-                "delay_blocks": int(self.stage.ctl[CTL_DELAY]), "latency_samples": self.stage.latency_samples,
-                "late_blocks": int(self.stage.ctl[CTL_LATE]), "overruns": int(self.stage.ctl[CTL_OVERRUN]),
-                "worker_error": self.stage.error, **self.stage.stats()},
+            "denoiser": None if self.stage is None else self.stage.stats(),
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {
@@ -226,9 +195,6 @@ class JackEngine(EngineBase):
         Process-callback implementation; default "cfunc".
     server_name : str, optional
         JACK server name; default ``$JACK_DEFAULT_SERVER`` or the default server.
-    denoiser_factory : callable, optional
-        ``factory(channel_config) -> denoiser`` for channels with ``denoise = true``; default
-        :class:`debleed.models.denoiser.Denoiser` with the channel's ``denoise_model``.
 
     Raises
     ------
@@ -244,11 +210,10 @@ class JackEngine(EngineBase):
 
     backend = "jack"
 
-    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None,
-                 denoiser_factory=None):
+    def __init__(self, config: GigConfig, *, engine: str = "cfunc", server_name: str | None = None):
         if engine not in ENGINES:
             raise EngineError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-        super().__init__(config, engine=engine, denoiser_factory=denoiser_factory)
+        super().__init__(config, engine=engine)
         self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
         self.client: jack.Client | None = None
         self._keepalive: list = []
@@ -288,8 +253,6 @@ class JackEngine(EngineBase):
         becomes :class:`~debleed.rt.server.ServerGoneError` (``debleed live`` exits 1)."""
         from debleed.rt.server import ServerGoneError, server_running
 
-        if self.stage is not None:
-            self.stage.stop()
         gone = self.server_gone or not server_running(self.server_name)
         client, self.client = self.client, None
         with contextlib.suppress(jack.JackError):
@@ -313,8 +276,8 @@ class JackEngine(EngineBase):
             raise EngineError(f"cannot register ports on client {client.name!r}: {e}") from None
         client.set_shutdown_callback(self._on_shutdown)
         client.set_xrun_callback(self._on_xrun)
-        if self.stage is not None:  # freewheel: the callback waits for the denoiser (a bounce = render)
-            client.set_freewheel_callback(self.stage.set_freewheel)
+        if self.stage is not None:  # a bounce starts the denoisers fresh, as an offline render does
+            client.set_freewheel_callback(self._on_freewheel)
         client.set_blocksize_callback(self._on_blocksize)
         client.set_samplerate_callback(self._on_samplerate)
         self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
@@ -322,10 +285,6 @@ class JackEngine(EngineBase):
             self._install_cfunc()
         else:
             client.set_process_callback(self._py_process)
-        if self.stage is not None:
-            from debleed.rt.denoise_rt import worker_rt_priority
-
-            self.stage.start(rt_priority=worker_rt_priority(client))
         client.activate()
         self.started_at = time.monotonic()
         self._connect()
@@ -351,20 +310,13 @@ class JackEngine(EngineBase):
                          (jc.A_OUTPORTS, self._outport_addrs)):
             assert arr.flags.c_contiguous
             h[idx] = addr(arr)
-        jc.fill_chain_header(h, ch.arrays)
+        jc.fill_header(h, jc.H_CHAIN, ch.arrays.FIELDS, ch.arrays)
         h[jc.A_MIDIPORT] = _jackptr.address(self.midiport) if self.midiport is not None else 0
         h[jc.A_CLIENT] = _jackptr.address(self.client)
         h[jc.H_NROWS] = self.inputs.shape[0]
-        self._one = np.ones(1, np.uint64)
-        h[jc.A_ONE] = addr(self._one)
-        st = self.stage
-        if st is not None:
-            h[jc.H_NDN], h[jc.H_DNSLOTS], h[jc.H_DRYLEN] = st.src.size, st.tags.size, st.dry.shape[1]
-            h[jc.H_DRYDELAY], h[jc.H_EVFD] = st.dry_delay, st.fd
-            for idx, arr in ((jc.A_DN_SRC, st.src), (jc.A_DN_ROW, st.row), (jc.A_DN_RIN, st.ring_in),
-                             (jc.A_DN_ROUT, st.ring_out), (jc.A_DN_SLOTN, st.slot_n), (jc.A_DN_TAGS, st.tags),
-                             (jc.A_DN_CTL, st.ctl), (jc.A_DN_DRY, st.dry), (jc.A_DN_DRYW, st.dry_w)):
-                h[idx] = addr(arr)
+        if self.stage is not None:
+            h[jc.H_NDN] = self.stage.n_channels
+            jc.fill_header(h, jc.H_DN, self.stage.FIELDS, self.stage)
         self._header = h
         fn = jc.process_cfunc()
         self._keepalive.append(fn)
@@ -396,12 +348,14 @@ class JackEngine(EngineBase):
                 self.client.close()
             except jack.JackError:
                 pass
-        if self.stage is not None:
-            self.stage.stop()
         self.closed = True
         self.stopped.set()
 
     # --- callbacks (JACK's notification thread, never the audio thread) -------------------
+    def _on_freewheel(self, starting: bool) -> None:
+        if starting:
+            self.stage.request_reset()
+
     def _on_shutdown(self, status, reason):
         self.server_gone = True
         self.shutdown_reason = reason or str(status)
@@ -415,23 +369,6 @@ class JackEngine(EngineBase):
         if blocksize > self.max_block:
             print(f"debleed: warning: JACK period {blocksize} frames exceeds the {self.max_block} "
                   "allocated; outputs are silent until debleed restarts", file=sys.stderr)
-        elif self.stage is not None and blocksize > 0:
-            # denoised channels are D periods late: follow the new period (the graph is
-            # suspended while JACK calls this), then tell JACK the new latency from another
-            # thread (a server request from inside a notification could block it)
-            self.stage.set_period(blocksize)
-            if self._header is not None:
-                from debleed.rt import jack_cfunc as jc
-
-                self._header[jc.H_DRYDELAY] = self.stage.dry_delay
-            threading.Thread(target=self._recompute_latencies, name="debleed-latency", daemon=True).start()
-
-    def _recompute_latencies(self) -> None:
-        try:
-            if self.client is not None and not self.closed and not self.server_gone:
-                _jackptr.recompute_total_latencies(self.client)
-        except Exception as e:  # reported, the audio goes on
-            print(f"debleed: cannot update the reported latency: {e}", file=sys.stderr)
 
     def _on_samplerate(self, samplerate):
         if samplerate != self.sample_rate:

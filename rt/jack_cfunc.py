@@ -9,9 +9,9 @@ reusable for any config; it is deliberately not cached on disk, because a cached
 keep this process's function addresses (see DESIGN.md).
 
 Per callback it: reads the clock; gets each input port's buffer and copies it into the chain's
-input array; hands denoised channels' blocks to the denoiser worker and takes back the block of
-D periods ago (:mod:`debleed.rt.denoise_rt`); reads JACK MIDI events with their frame offsets into the events array; runs
-:func:`debleed.dsp.chain.run_block`; copies the outputs to the output ports; and updates the
+input array; reads JACK MIDI events with their frame offsets into the events array; runs the
+denoiser stage (:func:`debleed.models.streaming.denoise_block`: the denoised channels' network,
+hop by hop, into their virtual input rows) and :func:`debleed.dsp.chain.run_block`; copies the outputs to the output ports; and updates the
 counters and the callback-time histogram (:mod:`debleed.rt.stats`). It allocates nothing, takes
 no lock and calls no Python.
 """
@@ -26,32 +26,35 @@ from numba.extending import intrinsic
 from numba import njit
 
 from debleed.dsp.chain import K_CLOCK, NK, ChainArrays, run_block
+from debleed.models.streaming import StreamingStage, denoise_block
 from debleed.rt import _jackptr
-from debleed.rt.denoise_rt import N_CTL, exchange
 from debleed.rt.stats import (C_CALLBACKS, C_FRAMES, C_LAST_NS, C_MAX_NS, C_MIDI_DROPPED,
                               C_OVERSIZE, C_SUM_NS, HIST_BIN_NS)
 
 (H_NIN, H_NCH, H_MAXBLOCK, H_HASMIDI, H_MAXEV, H_HISTBINS, H_NCOUNTERS, H_NROWS,
  A_INPUTS, A_OUTPUTS, A_EVENTS, A_COUNTERS, A_HIST, A_EVBUF, A_TS, A_INPORTS, A_OUTPORTS, A_MIDIPORT,
  A_CLIENT,
- # denoiser rings (debleed.rt.denoise_rt); H_NDN = 0 when no channel is denoised
- H_NDN, H_DNSLOTS, H_DRYLEN, H_DRYDELAY, H_EVFD,
- A_DN_SRC, A_DN_ROW, A_DN_RIN, A_DN_ROUT, A_DN_SLOTN, A_DN_TAGS, A_DN_CTL, A_DN_DRY, A_DN_DRYW,
- A_ONE, H_CHAIN) = range(35)
-# From H_CHAIN on: the chain's arrays (ChainArrays.FIELDS, in run_block's order), four slots
-# each: address and up to three dimensions.
+ # number of denoised channels (0: the denoiser stage is not run)
+ H_NDN, H_DN) = range(21)
+# From H_DN on: the denoiser stage's arrays (StreamingStage.FIELDS, in denoise_block's order),
+# then from H_CHAIN on the chain's (ChainArrays.FIELDS, in run_block's order); four slots each:
+# address and up to three dimensions.
 _SLOTS = 4
+H_CHAIN = H_DN + _SLOTS * len(StreamingStage.FIELDS)
 H_LEN = H_CHAIN + _SLOTS * len(ChainArrays.FIELDS)
 _CTL_SLOT = H_CHAIN + _SLOTS * [f[0] for f in ChainArrays.FIELDS].index("ctl")
 
 
-def fill_chain_header(h: np.ndarray, arrays: ChainArrays) -> None:
-    """Write the address and shape of each of ``arrays`` into header ``h`` (from ``H_CHAIN``)."""
-    for k, (name, _, _) in enumerate(ChainArrays.FIELDS):
+def fill_header(h: np.ndarray, base: int, fields, arrays) -> None:
+    """Write the address and shape of each array named in ``fields`` (``(name, dtype, ndim)``,
+    read as attributes of ``arrays``) into header ``h`` from slot ``base`` on."""
+    for k, (name, _, _) in enumerate(fields):
         a = getattr(arrays, name)
-        base = H_CHAIN + _SLOTS * k
-        h[base] = a.ctypes.data
-        h[base + 1:base + 1 + a.ndim] = a.shape
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous for the JACK cfunc")
+        at = base + _SLOTS * k
+        h[at] = a.ctypes.data
+        h[at + 1:at + 1 + a.ndim] = a.shape
 
 
 @intrinsic
@@ -74,22 +77,24 @@ _CLOCK = _jackptr.CLOCK_MONOTONIC
 _frame_time = _jackptr.last_frame_time
 
 
-def _make_chain_runner():
-    """``_run_chain(n, inputs, outputs, events, n_ev, h)``: run_block over the arrays the header
-    points at, its argument list generated from :attr:`ChainArrays.FIELDS`."""
+def _make_runner(name: str, fn, base: int, fields, head: str):
+    """``name(<head>, h)``: ``fn(<head>, *arrays)`` over the arrays the header points at from
+    slot ``base``, the argument list generated from ``fields`` (``(name, dtype, ndim)``)."""
     args = []
-    for k, (_, dtype, ndim) in enumerate(ChainArrays.FIELDS):
-        base = H_CHAIN + _SLOTS * k
-        dims = ", ".join(f"h[{base + 1 + d}]" for d in range(ndim)) + ("," if ndim == 1 else "")
-        args.append(f"carray(_voidptr(h[{base}]), ({dims}), np.{np.dtype(dtype).name})")
-    src = ("def _run_chain(n, inputs, outputs, events, n_ev, h):\n"
-           f"    run_block(n, inputs, outputs, events, n_ev, {', '.join(args)})\n")
-    ns = {"run_block": run_block, "carray": carray, "_voidptr": _voidptr, "np": np}
-    exec(compile(src, "<debleed.rt.jack_cfunc chain runner>", "exec"), ns)
-    return njit(ns["_run_chain"])
+    for k, (_, dtype, ndim) in enumerate(fields):
+        at = base + _SLOTS * k
+        dims = ", ".join(f"h[{at + 1 + d}]" for d in range(ndim)) + ("," if ndim == 1 else "")
+        args.append(f"carray(_voidptr(h[{at}]), ({dims}), np.{np.dtype(dtype).name})")
+    src = (f"def {name}({head}, h):\n"
+           f"    fn({head}, {', '.join(args)})\n")
+    ns = {"fn": fn, "carray": carray, "_voidptr": _voidptr, "np": np}
+    exec(compile(src, f"<debleed.rt.jack_cfunc {name}>", "exec"), ns)
+    return njit(ns[name])
 
 
-_run_chain = _make_chain_runner()
+#: run_block over the chain's arrays; denoise_block over the denoiser stage's
+_run_chain = _make_runner("_run_chain", run_block, H_CHAIN, ChainArrays.FIELDS, "n, inputs, outputs, events, n_ev")
+_run_denoise = _make_runner("_run_denoise", denoise_block, H_DN, StreamingStage.FIELDS, "n, inputs")
 
 
 def _process(nframes, arg):
@@ -138,21 +143,8 @@ def _process(nframes, arg):
                 events[n_ev, 2] = data[1]
                 events[n_ev, 3] = data[2] if size > 2 else 0
                 n_ev += 1
-        n_dn = h[H_NDN]
-        if n_dn > 0:
-            slots, dry_len = h[H_DNSLOTS], h[H_DRYLEN]
-            exchange(n, inputs,
-                     carray(_voidptr(h[A_DN_SRC]), (n_dn,), np.int64),
-                     carray(_voidptr(h[A_DN_ROW]), (n_dn,), np.int64),
-                     carray(_voidptr(h[A_DN_RIN]), (n_dn, slots, max_block), np.float32),
-                     carray(_voidptr(h[A_DN_ROUT]), (n_dn, slots, max_block), np.float32),
-                     carray(_voidptr(h[A_DN_SLOTN]), (slots,), np.int64),
-                     carray(_voidptr(h[A_DN_TAGS]), (slots,), np.int64),
-                     carray(_voidptr(h[A_DN_CTL]), (N_CTL,), np.int64),
-                     carray(_voidptr(h[A_DN_DRY]), (n_dn, dry_len), np.float32),
-                     carray(_voidptr(h[A_DN_DRYW]), (n_dn,), np.int64),
-                     h[H_DRYDELAY])
-            _write(np.int32(h[H_EVFD]), _voidptr(h[A_ONE]), 8)
+        if h[H_NDN] > 0:
+            _run_denoise(n, inputs, h)
         ctl = carray(_voidptr(h[_CTL_SLOT]), (NK,), np.int64)
         ctl[K_CLOCK] = np.int64(_frame_time(_voidptr(h[A_CLIENT])))
         _run_chain(n, inputs, outputs, events, n_ev, h)

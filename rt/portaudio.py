@@ -48,8 +48,8 @@ class PortAudioEngine(EngineBase):
     backend = "portaudio"
 
     def __init__(self, config: GigConfig, *, device=None, sample_rate: int = 48000, period: int = 128,
-                 midi_in: str | None = None, denoiser_factory=None):
-        super().__init__(config, engine="python", denoiser_factory=denoiser_factory)
+                 midi_in: str | None = None):
+        super().__init__(config, engine="python")
         if not 16 <= int(period) <= 4096:
             raise EngineError(f"period must be 16-4096 frames, got {period!r}")
         self.device, self.midi_name = device, midi_in
@@ -79,8 +79,6 @@ class PortAudioEngine(EngineBase):
         self._prepare_buffers()
         if self.config.uses_midi:
             self._open_midi()
-        if self.stage is not None:
-            self.stage.start()
         try:
             self.stream = sd.Stream(device=self.device, samplerate=self.sample_rate, blocksize=self.block,
                                     channels=(n_in, n_out), dtype="float32", latency="low",
@@ -127,13 +125,11 @@ class PortAudioEngine(EngineBase):
         return 100.0 * float(self.stream.cpu_load) if self.stream is not None and not self.closed else 0.0
 
     def stop(self) -> None:
-        """Stop the stream, the MIDI port and the denoiser worker."""
+        """Stop the stream and the MIDI port."""
         self.closed = True
         if self.stream is not None:
             self.stream.stop()
             self.stream.close()
         if self.midi is not None:
             self.midi.close_port()
-        if self.stage is not None:
-            self.stage.stop()
         self.stopped.set()

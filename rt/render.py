@@ -97,7 +97,7 @@ def probe_specs(specs, ones_input: int):
 
 
 def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
-                  events: np.ndarray | None = None, denoiser_factory=None, changes=None) -> dict:
+                  events: np.ndarray | None = None, changes=None) -> dict:
     """Run a gig over in-memory inputs at ``block`` frames per call, like a live run.
 
     Parameters
@@ -111,11 +111,6 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
         Frames per call, 1-16384 (a JACK period).
     events : int (k, 4), optional
         MIDI rows ``(frame, status, data1, data2)`` sorted by frame (see :func:`midi_file_events`).
-    denoiser_factory : callable, optional
-        ``factory(channel_config)`` for channels with ``denoise = true`` (default: the shipped
-        :class:`debleed.models.denoiser.Denoiser`). The denoiser stage runs as live, D periods
-        behind, but synchronously: it is never late, so the output equals a live run whose
-        worker kept up.
     changes : list of dict, optional
         Parameter changes to replay (:func:`debleed.rt.control.load_changes`): each
         ``{"frame", "channel", "param", "value"}`` takes effect at the start of the block that
@@ -151,11 +146,13 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     chain.prepare(sample_rate, block)
     xin = np.ones((n_rows + 1, n), np.float32)
     xin[:n_in] = x
-    stage = _offline_denoise_stage(cfg, sample_rate, block, denoiser_factory)
+    from debleed.models.streaming import StreamingStage
+
+    stage = StreamingStage.from_gig(cfg, sample_rate)
     latency = list(chain.channel_latency_samples[:n_ch])
     if stage is not None:
         for c, _, _ in cfg.denoised():
-            latency[c] += stage.latency_samples
+            latency[c] += stage.channel_latency(c)
     y = np.zeros((2 * n_ch, n), np.float32)
     ev = np.zeros((0, 4), np.int64) if events is None else np.asarray(events, np.int64).reshape(-1, 4)
     outside = int(np.sum(ev[:, 0] >= n)) + int(np.sum(ev[:, 0] < 0))
@@ -185,11 +182,9 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
         if k:
             buf[:k] = ev[e0:e0 + k]
             buf[:k, 0] -= s
-        if stage is not None:
-            stage.exchange_offline(min(block, n - s), xin[:, s:s + block])
+        if stage is not None:  # the denoiser stage, then the chain: as in the audio callback
+            stage.process(min(block, n - s), xin[:, s:s + block])
         chain.process(xin[:, s:s + block], y[:, s:s + block], buf, k)
-    if stage is not None:
-        stage.stop()
     with np.errstate(divide="ignore"):
         gain_db = (20.0 * np.log10(np.maximum(y[n_ch:], 1e-12))).astype(np.float32)
     return {"outputs": y[:n_ch].copy(), "gain_db": gain_db,
@@ -221,26 +216,6 @@ def _apply_changes(chain, stage, cfg, entries, n_ch) -> None:
         todo += [(c, e["param"], e["value"]), (n_ch + c, e["param"], e["value"])]
     if todo:
         chain.set_params(todo)
-
-
-def _offline_denoise_stage(cfg, sample_rate, block, factory):
-    rows = cfg.denoised()
-    if not rows:
-        return None
-    from debleed.rt.denoise_rt import DenoiseStage, stage_options
-
-    if factory is None:
-        from debleed.models.denoiser import Denoiser
-
-        factory = lambda ch: Denoiser(ch.denoise_model)  # noqa: E731
-    denoisers = []
-    for c, _, _ in rows:
-        d = factory(cfg.channel[c])
-        d.prepare(sample_rate, block)
-        denoisers.append(d)
-    delay = max(cfg.channel[c].denoise_delay_blocks for c, _, _ in rows)
-    return DenoiseStage(denoisers, [r[1] for r in rows], [r[2] for r in rows], max_block=block,
-                        period=block, delay_blocks=delay, **stage_options(cfg, rows, sample_rate))
 
 
 def read_inputs(cfg, input_dir) -> tuple[np.ndarray, int, dict]:

@@ -417,10 +417,10 @@ def test_soundcheck_command_reports_bad_values_by_name(tmp_path, capsys):
 
 def test_write_gig_writes_a_fitted_no_limit_and_turns_a_losing_denoiser_off(tmp_path):
     gig = tmp_path / "g.toml"
-    gig.write_text(GIG.replace('key = "self"', 'key = "self"\ndenoise = true\ndenoise_delay_blocks = 3'))
+    gig.write_text(GIG.replace('key = "self"', 'key = "self"\ndenoise = true\ndenoise_mix = 0.9'))
     text = write_gig(gig, tmp_path / "a.toml", {"snare": ({"denoise_limit_db": -100.0}, {"denoise_limit_db": "no limit"},
                                                           (True, "kept"))}, {}, {})
     assert "denoise_limit_db = -100.0 # soundcheck: no limit" in text  # the config's default is not -100
     write_gig(gig, tmp_path / "b.toml", {"snare": ({"hold_ms": 40.0}, {}, (False, "the gate alone scores higher"))}, {}, {})
     snare = next(c for c in load_config(tmp_path / "b.toml").channel if c.name == "snare")
-    assert snare.denoise is False and "denoise_delay_blocks" not in (tmp_path / "b.toml").read_text()
+    assert snare.denoise is False and "denoise_mix" not in (tmp_path / "b.toml").read_text()

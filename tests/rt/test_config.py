@@ -95,7 +95,7 @@ def test_bad_values_are_named_with_what_is_allowed(field, value, expect):
 @pytest.mark.parametrize("channel, expect", [
     ({"velocity_depth": True}, "velocity_depth = true needs a midi:<note> key, this channel's key is 'self'"),
     ({"denoise_model": "m.onnx"}, "denoise_model is set but denoise is not true"),
-    ({"denoise_delay_blocks": 3}, "denoise_delay_blocks is set but denoise is not true"),
+    ({"denoise_mix": 0.5}, "denoise_mix is set but denoise is not true"),
     ({"key": "trigger:snare_trig", "key_hpf_hz": 80.0}, "key_hpf_hz filters an audio key; a trigger: key has none"),
     ({"key": "midi:38", "key_lpf_hz": 5000.0}, "key_lpf_hz filters an audio key; a midi: key has none"),
 ])

@@ -1,0 +1,809 @@
+"""The snare denoiser in the data plane: numba streaming kernels over preallocated state.
+
+The shipped ``.onnx`` file is the model's one artifact. :func:`load_weights` reads its
+initializers with the ``onnx`` package (mapped by name and by the node that consumes them, every
+shape checked against the model's ``config`` metadata) and packs them into one flat float32
+array. :func:`denoise_block` runs one block of every denoised channel of a gig, a hop at a time,
+inside the audio callback: the JACK cfunc, the Python engine, the PortAudio engine and every
+offline command call it before :func:`debleed.dsp.chain.run_block`, so a bounce equals an
+offline render by construction. onnxruntime runs the same file for the batch ``debleed denoise``
+and as the reference the kernels are tested against (:mod:`debleed.models.denoiser`).
+
+The network (:mod:`debleed.models.net`), per hop of ``hop`` samples, as the layers of RTNeural
+read (each a small kernel with its state passed in, nothing allocated):
+
+1. ``_push_hop``: the last ``context`` input samples (a linear history, shifted by one hop);
+2. ``_encode``: the learned filterbank frame ``f = E x[-window:]`` (E: ``(n_filters, window)``),
+   and the causal constant-Q context ``c = C x[-context:]`` (C: ``(2 cq_bins, context)``; each
+   row is zero before its window, so only its non-zero tail is summed);
+3. features ``0.1 log(f^2 + 1e-9)`` and ``0.1 log(c_re^2 + c_im^2 + 1e-9)``, ``relu(W_in . + b)``;
+4. ``_gru_cell`` per layer (PyTorch's GRU, ONNX gate order z, r, h, ``linear_before_reset``);
+5. mask ``sigmoid(W_out z + b)`` and, with ``taps > 1``, the multi-frame filter coefficients;
+6. ``_decode``: ``D^T (mask * f + sum_k c_k f_{t-k})`` (D: ``(n_filters, window)``), overlap-add.
+
+Latency: ``window - 1`` samples (63 at hop 32): ``hop`` from the overlap-add, ``hop - 1`` from
+collecting a hop (a hop is run on the sample that completes it). It does not depend on the
+period: a denoised channel is never late, whatever the block size.
+
+Bounded harm: the output is ``dry + g * (denoised - dry)`` with ``dry`` the input delayed by the
+latency and ``g = mix * (1 - 10 ** (limit_db / 20))`` (DeepFilterNet's attenuation limit,
+:func:`debleed.models.denoiser.limit_mix_gain`); a change of ``g`` ramps over
+:data:`GAIN_RAMP_MS`.
+
+Robustness: a non-finite input sample reads as 0; a hop whose output or state is not finite
+resets that channel (zeros out, fresh state). After a reset the channel is *fresh*: digital
+silence (exact zeros) before the first sound is not run (output 0, the state stays as reset, the
+hop phase starts at the first non-zero sample), so a live run started long before the music, or a
+JACK bounce, equals the offline render of the same take.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from debleed.errors import DebleedError, ParameterError
+
+#: Operators of the exported streaming graph that the kernels implement (anything else is refused).
+SUPPORTED_OPS = frozenset({"Concat", "Constant", "Slice", "Unsqueeze", "Squeeze", "Conv", "ConvTranspose",
+                           "Mul", "Add", "Log", "Transpose", "MatMul", "Relu", "GRU", "Sigmoid", "Shape",
+                           "Gather", "Reshape"})
+# Kernel options: ``error_model="numpy"`` (a division by zero gives inf or NaN, never a raise
+# that would take the GIL in the audio thread) and fast-math flags that let LLVM reassociate and
+# vectorise the dot products but keep NaN and Inf semantics (no ``nnan``/``ninf``: the
+# non-finite checks below must stay).
+_FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
+_KW = {"cache": True, "error_model": "numpy"}
+
+#: The gain of the denoised signal (limit and mix) ramps over this long after a change, ms.
+GAIN_RAMP_MS = 5.0
+
+# ``lay`` columns (int64, one row per denoised channel): rows of ``inputs`` read and written,
+# the model's dimensions, the base offsets of its weights in ``w`` and of its state in ``s``,
+# its latency
+(L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT) = range(14)
+NL = 14
+# ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
+# index, hops run, resets after a non-finite hop
+(I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS) = range(5)
+NIS = 5
+# ``par`` columns (float64): target weight g of the denoised signal, the weight now, ramp step
+# per sample
+(P_G, P_GNOW, P_STEP) = range(3)
+NPAR = 3
+# ``ctl`` columns (int64): reset requests raised by the control plane, the last one honoured
+(C_REQ, C_DONE) = range(2)
+NCTL = 2
+
+
+def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in) -> int:
+    """Float32 count of one model's packed weights (the layout of :func:`_offsets`)."""
+    # every GRU layer takes h inputs (layer 0 reads the input layer's output)
+    return (n * win + 2 * k * ctx + 2 * k + h * n_in + h + layers * (6 * h * h + 6 * h)
+            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n)
+
+
+def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat) -> int:
+    """Float32 count of one channel's streaming state and scratch (the layout of :func:`_soffsets`)."""
+    return (ctx + (taps - 1) * n + layers * h + hop + hop + hop + (lat + 1)
+            + n + 2 * k + n_in + h + 3 * h + 3 * h + n + n + win)
+
+
+@njit(inline="always", **_KW)
+def _offsets(win, n, h, layers, ctx, k, taps, n_in):
+    """Offsets of the weight tensors inside one model's block of ``w`` (relative to ``L_W``).
+
+    Order: encoder (n, win); constant-Q (2k, ctx); first non-zero column of each constant-Q row
+    (2k, stored as float); W_in (h, n_in); b_in (h); per GRU layer W_ih (3h, h), W_hh (3h, h),
+    b_ih (3h), b_hh (3h); W_out (n, h); b_out (n); W_taps (n (taps - 1), h); b_taps; decoder
+    transposed (win, n). Returns (enc, cq, cqs, win_, bin_, gru, wout, bout, wtap, btap, dec).
+    """
+    o_enc = 0
+    o_cq = o_enc + n * win
+    o_cqs = o_cq + 2 * k * ctx
+    o_inw = o_cqs + 2 * k
+    o_inb = o_inw + h * n_in
+    o_gru = o_inb + h
+    o_wout = o_gru + layers * (6 * h * h + 6 * h)
+    o_bout = o_wout + n * h
+    o_wtap = o_bout + n
+    o_btap = o_wtap + n * (taps - 1) * h
+    o_dec = o_btap + n * (taps - 1)
+    return o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec
+
+
+@njit(inline="always", **_KW)
+def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat):
+    """Offsets inside one channel's block of ``s`` (relative to ``L_S``).
+
+    Order: input history (ctx); past frames ((taps - 1) n, newest first); GRU state (layers h);
+    overlap-add tail (hop); the hop being collected (hop); the last hop's output (hop); dry delay
+    ring (lat + 1); scratch: frame (n), constant-Q (2k), features (n_in), layer input (h), input
+    gates (3h), recurrent gates (3h), mask (n), filtered frame (n), decoded frame (win).
+    """
+    o_hist = 0
+    o_past = o_hist + ctx
+    o_h = o_past + (taps - 1) * n
+    o_ola = o_h + layers * h
+    o_inb = o_ola + hop
+    o_outb = o_inb + hop
+    o_dry = o_outb + hop
+    o_fr = o_dry + lat + 1
+    o_cq = o_fr + n
+    o_feat = o_cq + 2 * k
+    o_a = o_feat + n_in
+    o_gi = o_a + h
+    o_gh = o_gi + 3 * h
+    o_mask = o_gh + 3 * h
+    o_filt = o_mask + n
+    o_yfr = o_filt + n
+    return o_hist, o_past, o_h, o_ola, o_inb, o_outb, o_dry, o_fr, o_cq, o_feat, o_a, o_gi, o_gh, o_mask, o_filt, o_yfr
+
+
+@njit(fastmath=_FAST, inline="always", **_KW)
+def _dot(a, b):
+    """``sum(a * b)`` of two equally long float32 views, accumulated in float32 (fastmath lets
+    LLVM reassociate, so the loop is vectorised; indexing views from 0 keeps it free of the
+    negative-index checks that stop vectorisation)."""
+    acc = np.float32(0.0)
+    for j in range(a.shape[0]):
+        acc += a[j] * b[j]
+    return acc
+
+
+@njit(fastmath=_FAST, **_KW)
+def _gemv(w, wo, rows, cols, x, xo, b, bo, y, yo):
+    """``y[yo:yo+rows] = W x[xo:xo+cols] (+ b[bo:bo+rows])``, W row-major at ``w[wo:]``;
+    ``bo < 0``: no bias. Four rows at a time share each load of ``x`` (about 1.3 times the
+    speed of one row at a time for the GRU's 576 x 192 matrices)."""
+    xv = x[xo:xo + cols]
+    r = 0
+    while r + 4 <= rows:
+        a0 = w[wo + r * cols:wo + (r + 1) * cols]
+        a1 = w[wo + (r + 1) * cols:wo + (r + 2) * cols]
+        a2 = w[wo + (r + 2) * cols:wo + (r + 3) * cols]
+        a3 = w[wo + (r + 3) * cols:wo + (r + 4) * cols]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for j in range(cols):
+            v = xv[j]
+            s0 += a0[j] * v
+            s1 += a1[j] * v
+            s2 += a2[j] * v
+            s3 += a3[j] * v
+        if bo >= 0:
+            s0 += b[bo + r]
+            s1 += b[bo + r + 1]
+            s2 += b[bo + r + 2]
+            s3 += b[bo + r + 3]
+        y[yo + r] = s0
+        y[yo + r + 1] = s1
+        y[yo + r + 2] = s2
+        y[yo + r + 3] = s3
+        r += 4
+    while r < rows:
+        acc = _dot(w[wo + r * cols:wo + (r + 1) * cols], xv)
+        if bo >= 0:
+            acc += b[bo + r]
+        y[yo + r] = acc
+        r += 1
+
+
+@njit(inline="always", **_KW)
+def _sigmoid(v):
+    return np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-v)))
+
+
+@njit(**_KW)
+def _gru_cell(w, o_wih, o_whh, o_bih, o_bhh, h, s, o_x, o_h, o_gi, o_gh):
+    """One GRU step in place (PyTorch's equations; ONNX gate blocks z, r, h):
+    ``z = sig(Wz x + bz + Rz h + rbz)``, ``r = sig(Wr x + br + Rr h + rbr)``,
+    ``n = tanh(Wh x + bh + r * (Rh h + rbh))``, ``h' = (1 - z) n + z h``."""
+    _gemv(w, o_wih, 3 * h, h, s, o_x, w, o_bih, s, o_gi)
+    _gemv(w, o_whh, 3 * h, h, s, o_h, w, o_bhh, s, o_gh)
+    for j in range(h):
+        z = _sigmoid(s[o_gi + j] + s[o_gh + j])
+        r = _sigmoid(s[o_gi + h + j] + s[o_gh + h + j])
+        nn = np.float32(math.tanh(s[o_gi + 2 * h + j] + r * s[o_gh + 2 * h + j]))
+        s[o_h + j] = (np.float32(1.0) - z) * nn + z * s[o_h + j]
+
+
+@njit(fastmath=_FAST, **_KW)
+def _hop_step(lay, w, s, c):
+    """Run the network on the hop collected in channel ``c``'s buffer; its output (``hop``
+    samples) lands in the channel's output buffer. Returns False when the output or the state
+    is not finite (the caller resets the channel)."""
+    hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
+    layers, ctx, k, taps, n_in = lay[c, L_LAYERS], lay[c, L_CTX], lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN]
+    wb, sb, lat = lay[c, L_W], lay[c, L_S], lay[c, L_LAT]
+    o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec = _offsets(
+        win, n, h, layers, ctx, k, taps, n_in)
+    (o_hist, o_past, o_h, o_ola, o_inbuf, o_outb, o_dry, o_fr, o_cqo, o_feat, o_a, o_gi, o_gh, o_mask, o_filt,
+     o_yfr) = _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat)
+    # 1. history: shift by one hop, append the new hop
+    hb = sb + o_hist
+    for i in range(ctx - hop):
+        s[hb + i] = s[hb + i + hop]
+    for i in range(hop):
+        s[hb + ctx - hop + i] = s[sb + o_inbuf + i]
+    # 2. filterbank frame and constant-Q context
+    _gemv(w, wb + o_enc, n, win, s, hb + ctx - win, w, -1, s, sb + o_fr)
+    for r in range(2 * k):
+        st = int(w[wb + o_cqs + r])
+        s[sb + o_cqo + r] = _dot(w[wb + o_cq + r * ctx + st:wb + o_cq + (r + 1) * ctx], s[hb + st:hb + ctx])
+    # 3. features, input layer
+    for j in range(n):
+        f = s[sb + o_fr + j]
+        s[sb + o_feat + j] = np.float32(0.1) * np.float32(math.log(f * f + np.float32(1e-9)))
+    for j in range(k):
+        re = s[sb + o_cqo + j]
+        im = s[sb + o_cqo + k + j]
+        s[sb + o_feat + n + j] = np.float32(0.1) * np.float32(math.log(re * re + im * im + np.float32(1e-9)))
+    _gemv(w, wb + o_inw, h, n_in, s, sb + o_feat, w, wb + o_inb, s, sb + o_a)
+    for j in range(h):
+        if s[sb + o_a + j] < 0.0:
+            s[sb + o_a + j] = 0.0
+    # 4. GRU layers (layer l reads the previous layer's new state; layer 0 reads the input layer)
+    x_at = sb + o_a
+    for layer in range(layers):
+        g = wb + o_gru + layer * (6 * h * h + 6 * h)
+        _gru_cell(w, g, g + 3 * h * h, g + 6 * h * h, g + 6 * h * h + 3 * h, h, s, x_at, sb + o_h + layer * h,
+                  sb + o_gi, sb + o_gh)
+        x_at = sb + o_h + layer * h
+    # 5. mask (and the multi-frame filter) on the current frame
+    _gemv(w, wb + o_wout, n, h, s, x_at, w, wb + o_bout, s, sb + o_mask)
+    for j in range(n):
+        s[sb + o_filt + j] = s[sb + o_fr + j] * _sigmoid(s[sb + o_mask + j])
+    for tk in range(1, taps):
+        # coefficient c_tk for every filter, then frame t - tk (past frames, newest first)
+        _gemv(w, wb + o_wtap + (tk - 1) * n * h, n, h, s, x_at, w, wb + o_btap + (tk - 1) * n, s, sb + o_mask)
+        for j in range(n):
+            s[sb + o_filt + j] += s[sb + o_mask + j] * s[sb + o_past + (tk - 1) * n + j]
+    if taps > 1:
+        for tk in range(taps - 1, 1, -1):
+            for j in range(n):
+                s[sb + o_past + (tk - 1) * n + j] = s[sb + o_past + (tk - 2) * n + j]
+        for j in range(n):
+            s[sb + o_past + j] = s[sb + o_fr + j]
+    # 6. decoder and overlap-add
+    _gemv(w, wb + o_dec, win, n, s, sb + o_filt, w, -1, s, sb + o_yfr)
+    ok = True
+    for i in range(hop):
+        v = s[sb + o_yfr + i] + s[sb + o_ola + i]
+        s[sb + o_outb + i] = v
+        if not math.isfinite(v):
+            ok = False
+    for i in range(win - hop):
+        s[sb + o_ola + i] = s[sb + o_yfr + hop + i]
+    for j in range(layers * h):
+        if not math.isfinite(s[sb + o_h + j]):
+            ok = False
+    return ok
+
+
+@njit(**_KW)
+def _reset_channel(lay, s, ist, c):
+    """Zero channel ``c``'s state (and dry ring); it becomes fresh."""
+    sb = lay[c, L_S]
+    hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
+    size = (lay[c, L_CTX] + (lay[c, L_TAPS] - 1) * n + lay[c, L_LAYERS] * h + 3 * hop + lay[c, L_LAT] + 1)
+    for i in range(size):
+        s[sb + i] = 0.0
+    ist[c, I_FILL] = 0
+    ist[c, I_FRESH] = 1
+    ist[c, I_DRYW] = 0
+
+
+@njit(**_KW)
+def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
+    """Denoise one block of every denoised channel, from row ``lay[c, L_SRC]`` of ``inputs`` into
+    row ``lay[c, L_DST]``.
+
+    Parameters
+    ----------
+    n : int
+        Frames in this block, 0 <= n <= inputs.shape[1].
+    inputs : float32 (n_rows, max_block)
+        The chain's inputs; the denoised rows are written in ``[:, :n]``.
+    lay : int64 (k, NL)
+        Per denoised channel: rows, dimensions, offsets (``L_*``); k may be 0.
+    w : float32 (n_weights,)
+        Packed weights of every model in use (:func:`load_weights`).
+    s : float32 (n_state,)
+        Streaming state and scratch of every channel.
+    ist : int64 (k, NIS)
+        Integer state (``I_*``).
+    par : float64 (k, NPAR)
+        The weight of the denoised signal (target, now, ramp step; ``P_*``), written by the
+        control plane (one float store).
+    ctl : int64 (NCTL,)
+        Reset request (``C_REQ`` raised by the control plane, e.g. at freewheel start) and the
+        last one done: every channel restarts fresh before this block.
+
+    Notes
+    -----
+    Real-time safe: allocates nothing, takes no lock, touches no Python object (checked by the
+    LLVM IR test with the JACK cfunc). Cost: one network step per ``hop`` samples per channel.
+    """
+    k = lay.shape[0]
+    if ctl[C_REQ] != ctl[C_DONE]:
+        for c in range(k):
+            _reset_channel(lay, s, ist, c)
+        ctl[C_DONE] = ctl[C_REQ]
+    for c in range(k):
+        src, dst, hop, lat = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT]
+        (o_hist, o_past, o_h, o_ola, o_inbuf, o_outb, o_dry, o_fr, o_cqo, o_feat, o_a, o_gi, o_gh, o_mask,
+         o_filt, o_yfr) = _soffsets(hop, lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], lay[c, L_CTX],
+                                    lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN], lat)
+        sb = lay[c, L_S]
+        fill, fresh, dw = ist[c, I_FILL], ist[c, I_FRESH], ist[c, I_DRYW]
+        g, gt, step = par[c, P_GNOW], par[c, P_G], par[c, P_STEP]
+        for i in range(n):
+            x = inputs[src, i]
+            if not math.isfinite(x):
+                x = np.float32(0.0)
+            if fresh != 0:
+                if x == 0.0:
+                    inputs[dst, i] = 0.0
+                    continue
+                fresh = 0
+            s[sb + o_inbuf + fill] = x
+            fill += 1
+            if fill == hop:
+                fill = 0
+                ist[c, I_HOPS] += 1
+                if not _hop_step(lay, w, s, c):
+                    _reset_channel(lay, s, ist, c)
+                    ist[c, I_RESETS] += 1
+                    dw = 0
+                    fresh = 0  # the reset channel goes on from this hop (not fresh: it had sound)
+                    for j in range(hop):
+                        s[sb + o_outb + j] = 0.0
+            y = s[sb + o_outb + fill]
+            # dry input delayed by the latency: ring of lat + 1 samples
+            s[sb + o_dry + dw] = x
+            dw += 1
+            if dw > lat:
+                dw = 0
+            d = s[sb + o_dry + dw]
+            if g != gt:
+                if g < gt:
+                    g = min(g + step, gt)
+                else:
+                    g = max(g - step, gt)
+            if g != 1.0:
+                y = np.float32(d + g * (y - d))
+            inputs[dst, i] = y
+        ist[c, I_FILL], ist[c, I_FRESH], ist[c, I_DRYW] = fill, fresh, dw
+        par[c, P_GNOW] = g
+
+
+# --- weight loading (control plane) ------------------------------------------------------------
+
+def _config_from_meta(path, meta: dict) -> dict:
+    try:
+        cfg = json.loads(meta["config"])
+        hop = int(meta["hop"])
+        window = int(meta["window"])
+        rate = int(meta["sample_rate"])
+    except (KeyError, ValueError, TypeError):
+        raise DebleedError(f"denoiser model {path} lacks the hop/window/sample_rate/config metadata "
+                           "(not a debleed streaming denoiser)") from None
+    hop_c = int(cfg.get("hop", hop))
+    n = int(cfg.get("n_filters", 256))
+    h = int(cfg.get("hidden", 128))
+    layers = int(cfg.get("layers", 2))
+    ctx = int(cfg.get("context", 2 * hop_c))
+    k = int(cfg.get("cq_bins", 0)) if ctx > 2 * hop_c else 0
+    taps = int(cfg.get("taps", 1))
+    if hop_c != hop or window != 2 * hop:
+        raise DebleedError(f"denoiser model {path}: metadata hop {hop} / window {window} disagree with its "
+                           f"config {cfg} (window must be 2 * hop)")
+    return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
+            "n_in": n + k, "rate": rate}
+
+
+def _check_shape(path, name, arr, shape):
+    if tuple(arr.shape) != tuple(shape):
+        raise DebleedError(f"denoiser model {path}: tensor {name} has shape {tuple(arr.shape)}, the kernels "
+                           f"need {tuple(shape)} for the model's config")
+    return arr
+
+
+def load_weights(path) -> tuple[dict, np.ndarray]:
+    """Read a streaming denoiser's weights from its ONNX file for the kernels.
+
+    Parameters
+    ----------
+    path : str or Path
+        An exported model (:func:`debleed.models.net.export_onnx`).
+
+    Returns
+    -------
+    dims : dict
+        ``hop``, ``win``, ``n`` (filters), ``h`` (GRU width), ``layers``, ``ctx`` (context
+        samples), ``k`` (constant-Q bins), ``taps``, ``n_in`` (features), ``rate`` (Hz).
+    weights : ndarray, float32 (weight_size(...),)
+        The packed weights (layout of :func:`_offsets`).
+
+    Raises
+    ------
+    DebleedError
+        A missing or unreadable file; a graph with an operator the kernels do not implement (the
+        message names it); a missing tensor or a tensor of the wrong shape (named).
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as e:  # a dependency of the project: only a broken install lacks it
+        raise DebleedError(f"reading denoiser weights needs the onnx package: {e}") from None
+    path = Path(path)
+    if not path.is_file():
+        raise DebleedError(f"denoiser model {path} does not exist (reinstall debleed, or train it: make train)")
+    try:
+        m = onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError and others for a bad file
+        raise DebleedError(f"cannot load denoiser model {path}: {str(e).strip()[:300] or type(e).__name__}") from None
+    g = m.graph
+    bad = sorted({nd.op_type for nd in g.node} - SUPPORTED_OPS)
+    if bad:
+        raise DebleedError(f"denoiser model {path} uses operator(s) {', '.join(bad)} that the streaming kernels do "
+                           f"not implement (implemented: {', '.join(sorted(SUPPORTED_OPS))})")
+    names = {i.name for i in g.input}
+    if names != {"audio", "enc_state", "gru_state", "ola_state"}:
+        raise DebleedError(f"denoiser model {path} has inputs {sorted(names)}; expected audio, enc_state, "
+                           "gru_state, ola_state (not a debleed streaming denoiser)")
+    d = _config_from_meta(path, {p.key: p.value for p in m.metadata_props})
+    init = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in g.initializer}
+    consumers: dict[str, list] = {}
+    producer: dict[str, object] = {}
+    for nd in g.node:
+        for i in nd.input:
+            consumers.setdefault(i, []).append(nd)
+        for o in nd.output:
+            producer[o] = nd
+
+    def need(name):
+        if name not in init:
+            raise DebleedError(f"denoiser model {path} has no tensor {name!r} (the kernels need it)")
+        return init[name]
+
+    def follows(node, op):
+        """Does ``node``'s output reach an ``op`` node through Add/Transpose only?"""
+        todo = list(consumers.get(node.output[0], []))
+        while todo:
+            nd = todo.pop()
+            if nd.op_type == op:
+                return True
+            if nd.op_type in ("Add", "Transpose"):
+                todo += consumers.get(nd.output[0], [])
+        return False
+
+    def bias_of(node):
+        for nd in consumers.get(node.output[0], []):
+            if nd.op_type == "Add":
+                for i in nd.input:
+                    if i in init:
+                        return init[i]
+        raise DebleedError(f"denoiser model {path}: no bias after MatMul {node.name!r}")
+
+    hop, win, n, h, layers, ctx, k, taps, n_in = (d[x] for x in ("hop", "win", "n", "h", "layers", "ctx", "k",
+                                                                  "taps", "n_in"))
+    enc = _check_shape(path, "encoder.weight", need("encoder.weight"), (n, 1, win))[:, 0]
+    dec = _check_shape(path, "decoder.weight", need("decoder.weight"), (n, 1, win))[:, 0]
+    if k:
+        cq = _check_shape(path, "cq.weight", need("cq.weight"), (2 * k, 1, ctx))[:, 0]
+    else:
+        cq = np.zeros((0, ctx), np.float32)
+    mats = [nd for nd in g.node if nd.op_type == "MatMul" and any(i in init for i in nd.input)]
+    w_in = w_out = b_out = None
+    w_tap, b_tap = np.zeros((0, h), np.float32), np.zeros(0, np.float32)
+    for nd in mats:
+        wt = next(init[i] for i in nd.input if i in init)
+        if follows(nd, "Sigmoid"):
+            w_out = _check_shape(path, f"{nd.name} (mask head)", wt, (h, n)).T
+            b_out = _check_shape(path, "out.bias", bias_of(nd), (n,))
+        elif follows(nd, "Relu"):
+            w_in = _check_shape(path, f"{nd.name} (input layer)", wt, (n_in, h)).T
+        else:
+            w_tap = _check_shape(path, f"{nd.name} (multi-frame filter head)", wt, (h, n * (taps - 1))).T
+            b_tap = _check_shape(path, "taps_out.bias", bias_of(nd), (n * (taps - 1),))
+    for what, v in (("input layer MatMul", w_in), ("mask head MatMul", w_out)):
+        if v is None:
+            raise DebleedError(f"denoiser model {path} has no {what} (the kernels need it)")
+    if taps > 1 and w_tap.shape[0] != n * (taps - 1):
+        raise DebleedError(f"denoiser model {path} has taps = {taps} but no multi-frame filter head")
+    b_in = _check_shape(path, "inp.bias", need("inp.bias"), (h,))
+    grus = [nd for nd in g.node if nd.op_type == "GRU"]
+    if len(grus) != layers:
+        raise DebleedError(f"denoiser model {path} has {len(grus)} GRU layer(s); its config says {layers}")
+    gru = []
+    for li, nd in enumerate(grus):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nd.attribute}
+        if attrs.get("linear_before_reset", 0) != 1 or attrs.get("direction", b"forward") not in (b"forward", "forward"):
+            raise DebleedError(f"denoiser model {path}: GRU layer {li} is not a forward GRU with "
+                               "linear_before_reset = 1 (the kernels implement PyTorch's GRU)")
+        wi = _check_shape(path, f"{nd.input[1]} (GRU {li} W)", need(nd.input[1]), (1, 3 * h, h))[0]
+        wr = _check_shape(path, f"{nd.input[2]} (GRU {li} R)", need(nd.input[2]), (1, 3 * h, h))[0]
+        bb = _check_shape(path, f"{nd.input[3]} (GRU {li} B)", need(nd.input[3]), (1, 6 * h))[0]
+        gru += [wi.ravel(), wr.ravel(), bb[:3 * h], bb[3 * h:]]
+    # the first non-zero column of each constant-Q row (its window sits at the newest end)
+    starts = np.array([int(np.flatnonzero(r)[0]) if np.any(r) else ctx for r in cq], np.float32)
+    parts = [enc.ravel(), cq.ravel(), starts, w_in.ravel(), b_in, *gru, w_out.ravel(), b_out,
+             w_tap.ravel(), b_tap, dec.T.ravel()]
+    flat = np.ascontiguousarray(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
+    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in)
+    if flat.size != expect:
+        raise DebleedError(f"denoiser model {path}: packed {flat.size} weights, expected {expect}")
+    return d, flat
+
+
+# --- the stage (control plane object, data plane arrays) ----------------------------------------
+
+class StreamingStage:
+    """The denoised channels of a gig: packed weights, state and parameters for :func:`denoise_block`.
+
+    Parameters
+    ----------
+    rows : sequence of (src_row, dst_row)
+        Per denoised channel, the input row it reads and the (virtual) input row it writes.
+    sample_rate : int
+        Hz: 44100 or 48000 with the shipped models; a given model's own rate.
+    models : sequence of (str or Path or None), optional
+        Per channel, a model file; None (default) the shipped model for ``sample_rate``.
+    channels : sequence of int, optional
+        Gig channel index of each (what :meth:`set_param` takes); default 0..k-1.
+    params : sequence of dict, optional
+        Per channel, ``denoise_limit_db`` (dB, -100 to 0; -100 no limit) and ``denoise_mix``
+        (0 to 1); defaults -100 dB and 1 (the model's output as is).
+
+    Raises
+    ------
+    ParameterError
+        A sample rate without a shipped model, a model trained at another rate, or a value out of
+        range (the message names it and what is allowed).
+    DebleedError
+        A missing or unreadable model, or one the kernels cannot run (see :func:`load_weights`).
+
+    Notes
+    -----
+    Everything is allocated here; :meth:`process` (and the JACK cfunc, through :attr:`arrays`)
+    allocates nothing. Channels that share a model file share its weights.
+    """
+
+    #: ``(name, dtype, ndim)`` of the arrays :func:`denoise_block` takes after ``n, inputs``.
+    FIELDS = (("lay", np.int64, 2), ("w", np.float32, 1), ("s", np.float32, 1), ("ist", np.int64, 2),
+              ("par", np.float64, 2), ("ctl", np.int64, 1))
+
+    def __init__(self, rows, sample_rate: int, *, models=None, channels=None, params=None):
+        from debleed.models.denoiser import SHIPPED
+
+        rows = [(int(a), int(b)) for a, b in rows]
+        k = len(rows)
+        models = list(models) if models is not None else [None] * k
+        self.channels = list(range(k)) if channels is None else [int(c) for c in channels]
+        if len(models) != k or len(self.channels) != k:
+            raise ParameterError(f"models and channels must give one entry per denoised channel ({k})")
+        self.sample_rate = int(sample_rate)
+        blobs: dict[str, tuple[dict, np.ndarray, int]] = {}
+        offset = 0
+        paths = []
+        for mp in models:
+            if mp is None:
+                if self.sample_rate not in SHIPPED:
+                    raise ParameterError(f"the denoiser runs at {' or '.join(map(str, sorted(SHIPPED)))} Hz, got "
+                                         f"sample_rate={sample_rate!r} (run JACK at one of them, or resample offline "
+                                         "with `debleed denoise`)")
+                mp = SHIPPED[self.sample_rate]
+            key = str(Path(mp).resolve()) if Path(mp).exists() else str(mp)
+            if key not in blobs:
+                dims, flat = load_weights(mp)
+                if dims["rate"] != self.sample_rate:
+                    raise ParameterError(f"model {mp} was trained at {dims['rate']} Hz, got sample_rate="
+                                         f"{sample_rate!r} (allowed: {dims['rate']})")
+                blobs[key] = (dims, flat, offset)
+                offset += flat.size
+            paths.append(key)
+        self.models = paths
+        self.w = np.zeros(max(offset, 1), np.float32)
+        for dims, flat, off in blobs.values():
+            self.w[off:off + flat.size] = flat
+        self.lay = np.zeros((k, NL), np.int64)
+        soff = 0
+        self.dims = []
+        for c, ((src, dst), key) in enumerate(zip(rows, paths)):
+            dims, _, off = blobs[key]
+            lat = dims["win"] - 1
+            self.lay[c] = (src, dst, dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
+                           dims["k"], dims["taps"], dims["n_in"], off, soff, lat)
+            soff += state_size(dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
+                               dims["k"], dims["taps"], dims["n_in"], lat)
+            self.dims.append(dims)
+        self.s = np.zeros(max(soff, 1), np.float32)
+        self.ist = np.zeros((k, NIS), np.int64)
+        self.par = np.zeros((k, NPAR), np.float64)
+        self.ctl = np.zeros(NCTL, np.int64)
+        ramp = max(GAIN_RAMP_MS * 1e-3 * self.sample_rate, 1.0)
+        self.par[:, P_STEP] = 1.0 / ramp
+        self.limit_db = np.full(k, -100.0)
+        self.mix = np.ones(k)
+        self.par[:, P_G] = 1.0
+        for j, p in enumerate(params or []):
+            for name, v in p.items():
+                self._set(j, name, v)
+        self.par[:, P_GNOW] = self.par[:, P_G]
+        self._args = (self.lay, self.w, self.s, self.ist, self.par, self.ctl)
+        self.reset()
+        # compile (or load from the cache) and run the kernel once now, not in the first callback
+        denoise_block(0, np.zeros((max(int(self.lay[:, [L_SRC, L_DST]].max(initial=0)) + 1, 1), 1), np.float32),
+                      *self._args)
+
+    @classmethod
+    def from_gig(cls, cfg, sample_rate: int):
+        """The stage of a gig's denoised channels (``cfg``: a
+        :class:`debleed.rt.config.GigConfig`), or None when no channel has ``denoise = true``.
+        The one place the engines and the offline commands build it."""
+        from debleed.dsp.params import PARAMS
+
+        rows = cfg.denoised()
+        if not rows:
+            return None
+        names = [n for n, p in PARAMS.items() if p.target == "denoiser"]
+        return cls([(src, dst) for _, src, dst in rows], sample_rate,
+                   models=[cfg.channel[c].denoise_model for c, _, _ in rows], channels=[c for c, _, _ in rows],
+                   params=[{n: float(getattr(cfg.channel[c], n)) for n in names} for c, _, _ in rows])
+
+    @property
+    def n_channels(self) -> int:
+        """Number of denoised channels."""
+        return self.lay.shape[0]
+
+    @property
+    def latency_samples(self) -> int:
+        """Largest latency of the denoised channels, samples (``window - 1`` of each model)."""
+        return int(self.lay[:, L_LAT].max(initial=0))
+
+    def channel_latency(self, channel_index: int) -> int:
+        """Latency of one denoised channel (by gig channel index), samples."""
+        return int(self.lay[self.channels.index(channel_index), L_LAT])
+
+    def arrays(self) -> tuple:
+        """The arrays :func:`denoise_block` takes after ``n, inputs`` (the same tuple every call)."""
+        return self._args
+
+    def reset(self) -> None:
+        """Restart every channel fresh now (call only while the audio thread is not running it;
+        while it runs use :meth:`request_reset`). Parameters are kept."""
+        for c in range(self.n_channels):
+            _reset_channel(self.lay, self.s, self.ist, c)
+        self.ist[:, I_HOPS] = 0
+        self.par[:, P_GNOW] = self.par[:, P_G]
+        self.ctl[C_DONE] = self.ctl[C_REQ]
+
+    def request_reset(self) -> None:
+        """Ask the audio thread to restart every channel fresh before its next block (e.g. at
+        freewheel start, so a bounce equals the offline render)."""
+        self.ctl[C_REQ] += 1
+
+    def process(self, n: int, inputs: np.ndarray) -> None:
+        """Run :func:`denoise_block` (Python engine, PortAudio, offline): rows of ``inputs``
+        (float32 (n_rows, >= n)) are read and written in place."""
+        denoise_block(n, inputs, *self._args)
+
+    # --- parameters ------------------------------------------------------------------------
+    def _set(self, j: int, name: str, value: float) -> None:
+        from debleed.dsp.params import PARAMS  # the ranges' one definition
+        from debleed.models.denoiser import limit_mix_gain
+
+        if name == "denoise_limit_db":
+            self.limit_db[j] = PARAMS[name].check(value)
+        elif name == "denoise_mix":
+            self.mix[j] = PARAMS[name].check(value)
+        else:
+            raise ParameterError(f"{name!r} is not a denoiser parameter (allowed: denoise_limit_db, denoise_mix)")
+        self.par[j, P_G] = limit_mix_gain(self.limit_db[j], self.mix[j])
+
+    def set_param(self, channel_index: int, name: str, value: float) -> None:
+        """Change ``denoise_limit_db`` (dB, -100 to 0) or ``denoise_mix`` (0 to 1) of a channel.
+
+        ``channel_index`` is the channel's index in the gig's channel list. The audio thread ramps
+        to the new weight over :data:`GAIN_RAMP_MS`. Safe from any control thread (one float store).
+
+        Raises
+        ------
+        ParameterError
+            A channel that is not denoised, an unknown name or a value out of range.
+        """
+        if channel_index not in self.channels:
+            raise ParameterError(f"channel {channel_index!r} is not denoised (denoised channels: "
+                                 f"{', '.join(map(str, self.channels)) or 'none'})")
+        self._set(self.channels.index(channel_index), name, value)
+
+    def get_param(self, channel_index: int, name: str) -> float:
+        """The current value of a denoiser parameter (see :meth:`set_param`)."""
+        j = self.channels.index(channel_index)
+        return float(self.limit_db[j] if name == "denoise_limit_db" else self.mix[j])
+
+    def stats(self) -> dict:
+        """Hops run and resets after a non-finite hop, per denoised channel (JSON-ready)."""
+        return {"hops": [int(v) for v in self.ist[:, I_HOPS]],
+                "nonfinite_resets": [int(v) for v in self.ist[:, I_RESETS]],
+                "latency_samples": [int(v) for v in self.lay[:, L_LAT]]}
+
+
+class StreamingDenoiser:
+    """One mono channel through the data-plane kernels, with :class:`~debleed.models.denoiser.Denoiser`'s
+    interface (``prepare(sample_rate, max_block)``, ``process(x, out)``, ``reset()``,
+    ``latency_samples``).
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        A model file; default the shipped model for the rate given to :meth:`prepare`.
+
+    Examples
+    --------
+    >>> d = StreamingDenoiser()
+    >>> d.prepare(48000, 128)
+    >>> x = np.zeros(128, np.float32); y = np.empty_like(x)
+    >>> d.process(x, y)
+    """
+
+    def __init__(self, model_path=None):
+        self.model_path = model_path
+        self.sample_rate = None
+        self.max_block = 0
+        self.stage = None
+
+    @property
+    def latency_samples(self) -> int:
+        """``window - 1`` samples (63 for the shipped models); 63 before :meth:`prepare`."""
+        return self.stage.latency_samples if self.stage is not None else 63
+
+    def prepare(self, sample_rate: int, max_block: int) -> None:
+        """Load the weights for ``sample_rate`` (Hz) and allocate for blocks up to ``max_block``
+        frames (1 to 1048576).
+
+        Raises
+        ------
+        ParameterError
+            A bad ``max_block`` or a rate without a model.
+        DebleedError
+            A missing or unreadable model.
+        """
+        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
+            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
+        if self.stage is None or self.sample_rate != int(sample_rate):
+            self.stage = StreamingStage([(0, 1)], int(sample_rate), models=[self.model_path])
+        self.sample_rate, self.max_block = int(sample_rate), int(max_block)
+        self._io = np.zeros((2, self.max_block), np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear the streaming state; the weights stay loaded."""
+        if self.stage is not None:
+            self.stage.reset()
+
+    def process(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Denoise ``x`` (float (n,), n <= max_block) into ``out[:n]``, delayed by :attr:`latency_samples`.
+
+        Raises
+        ------
+        DebleedError
+            Before :meth:`prepare`.
+        ParameterError
+            ``x`` not 1-D or longer than ``max_block``, or ``out`` too short.
+        """
+        if self.stage is None:
+            raise DebleedError("StreamingDenoiser.process called before prepare(sample_rate, max_block)")
+        n = x.shape[0]
+        if x.ndim != 1 or n > self.max_block:
+            raise ParameterError(f"x must be 1-D with at most max_block={self.max_block} frames, got shape {x.shape}")
+        if out.ndim != 1 or out.shape[0] < n:
+            raise ParameterError(f"out must be 1-D with at least {n} frames, got shape {out.shape}")
+        self._io[0, :n] = x
+        self.stage.process(n, self._io)
+        out[:n] = self._io[1, :n]
