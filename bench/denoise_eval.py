@@ -8,9 +8,9 @@
    of :class:`debleed.models.denoiser.LimitMix`, so one model run per scene serves every limit.
 2. **keys**: a channel that also has a ``trigger:`` or ``midi:`` key (a hit marker at every snare
    hit; MIDI and a clean trigger give the same gate): the key-gated raw mic against the key
-   gate after the denoiser, and the denoiser alone. As live, the key reaches the gate ``D``
-   periods plus the model latency before the denoised audio (319 samples at D = 2, 128
-   frames, 48 kHz) and the hold is lengthened by as much; the gate's hold and release are
+   gate after the denoiser, and the denoiser alone. As live, the key reaches the gate the
+   denoiser stage's latency before the denoised audio (the model's 63 samples, whatever the
+   period) and the hold is lengthened by as much; the gate's hold and release are
    picked per row from a grid for the best SI-SDR (as ``debleed eval`` tunes its gates).
 
 Scenes: :func:`debleed.models.synth.render_scene` (pyroomacoustics rooms) on The Black Pearl and
@@ -30,10 +30,10 @@ KITS = ("The Black Pearl 1.0", "avldrums:Red_Zeppelin_4_LV2")
 LIMITS_DB = (-100.0, -40.0, -30.0, -24.0, -18.0, -12.0, -6.0)
 HOLDS_MS = (30.0, 60.0, 120.0, 200.0)
 RELEASES_MS = (20.0, 60.0, 150.0)
-KEY_LEAD = 2 * 128 + 63  # D periods + model latency, samples at 48 kHz
 
 
 def _key_gate(x: np.ndarray, sr: int, hits, lead: int, hold_ms: float, release_ms: float) -> np.ndarray:
+    # lead: samples the key reaches the gate before the (denoised) audio
     """``x`` through debleed's gate keyed by a trigger input pulsing at ``hits - lead``."""
     from debleed.dsp.chain import Chain, ChannelSpec
 
@@ -65,9 +65,9 @@ def run(out_dir="denoise-eval", scenes: int = 3, seconds: float = 8.0, sample_ra
 
     den = Denoiser()
     den.prepare(sample_rate, 1024)
-    lat = den.latency_samples
+    lat = den.latency_samples  # the denoiser stage's latency: the key leads the denoised audio by it
     res = {"setup": {"kits": KITS, "scenes": scenes, "seconds": seconds, "sample_rate": sample_rate,
-                     "limits_db": LIMITS_DB, "key_lead_samples": KEY_LEAD, "holds_ms": HOLDS_MS,
+                     "limits_db": LIMITS_DB, "key_lead_samples": lat, "holds_ms": HOLDS_MS,
                      "releases_ms": RELEASES_MS}}
     for kit in KITS:
         for name, bleed_db in SCENARIOS.items():
@@ -86,7 +86,7 @@ def run(out_dir="denoise-eval", scenes: int = 3, seconds: float = 8.0, sample_ra
                 best = None
                 for hold in HOLDS_MS:
                     for rel in RELEASES_MS:
-                        outs = [_key_gate(x, sample_rate, np.asarray(s.hit_frames) + off, KEY_LEAD, hold, rel)
+                        outs = [_key_gate(x, sample_rate, np.asarray(s.hit_frames) + off, off, hold, rel)
                                 for s, x in zip(sc, inputs)]
                         m = {**_metrics(sc, outs, off, sample_rate), "hold_ms": hold, "release_ms": rel}
                         if best is None or m["si_sdr_db"] > best["si_sdr_db"]:

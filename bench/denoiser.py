@@ -1,25 +1,23 @@
-"""Section 5, denoiser: inference time per block, real-time factor, providers, IO binding,
-blocks over their deadline under a CPU hog.
+"""Section 5, denoiser: what the denoiser costs inside the audio callback, against onnxruntime.
 
-Measured against the streaming wrapper's interface (``debleed.models.denoiser.Denoiser``:
-``Denoiser(model_path, providers=..., intra_op_threads=1)``, ``prepare(sample_rate, max_block)``,
-``process(x, out)`` on mono float32 blocks, ``reset()``, ``latency_samples``) and against raw
-onnxruntime sessions on each shipped ``.onnx`` file (``models/*.onnx``), whose input and output
-names, shapes and types are read from the session (dynamic dimensions: the last one of the
-first input is the block length, the others 1).
+The live engines run the denoiser's data-plane kernels (:mod:`debleed.models.streaming`) inside
+the audio callback; onnxruntime runs the same ``.onnx`` files for the batch ``debleed denoise``.
+For each shipped model (``models/*.onnx``):
 
-- ``wrapper``: ``Denoiser.process`` per block for 64..512 frames over the snare mic of a real-kit
-  groove, the process pinned to one core, one intra-op thread: per-block time p50/p99/max in
-  us (median/min/max over repeats) and real-time factor (audio s / compute s).
-- ``raw``: ``session.run`` versus ``run_with_iobinding`` with preallocated inputs and outputs,
-  on the CPU provider and on CUDA where a GPU is present.
-- ``deadline``: blocks whose ``process`` took longer than the block lasts
-  (``n_frames / sample_rate``), without and with a busy-looping process pinned to another core
-  than the one timed. One such block is not yet a dropout: the live engine gives its denoiser
-  worker ``D`` periods (default 2) and replaces a block only when the worker has not finished
-  by then. When the live engine has a denoise stage, ``debleed live`` also runs with denoised
-  channels, without and with an unpinned busy-looping process, and its ``late_blocks`` counter
-  (blocks replaced by the delayed dry signal) is reported.
+- ``kernels``: :meth:`StreamingStage.process` per block (one channel; the call the Python engine
+  makes, the cfunc calls the same kernel without the dispatch) for 64, 128, 256 and 1024 frames
+  over the snare mic of a real-kit groove, the process pinned to one core: per-block time
+  p50/p99/max in us (median/min/max over repeats), percent of the period, real-time factor;
+- ``wrapper``: the onnxruntime wrapper ``Denoiser.process`` (one intra-op thread) on the same
+  blocks, side by side;
+- ``raw``: onnxruntime ``session.run`` against ``run_with_iobinding`` with preallocated inputs
+  and outputs, on the CPU provider and on CUDA where a GPU is present;
+- ``deadline``: kernel blocks that took longer than the block lasts (``n_frames / sample_rate``),
+  without and with a busy-looping process pinned to another core than the one timed. There is
+  no fallback any more: such a block would be an xrun of the whole client.
+
+``live``: ``debleed live`` with 2 denoised channels (of 2) at 64 frames, without and with an
+unpinned busy-looping process: callback p99.9 and max against the deadline, xruns.
 
 Skipped, with a note, when the module or the ``.onnx`` files are missing.
 """
@@ -35,7 +33,7 @@ import numpy as np
 
 from debleed.bench.common import SAMPLE_RATE, Context, Processes, cpu_hog, live_denoise_supported, stat
 
-BLOCKS = (64, 128, 256, 512)
+BLOCKS = (64, 128, 256, 1024)
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
@@ -98,6 +96,26 @@ def time_wrapper(Denoiser, path, block: int, audio: np.ndarray, n_blocks: int, p
         x = audio[(i % n_avail) * block:(i % n_avail + 1) * block]
         t0 = time.perf_counter_ns()
         d.process(x, out)
+        times[i] = time.perf_counter_ns() - t0
+    return times
+
+
+def time_kernels(path, block: int, audio: np.ndarray, n_blocks: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Per-block times of the data-plane kernels (one channel), ns (int64, (n_blocks,))."""
+    from debleed.models.streaming import StreamingStage
+
+    st = StreamingStage([(0, 1)], rate, models=[path])
+    io = np.zeros((2, block), np.float32)
+    n_avail = audio.size // block
+    for i in range(4):  # warm up
+        io[0] = audio[i * block:(i + 1) * block]
+        st.process(block, io)
+    st.reset()
+    times = np.zeros(n_blocks, np.int64)
+    for i in range(n_blocks):
+        io[0] = audio[(i % n_avail) * block:(i % n_avail + 1) * block]
+        t0 = time.perf_counter_ns()
+        st.process(block, io)
         times[i] = time.perf_counter_ns() - t0
     return times
 
@@ -176,7 +194,7 @@ def run(ctx: Context, progress) -> dict:
     audio = ctx.multitrack().mics["snare"].astype(np.float32)
     models = {}
     for path in paths:
-        m = {"file": path.name, "wrapper": {}, "raw": {}, "deadline": {}}
+        m = {"file": path.name, "kernels": {}, "wrapper": {}, "raw": {}, "deadline": {}}
         try:
             rate = model_rate(path)
             m["sample_rate"] = rate
@@ -189,14 +207,18 @@ def run(ctx: Context, progress) -> dict:
             continue
         with one_core() as (core, other):
             for block in BLOCKS:
-                reps, rtf = [], []
-                for _ in range(opt.repeats):
-                    t = time_wrapper(Denoiser, path, block, audio, n_blocks, providers=["CPUExecutionProvider"],
-                                     rate=rate)
-                    reps.append(_pcts(t))
-                    rtf.append(t.size * block / rate / (t.sum() / 1e9))
-                m["wrapper"][str(block)] = {"us": _agg(reps), "rtf_one_core": stat(rtf),
-                                            "deadline_us": 1e6 * block / rate}
+                period_us = 1e6 * block / rate
+                for label, timer in (("kernels", lambda: time_kernels(path, block, audio, n_blocks, rate)),
+                                     ("wrapper", lambda: time_wrapper(Denoiser, path, block, audio, n_blocks,
+                                                                      providers=["CPUExecutionProvider"], rate=rate))):
+                    reps, rtf = [], []
+                    for _ in range(opt.repeats):
+                        t = timer()
+                        reps.append(_pcts(t))
+                        rtf.append(t.size * block / rate / (t.sum() / 1e9))
+                    us = _agg(reps)
+                    m[label][str(block)] = {"us": us, "rtf_one_core": stat(rtf), "deadline_us": period_us,
+                                            "percent_of_period_p50": 100.0 * us["p50"]["median"] / period_us}
                 progress(f"denoiser: {path.name} block {block}")
             providers = ["CPUExecutionProvider"]
             if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -221,46 +243,39 @@ def run(ctx: Context, progress) -> dict:
                 over = []
                 for _ in range(opt.repeats):
                     with (cpu_hog(other) if hog else contextlib.nullcontext()):
-                        t = time_wrapper(Denoiser, path, 64, audio, n_blocks, providers=["CPUExecutionProvider"],
-                                         rate=rate)
+                        t = time_kernels(path, 64, audio, n_blocks, rate)
                     over.append(int(np.sum(t > 1e9 * 64 / rate)))
                 m["deadline"][label] = {"blocks": n_blocks, "block": 64, "over_deadline": stat(over)}
         models[path.name] = m
-    live = live_fallback(ctx) if live_denoise_supported() else {
-        "skipped": "the live engine has no denoise stage yet (no 'denoise' field on ChannelConfig)"}
-    progress("denoiser: live fallback")
-    return {"models": models, "blocks_per_repeat": n_blocks, "live_fallback": live,
+    live = live_denoised(ctx)
+    progress("denoiser: live")
+    return {"models": models, "blocks_per_repeat": n_blocks, "live": live,
             "available_providers": ort.get_available_providers()}
 
 
-def live_fallback(ctx: Context) -> dict:
-    """``late_blocks`` of ``debleed live`` with 2 denoised channels at 64 frames, with and without a
-    hog, for each worker mode (one shared worker, one per channel: ``$DEBLEED_DENOISE_WORKERS``)."""
+def live_denoised(ctx: Context) -> dict:
+    """``debleed live`` with 2 denoised channels at 64 frames, without and with a hog: callback
+    p99.9 and max (us) against the deadline, xruns."""
     from debleed.bench.common import LoopPlayer, gig_config, run_live_window
     from debleed.rt.server import DummyServer
 
     opt = ctx.options
-    out = {}
+    out = {"period_frames": 64, "deadline_us": 1e6 * 64 / SAMPLE_RATE}
     procs = Processes()
     try:
         with DummyServer(sample_rate=SAMPLE_RATE, period=64) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):
-                    for workers in ("shared", "per-channel"):
-                        late, xr, p999 = [], [], []
-                        for r in range(opt.repeats):  # the two worker modes alternate within a repeat
-                            with (cpu_hog(None) if hog else contextlib.nullcontext()):
-                                res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
-                                                      engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{workers}-{r}",
-                                                      procs=procs, env={"DEBLEED_DENOISE_WORKERS": workers})
-                            late.append(res["stats"].get("late_blocks"))
-                            xr.append(res["stats"].get("xruns"))
-                            p999.append(res["stats"]["callback_us"]["p99.9"])
-                        row = {"late_blocks": stat(late), "xruns": stat(xr), "callback_p99.9_us": stat(p999)}
-                        out[f"{label}/{workers}"] = row
-                        if workers == "shared":
-                            out[label] = row  # the default mode, as reported before
+                    xr, p999, mx = [], [], []
+                    for r in range(opt.repeats):
+                        with (cpu_hog(None) if hog else contextlib.nullcontext()):
+                            res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
+                                                  engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{r}", procs=procs)
+                        xr.append(res["stats"].get("xruns"))
+                        p999.append(res["stats"]["callback_us"]["p99.9"])
+                        mx.append(res["stats"]["callback_us"]["max"])
+                    out[label] = {"xruns": stat(xr), "callback_p99.9_us": stat(p999), "callback_max_us": stat(mx)}
             finally:
                 player.close()
     except Exception as e:  # noqa: BLE001 - reported, the bench goes on

@@ -9,6 +9,11 @@ output's peak minus the impulse's frame. The reported latency is the output port
 latency range as JACK holds it (``jack_port_get_latency_range(CAPTURE_LATENCY)``, read from a
 bench client). Each repeat puts the impulse at another offset within the period.
 
+``denoiser``: the same impulse through a denoised channel alone (bypass, no lookahead) at 44.1
+and 48 kHz, periods 64 to 1024, both engines (``--quick``: 48 kHz at 128 frames with the cfunc
+engine and 44.1 kHz at 1024 frames with the Python engine): the model's own latency (63 samples
+for the shipped models), whatever the period, measured and as JACK is told.
+
 ``round_trip``: real time, not freewheel, at 64 and 128 frames. A bench client ``A`` writes an
 impulse into ``A:out`` -> ``debleed:in_mic`` -> gate -> ``debleed:out_gate`` -> ``A:in`` and
 counts the frames between writing it and reading it back (``jack_last_frame_time`` of the
@@ -69,18 +74,24 @@ def reported_latency(server_name: str, ports: list[str]) -> list[tuple[int, int]
         c.close()
 
 
-def impulse_truth(ctx: Context, procs: Processes) -> dict:
+#: ``(sample rate, period, engine)`` of the denoiser latency runs (full, then ``--quick``).
+DENOISER_GRID = tuple((r, p, e) for r in (44100, 48000) for p in (64, 256, 1024) for e in ("cfunc", "python"))
+DENOISER_GRID_QUICK = ((48000, 128, "cfunc"), (44100, 1024, "python"))
+
+
+def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, sample_rate: int = SAMPLE_RATE,
+                  period: int = TRUTH_PERIOD, engine: str = "cfunc", tag: str = "latency") -> dict:
     opt = ctx.options
     denoise = live_denoise_supported()
-    spec = chains(denoise)
+    spec = chains(denoise) if spec is None else spec
     client = "debleed"
-    cfg = ctx.workdir() / "latency.toml"
+    cfg = ctx.workdir() / f"{tag}.toml"
     cfg.write_text(_config(spec, client))
     out_ports = [f"{client}:out_c{i}" for i in range(len(spec))]
     results = {name: [] for name in spec}
     peaks = {name: [] for name in spec}
-    with DummyServer(sample_rate=SAMPLE_RATE, period=TRUTH_PERIOD) as srv:
-        proc = procs.add(start_live(cfg, srv.env))
+    with DummyServer(sample_rate=sample_rate, period=period) as srv:
+        proc = procs.add(start_live(cfg, srv.env, engine=engine))
         try:
             reported = reported_latency(srv.name, out_ports)
             for r in range(opt.repeats):
@@ -102,14 +113,27 @@ def impulse_truth(ctx: Context, procs: Processes) -> dict:
         out[name] = {"config": lines, "reported_frames": {"min": rep[0], "max": rep[1]}, "measured_frames": m,
                      "peak_out": stat(peaks[name]),
                      "match": m["n"] == opt.repeats and m["min"] == m["max"] == rep[0] == rep[1]}
-    notes = [f"freewheel at {TRUTH_PERIOD} frames, {SAMPLE_RATE} Hz; impulse of 1.0 at frame 4800 + 37 x repeat"]
+    notes = [f"freewheel at {period} frames, {sample_rate} Hz, {engine} engine; impulse of 1.0 at frame 4800 + 37 x repeat"]
     if not denoise:
         notes.append("denoiser chains skipped: the live engine has no denoise stage yet "
                      "(debleed.rt.config.ChannelConfig has no 'denoise' field)")
     if any(v["measured_frames"]["n"] < opt.repeats for v in out.values()):
         notes.append("a chain's impulse did not come out above 0.01 in some repeat (counted as not measured); "
                      f"debleed's log: {log[-400:]}")
-    return {"period": TRUTH_PERIOD, "chains": out, "notes": notes}
+    return {"period": period, "sample_rate": sample_rate, "engine": engine, "chains": out, "notes": notes}
+
+
+def denoiser_latency(ctx: Context, procs: Processes, progress) -> list:
+    """One :func:`impulse_truth` run of a lone denoised channel per :data:`DENOISER_GRID` point."""
+    rows = []
+    for rate, period, engine in (DENOISER_GRID_QUICK if ctx.options.quick else DENOISER_GRID):
+        r = impulse_truth(ctx, procs, spec={"denoiser": 'mode = "bypass"\ndenoise = true'}, sample_rate=rate,
+                          period=period, engine=engine, tag=f"latency-dn-{rate}-{period}-{engine}")
+        c = r["chains"]["denoiser"]
+        rows.append({"sample_rate": rate, "period": period, "engine": engine, "reported_frames": c["reported_frames"],
+                     "measured_frames": c["measured_frames"], "match": c["match"]})
+        progress(f"latency: denoiser {rate} Hz {period} frames {engine}")
+    return rows
 
 
 class _RoundTrip:
@@ -188,7 +212,8 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
 
 
 def steps(ctx: Context) -> int:
-    return 1 + len(RT_PERIODS)
+    dn = len(DENOISER_GRID_QUICK if ctx.options.quick else DENOISER_GRID) if live_denoise_supported() else 0
+    return 1 + len(RT_PERIODS) + dn
 
 
 def run(ctx: Context, progress) -> dict:
@@ -196,10 +221,11 @@ def run(ctx: Context, progress) -> dict:
     try:
         truth = impulse_truth(ctx, procs)
         progress("latency: impulse truth")
+        dn = denoiser_latency(ctx, procs, progress) if live_denoise_supported() else []
         rts = []
         for p in RT_PERIODS:
             rts.append(round_trip(ctx, p, procs))
             progress(f"latency: round trip {p} frames")
     finally:
         procs.kill_all()
-    return {"impulse": truth, "round_trip": rts}
+    return {"impulse": truth, "denoiser": dn, "round_trip": rts}

@@ -85,8 +85,17 @@ def markdown(report: dict) -> str:
             rep = r["reported_frames"]
             L.append(f"| {name} | {rep['min']}-{rep['max']} | {_mm(r['measured_frames'], 0)} | "
                      f"{_f(r['peak_out']['median'], 3)} | {'yes' if r['match'] else 'NO'} |")
-        L += ["", *[f"- {n}" for n in lt["impulse"]["notes"]], "",
-              "Round trip in real time, bench client A -> debleed (gate) -> A:", "",
+        L += ["", *[f"- {n}" for n in lt["impulse"]["notes"]], ""]
+        if lt.get("denoiser"):
+            L += ["A denoised channel alone (bypass, no lookahead), impulse in freewheel:", "",
+                  "| rate Hz | period | engine | reported (frames) | measured (frames) | match |",
+                  "|---:|---:|---|---:|---:|---|"]
+            for r in lt["denoiser"]:
+                rep = r["reported_frames"]
+                L.append(f"| {r['sample_rate']} | {r['period']} | {r['engine']} | {rep['min']}-{rep['max']} | "
+                         f"{_mm(r['measured_frames'], 0)} | {'yes' if r['match'] else 'NO'} |")
+            L += [""]
+        L += ["Round trip in real time, bench client A -> debleed (gate) -> A:", "",
               "| frames | measured | theory | match | hardware loop would add (capture + playback, as JACK reports) |",
               "|---:|---:|---:|---|---:|"]
         for r in lt["round_trip"]:
@@ -105,12 +114,17 @@ def markdown(report: dict) -> str:
             if "error" in m:
                 L += [f"`{name}`: failed: {m['error']}", ""]
                 continue
-            L += [f"`{name}` (latency {m.get('latency_samples')} samples at {m.get('sample_rate')} Hz), "
-                  "`Denoiser.process` on one core:", "",
-                  "| block | deadline us | p50 us | p99 us | max us | real-time factor |", "|---:|---:|---:|---:|---:|---:|"]
-            for b, r in m["wrapper"].items():
-                L.append(f"| {b} | {r['deadline_us']:.0f} | {_mm(r['us']['p50'])} | {_mm(r['us']['p99'])} | "
-                         f"{_mm(r['us']['max'])} | {_mm(r['rtf_one_core'], 0)} |")
+            L += [f"`{name}` (latency {m.get('latency_samples')} samples at {m.get('sample_rate')} Hz), per block "
+                  "on one core: the data-plane kernels (what the audio callback runs) against the onnxruntime "
+                  "wrapper (`Denoiser.process`, the batch path):", "",
+                  "| block | deadline us | kernels p50 / p99 / max us | kernels % of period (p50) | "
+                  "onnxruntime p50 / p99 / max us | onnxruntime % of period (p50) |", "|---:|---:|---|---:|---|---:|"]
+            for b, r in m["kernels"].items():
+                w = m["wrapper"].get(b)
+                L.append(f"| {b} | {r['deadline_us']:.0f} | {_mm(r['us']['p50'])} / {_mm(r['us']['p99'])} / "
+                         f"{_mm(r['us']['max'])} | {_f(r['percent_of_period_p50'])} | "
+                         + (f"{_mm(w['us']['p50'])} / {_mm(w['us']['p99'])} / {_mm(w['us']['max'])} | "
+                            f"{_f(w['percent_of_period_p50'])} |" if w else "- | - |"))
             L += ["", "Raw sessions, p50 us per run: `run` / `run_with_iobinding`:", ""]
             for prov, rows in m["raw"].items():
                 if "skipped" in rows:
@@ -125,15 +139,15 @@ def markdown(report: dict) -> str:
             L += ["", "Blocks of 64 frames over their deadline: " + ", ".join(
                 f"{k} {_mm(v['over_deadline'], 0)} of {v['blocks']}" if "over_deadline" in v
                 else f"{k} skipped ({v.get('skipped', '')})" for k, v in dl.items()), ""]
-        lf = d["live_fallback"]
-        if "skipped" in lf:
-            L += [f"Live fallback: {lf['skipped']}", ""]
-        else:
-            L += ["`debleed live` with 2 denoised channels at 64 frames (late blocks fall back to the "
-                  "delayed dry signal), one worker for both channels (shared) or one each (per-channel):", "",
-                  "| condition / workers | late denoiser blocks | xruns | callback p99.9 us |", "|---|---:|---:|---:|"]
-            L += [f"| {cond} | {_mm(v['late_blocks'], 0)} | {_mm(v['xruns'], 0)} | {_mm(v['callback_p99.9_us'])} |"
-                  for cond, v in lf.items() if isinstance(v, dict) and "late_blocks" in v and "/" in cond]
+        lv = d.get("live", {})
+        if "error" in lv:
+            L += [f"`debleed live` with 2 denoised channels: failed: {lv['error']}", ""]
+        elif lv:
+            L += [f"`debleed live` with 2 denoised channels at {lv['period_frames']} frames (deadline "
+                  f"{lv['deadline_us']:.0f} us), the denoisers inside the audio callback:", "",
+                  "| condition | xruns | callback p99.9 us | callback max us |", "|---|---:|---:|---:|"]
+            L += [f"| {cond} | {_mm(lv[cond]['xruns'], 0)} | {_mm(lv[cond]['callback_p99.9_us'])} | "
+                  f"{_mm(lv[cond]['callback_max_us'])} |" for cond in ("no_hog", "hog") if cond in lv]
             L += [""]
     if "soak" in s and "runs" in s["soak"]:
         k = s["soak"]
@@ -141,22 +155,20 @@ def markdown(report: dict) -> str:
               f"{k['seconds']:g} s per run at {k['period']} frames, {k['channels']} channels, denoised channels "
               f"{k['denoised_channels']}, one `lsp-plugins-sc-gate-mono -hl` per channel in the same server "
               "(one run per jackd mode).", "",
-              "| jackd | callbacks | xruns | blamed on debleed / on LSP | late denoiser blocks (per 10,000) | "
+              "| jackd | callbacks | xruns | blamed on debleed / on LSP | "
               "p50 / p99.9 / max us | deadline us | DSP load mean / max % | RSS start / end KiB |",
-              "|---|---:|---:|---|---|---|---:|---|---|"]
+              "|---|---:|---:|---|---|---:|---|---|"]
         for mode, r in k["runs"].items():
             if "callbacks" not in r:
-                L.append(f"| {mode} | {r.get('skipped') or r.get('error')} | | | | | | | |")
+                L.append(f"| {mode} | {r.get('skipped') or r.get('error')} | | | | | | |")
                 continue
             cb = r["callback_us"]
-            per = r["late_per_10000"]
             L.append(f"| {r['jackd']} | {r['callbacks']} | {r['xruns']} | {r['blamed_debleed']} / {r['blamed_lsp']} "
-                     f"({r['lsp_clients']} LSP clients) | {r['late_blocks']} ({_f(per)}) | "
+                     f"({r['lsp_clients']} LSP clients) | "
                      f"{_f(cb['p50'])} / {_f(cb['p99.9'])} / {_f(cb['max'])} | {r['deadline_us']:.0f} | "
                      f"{_f(r['dsp_load_percent']['mean'])} / {_f(r['dsp_load_percent']['max'])} | "
                      f"{r['rss_kib']['start']} / {r['rss_kib']['end']} |")
-        L += [""] + [f"- {mode}: {r['worker_scheduling']}" for mode, r in k["runs"].items()
-                     if r.get("worker_scheduling")] + [""]
+        L += [""]
     if "control" in s and "runs" in s["control"]:
         from debleed.bench.control import markdown_lines
 

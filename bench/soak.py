@@ -2,7 +2,7 @@
 
 The gig: 8 channels at 128 frames (every key kind twice: piezo trigger, MIDI, own mic,
 band-passed mic key; lookahead on the trigger and MIDI channels), the denoiser on the two MIDI-
-keyed snare channels (``denoise = true``, D = 2). The looping player feeds it a real-kit groove
+keyed snare channels (``denoise = true``: the kernels inside the audio callback). The looping player feeds it a real-kit groove
 and its MIDI in real time for ``--soak-s`` seconds (600 by default, 30 with ``--quick``) while
 one ``lsp-plugins-sc-gate-mono -hl`` per channel runs in the same server (when installed), so
 the xruns jackd's log blames on debleed and on the LSP clients come from the same run.
@@ -10,10 +10,8 @@ the xruns jackd's log blames on debleed and on the LSP clients come from the sam
 Each mode of ``--soak-modes`` is one run on its own private dummy server: ``nort`` (``jackd
 --no-realtime``) and ``rt`` (``jackd -R``, SCHED_FIFO; skipped with a note when jackd cannot
 get real-time scheduling). Reported per run: callbacks, xruns (debleed's counter), the cycles
-jackd's log blames on debleed and on the LSP clients, late denoiser blocks (``late_blocks``,
-each replaced by the delayed dry block) in total and per 10,000 blocks, callback-time
-percentiles, JACK's DSP load, the denoiser worker's scheduling, and the RSS of the ``debleed
-live`` process (``VmRSS``) sampled every 10 s. A soak is one long run by nature; its callback
+jackd's log blames on debleed and on the LSP clients, callback-time percentiles, JACK's DSP
+load, the denoiser's hops and resets, and the RSS of the ``debleed live`` process (``VmRSS``) sampled every 10 s. A soak is one long run by nature; its callback
 times are the distribution over all its callbacks.
 """
 
@@ -99,27 +97,18 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
             procs.kill_all()
             lsp_procs.kill_all()
     r0, r1 = rss[0][1], rss[-1][1]
-    late = stats.get("late_blocks")
     cb = stats["callbacks"]
     blamed = jl["blamed"]
     dn = stats.get("denoiser") or {}
     return {
         "jackd": "jackd -R (SCHED_FIFO)" if realtime else "jackd --no-realtime",
-        "callbacks": cb, "xruns": stats["xruns"], "late_blocks": late,
-        "late_per_10000": (1e4 * late / cb) if late is not None and cb else None,
+        "callbacks": cb, "xruns": stats["xruns"],
         "blamed_debleed": blamed.get("debleed", 0),
         "blamed_lsp": sum(v for k, v in blamed.items() if k in lsp_clients),
         "lsp_clients": len(lsp_clients), "blamed_by_client": blamed, "server_xruns": jl["server_xruns"],
         "callback_us": stats["callback_us"], "deadline_us": stats["deadline_us"],
-        "denoiser": dn, "worker_scheduling": dn.get("worker_scheduling") or _worker_line(log),
+        "denoiser": dn,
         "dsp_load_percent": {"mean": float(np.mean(load)) if load else None, "max": max(load, default=None)},
         "rss_kib": {"start": r0, "end": r1, "growth": (r1 - r0) if r0 is not None and r1 is not None else None,
                     "series": rss},
     }
-
-
-def _worker_line(log: str) -> str | None:
-    for line in log.splitlines():
-        if "denoiser worker" in line:
-            return line.strip()[:300]
-    return None
