@@ -104,7 +104,7 @@ def time_kernels(path, block: int, audio: np.ndarray, n_blocks: int, rate: int =
     """Per-block times of the data-plane kernels (one channel), ns (int64, (n_blocks,))."""
     from debleed.models.streaming import StreamingStage
 
-    st = StreamingStage([(0, 1)], rate, models=[path])
+    st = StreamingStage([(0, 1)], rate, models=[path], max_block=block)
     io = np.zeros((2, block), np.float32)
     n_avail = audio.size // block
     for i in range(4):  # warm up

@@ -64,9 +64,9 @@ GAIN_RAMP_MS = 5.0
 
 # ``lay`` columns (int64, one row per denoised channel): rows of ``inputs`` read and written,
 # the model's dimensions, the base offsets of its weights in ``w`` and of its state in ``s``,
-# its latency
-(L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT) = range(14)
-NL = 14
+# its latency, the most hops a block can complete (scratch rows)
+(L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
+NL = 15
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
 # index, hops run, resets after a non-finite hop
 (I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS) = range(5)
@@ -87,10 +87,16 @@ def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in) -> int:
             + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n)
 
 
-def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat) -> int:
-    """Float32 count of one channel's streaming state and scratch (the layout of :func:`_soffsets`)."""
-    return (ctx + (taps - 1) * n + layers * h + hop + hop + hop + (lat + 1)
-            + n + 2 * k + n_in + h + 3 * h + 3 * h + n + n + win)
+def max_hops(hop: int, max_block: int) -> int:
+    """Hops a block of up to ``max_block`` frames can complete (a partial hop may be pending)."""
+    return max_block // hop + 1
+
+
+def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm) -> int:
+    """Float32 count of one channel's streaming state and scratch for up to ``jm`` hops per
+    block (the layout of :func:`_soffsets`)."""
+    return ((ctx + jm * hop) + (taps - 1 + jm) * n + layers * h + (win - hop) + (jm + 1) * hop
+            + (lat + 1) + jm * 2 * k + jm * n_in + 2 * jm * h + jm * 3 * h + 3 * h + 2 * jm * n + jm * win)
 
 
 @njit(inline="always", **_KW)
@@ -117,36 +123,39 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
 
 
 @njit(inline="always", **_KW)
-def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat):
-    """Offsets inside one channel's block of ``s`` (relative to ``L_S``).
+def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm):
+    """Offsets inside one channel's block of ``s`` (relative to ``L_S``); ``jm`` hops per block.
 
-    Order: input history (ctx); past frames ((taps - 1) n, newest first); GRU state (layers h);
-    overlap-add tail (hop); the hop being collected (hop); the last hop's output (hop); dry delay
-    ring (lat + 1); scratch: frame (n), constant-Q (2k), features (n_in), layer input (h), input
-    gates (3h), recurrent gates (3h), mask (n), filtered frame (n), decoded frame (win).
+    State (kept across blocks; :func:`_reset_channel` zeroes it): the input history, then this
+    block's samples (``ctx + jm hop``: the previous ``ctx - hop`` samples, then the pending part
+    of a hop and the block's samples, up to ``jm`` whole hops and a partial one); frames (``(taps - 1 + jm) n``: the previous ``taps - 1``
+    frames, then this block's); GRU state (``layers h``); overlap-add tail (``win - hop``); hop
+    outputs (``(jm + 1) hop``: the last hop of the previous block, then this block's); dry delay
+    ring (``lat + 1``). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
+    buffers (h each), input gates (3h); recurrent gates (3h, one hop); mask or taps coefficients
+    (n), filtered frame (n), decoded frame (win).
     """
-    o_hist = 0
-    o_past = o_hist + ctx
-    o_h = o_past + (taps - 1) * n
+    o_x = 0
+    o_fr = o_x + ctx + jm * hop
+    o_h = o_fr + (taps - 1 + jm) * n
     o_ola = o_h + layers * h
-    o_inb = o_ola + hop
-    o_outb = o_inb + hop
-    o_dry = o_outb + hop
-    o_fr = o_dry + lat + 1
-    o_cq = o_fr + n
-    o_feat = o_cq + 2 * k
-    o_a = o_feat + n_in
-    o_gi = o_a + h
-    o_gh = o_gi + 3 * h
+    o_out = o_ola + win - hop
+    o_dry = o_out + (jm + 1) * hop
+    o_cq = o_dry + lat + 1
+    o_feat = o_cq + jm * 2 * k
+    o_a = o_feat + jm * n_in
+    o_b = o_a + jm * h
+    o_gi = o_b + jm * h
+    o_gh = o_gi + jm * 3 * h
     o_mask = o_gh + 3 * h
-    o_filt = o_mask + n
-    o_yfr = o_filt + n
-    return o_hist, o_past, o_h, o_ola, o_inb, o_outb, o_dry, o_fr, o_cq, o_feat, o_a, o_gi, o_gh, o_mask, o_filt, o_yfr
+    o_filt = o_mask + jm * n
+    o_yfr = o_filt + jm * n
+    return o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cq, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt, o_yfr
 
 
 @njit(fastmath=_FAST, inline="always", **_KW)
 def _dot(a, b):
-    """``sum(a * b)`` of two equally long float32 views, accumulated in float32 (fastmath lets
+    """``sum(a * b)`` of two equally long float32 views, accumulated in float32 (fast-math lets
     LLVM reassociate, so the loop is vectorised; indexing views from 0 keeps it free of the
     negative-index checks that stop vectorisation)."""
     acc = np.float32(0.0)
@@ -156,39 +165,43 @@ def _dot(a, b):
 
 
 @njit(fastmath=_FAST, **_KW)
-def _gemv(w, wo, rows, cols, x, xo, b, bo, y, yo):
-    """``y[yo:yo+rows] = W x[xo:xo+cols] (+ b[bo:bo+rows])``, W row-major at ``w[wo:]``;
-    ``bo < 0``: no bias. Four rows at a time share each load of ``x`` (about 1.3 times the
-    speed of one row at a time for the GRU's 576 x 192 matrices)."""
-    xv = x[xo:xo + cols]
+def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys):
+    """``y_j = W x_j (+ b)`` for ``j < nj``: W row-major ``(rows, cols)`` at ``w[wo:]``, ``x_j`` at
+    ``x[xo + j xs:]`` (cols), ``y_j`` at ``y[yo + j ys:]`` (rows); ``bo < 0``: no bias.
+
+    Four weight rows at a time are applied to every ``x_j`` while they sit in the L1 cache, so a
+    block of several hops reads each weight once (a matrix product, as onnxruntime batches the
+    hops of one call); with ``nj = 1`` it is a matrix-vector product.
+    """
     r = 0
     while r + 4 <= rows:
         a0 = w[wo + r * cols:wo + (r + 1) * cols]
         a1 = w[wo + (r + 1) * cols:wo + (r + 2) * cols]
         a2 = w[wo + (r + 2) * cols:wo + (r + 3) * cols]
         a3 = w[wo + (r + 3) * cols:wo + (r + 4) * cols]
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        for j in range(cols):
-            v = xv[j]
-            s0 += a0[j] * v
-            s1 += a1[j] * v
-            s2 += a2[j] * v
-            s3 += a3[j] * v
+        c0 = c1 = c2 = c3 = np.float32(0.0)
         if bo >= 0:
-            s0 += b[bo + r]
-            s1 += b[bo + r + 1]
-            s2 += b[bo + r + 2]
-            s3 += b[bo + r + 3]
-        y[yo + r] = s0
-        y[yo + r + 1] = s1
-        y[yo + r + 2] = s2
-        y[yo + r + 3] = s3
+            c0, c1, c2, c3 = b[bo + r], b[bo + r + 1], b[bo + r + 2], b[bo + r + 3]
+        for j in range(nj):
+            xv = x[xo + j * xs:xo + j * xs + cols]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for i in range(cols):
+                v = xv[i]
+                s0 += a0[i] * v
+                s1 += a1[i] * v
+                s2 += a2[i] * v
+                s3 += a3[i] * v
+            yj = yo + j * ys + r
+            y[yj] = s0 + c0
+            y[yj + 1] = s1 + c1
+            y[yj + 2] = s2 + c2
+            y[yj + 3] = s3 + c3
         r += 4
     while r < rows:
-        acc = _dot(w[wo + r * cols:wo + (r + 1) * cols], xv)
-        if bo >= 0:
-            acc += b[bo + r]
-        y[yo + r] = acc
+        a0 = w[wo + r * cols:wo + (r + 1) * cols]
+        c0 = b[bo + r] if bo >= 0 else np.float32(0.0)
+        for j in range(nj):
+            y[yo + j * ys + r] = _dot(a0, x[xo + j * xs:xo + j * xs + cols]) + c0
         r += 1
 
 
@@ -197,99 +210,101 @@ def _sigmoid(v):
     return np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-v)))
 
 
-@njit(**_KW)
-def _gru_cell(w, o_wih, o_whh, o_bih, o_bhh, h, s, o_x, o_h, o_gi, o_gh):
-    """One GRU step in place (PyTorch's equations; ONNX gate blocks z, r, h):
-    ``z = sig(Wz x + bz + Rz h + rbz)``, ``r = sig(Wr x + br + Rr h + rbr)``,
-    ``n = tanh(Wh x + bh + r * (Rh h + rbh))``, ``h' = (1 - z) n + z h``."""
-    _gemv(w, o_wih, 3 * h, h, s, o_x, w, o_bih, s, o_gi)
-    _gemv(w, o_whh, 3 * h, h, s, o_h, w, o_bhh, s, o_gh)
-    for j in range(h):
-        z = _sigmoid(s[o_gi + j] + s[o_gh + j])
-        r = _sigmoid(s[o_gi + h + j] + s[o_gh + h + j])
-        nn = np.float32(math.tanh(s[o_gi + 2 * h + j] + r * s[o_gh + 2 * h + j]))
-        s[o_h + j] = (np.float32(1.0) - z) * nn + z * s[o_h + j]
+@njit(fastmath=_FAST, inline="always", **_KW)
+def _logpow(v):
+    """The network's feature of a filter output or a power: ``0.1 log(v + 1e-9)``."""
+    return np.float32(0.1) * np.float32(math.log(v + np.float32(1e-9)))
 
 
 @njit(fastmath=_FAST, **_KW)
-def _hop_step(lay, w, s, c):
-    """Run the network on the hop collected in channel ``c``'s buffer; its output (``hop``
-    samples) lands in the channel's output buffer. Returns False when the output or the state
-    is not finite (the caller resets the channel)."""
+def _network(lay, w, s, c, nj):
+    """Run the network on the ``nj`` hops channel ``c`` completed in this block (their samples
+    follow the history in its input buffer); hop ``j``'s output lands in row ``j + 1`` of its hop
+    outputs. Layer by layer over all hops (only the recurrence runs hop by hop). Returns False
+    when an output or the state is not finite (the caller resets the channel)."""
     hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
     layers, ctx, k, taps, n_in = lay[c, L_LAYERS], lay[c, L_CTX], lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN]
-    wb, sb, lat = lay[c, L_W], lay[c, L_S], lay[c, L_LAT]
+    wb, sb, lat, jm = lay[c, L_W], lay[c, L_S], lay[c, L_LAT], lay[c, L_JM]
     o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec = _offsets(
         win, n, h, layers, ctx, k, taps, n_in)
-    (o_hist, o_past, o_h, o_ola, o_inbuf, o_outb, o_dry, o_fr, o_cqo, o_feat, o_a, o_gi, o_gh, o_mask, o_filt,
-     o_yfr) = _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat)
-    # 1. history: shift by one hop, append the new hop
-    hb = sb + o_hist
-    for i in range(ctx - hop):
-        s[hb + i] = s[hb + i + hop]
-    for i in range(hop):
-        s[hb + ctx - hop + i] = s[sb + o_inbuf + i]
-    # 2. filterbank frame and constant-Q context
-    _gemv(w, wb + o_enc, n, win, s, hb + ctx - win, w, -1, s, sb + o_fr)
+    o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt, o_yfr = _soffsets(
+        hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm)
+    xb, fb = sb + o_x, sb + o_fr + (taps - 1) * n  # hop j's context ends at xb + ctx + j hop
+    # 1. filterbank frames and constant-Q context of every hop (each constant-Q row is zero
+    # before its window: only its tail is summed)
+    _gemm(w, wb + o_enc, n, win, s, xb + ctx - win, hop, nj, w, -1, s, fb, n)
     for r in range(2 * k):
         st = int(w[wb + o_cqs + r])
-        s[sb + o_cqo + r] = _dot(w[wb + o_cq + r * ctx + st:wb + o_cq + (r + 1) * ctx], s[hb + st:hb + ctx])
-    # 3. features, input layer
-    for j in range(n):
-        f = s[sb + o_fr + j]
-        s[sb + o_feat + j] = np.float32(0.1) * np.float32(math.log(f * f + np.float32(1e-9)))
-    for j in range(k):
-        re = s[sb + o_cqo + j]
-        im = s[sb + o_cqo + k + j]
-        s[sb + o_feat + n + j] = np.float32(0.1) * np.float32(math.log(re * re + im * im + np.float32(1e-9)))
-    _gemv(w, wb + o_inw, h, n_in, s, sb + o_feat, w, wb + o_inb, s, sb + o_a)
-    for j in range(h):
-        if s[sb + o_a + j] < 0.0:
-            s[sb + o_a + j] = 0.0
-    # 4. GRU layers (layer l reads the previous layer's new state; layer 0 reads the input layer)
-    x_at = sb + o_a
+        row = w[wb + o_cq + r * ctx + st:wb + o_cq + (r + 1) * ctx]
+        for j in range(nj):
+            s[sb + o_cqo + j * 2 * k + r] = _dot(row, s[xb + j * hop + st:xb + j * hop + ctx])
+    # 2. features and the input layer
+    for j in range(nj):
+        for i in range(n):
+            f = s[fb + j * n + i]
+            s[sb + o_feat + j * n_in + i] = _logpow(f * f)
+        for i in range(k):
+            re = s[sb + o_cqo + j * 2 * k + i]
+            im = s[sb + o_cqo + j * 2 * k + k + i]
+            s[sb + o_feat + j * n_in + n + i] = _logpow(re * re + im * im)
+    _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h)
+    for i in range(nj * h):
+        if s[sb + o_a + i] < 0.0:
+            s[sb + o_a + i] = 0.0
+    # 3. GRU layers (PyTorch's equations; ONNX gate blocks z, r, h; linear_before_reset):
+    # z = sig(Wz x + bz + Rz h + rbz), r = sig(Wr x + br + Rr h + rbr),
+    # n = tanh(Wh x + bh + r (Rh h + rbh)), h' = (1 - z) n + z h
+    src, dst = sb + o_a, sb + o_b
     for layer in range(layers):
         g = wb + o_gru + layer * (6 * h * h + 6 * h)
-        _gru_cell(w, g, g + 3 * h * h, g + 6 * h * h, g + 6 * h * h + 3 * h, h, s, x_at, sb + o_h + layer * h,
-                  sb + o_gi, sb + o_gh)
-        x_at = sb + o_h + layer * h
-    # 5. mask (and the multi-frame filter) on the current frame
-    _gemv(w, wb + o_wout, n, h, s, x_at, w, wb + o_bout, s, sb + o_mask)
-    for j in range(n):
-        s[sb + o_filt + j] = s[sb + o_fr + j] * _sigmoid(s[sb + o_mask + j])
+        hs = sb + o_h + layer * h
+        _gemm(w, g, 3 * h, h, s, src, h, nj, w, g + 6 * h * h, s, sb + o_gi, 3 * h)
+        for j in range(nj):
+            _gemm(w, g + 3 * h * h, 3 * h, h, s, hs, 0, 1, w, g + 6 * h * h + 3 * h, s, sb + o_gh, 0)
+            gi = sb + o_gi + j * 3 * h
+            for i in range(h):
+                z = _sigmoid(s[gi + i] + s[sb + o_gh + i])
+                rr = _sigmoid(s[gi + h + i] + s[sb + o_gh + h + i])
+                nn = np.float32(math.tanh(s[gi + 2 * h + i] + rr * s[sb + o_gh + 2 * h + i]))
+                s[hs + i] = (np.float32(1.0) - z) * nn + z * s[hs + i]
+                s[dst + j * h + i] = s[hs + i]
+        src, dst = dst, src
+    # 4. mask on every hop's frame, and the multi-frame filter over the previous frames
+    _gemm(w, wb + o_wout, n, h, s, src, h, nj, w, wb + o_bout, s, sb + o_mask, n)
+    for i in range(nj * n):
+        s[sb + o_filt + i] = s[fb + i] * _sigmoid(s[sb + o_mask + i])
     for tk in range(1, taps):
-        # coefficient c_tk for every filter, then frame t - tk (past frames, newest first)
-        _gemv(w, wb + o_wtap + (tk - 1) * n * h, n, h, s, x_at, w, wb + o_btap + (tk - 1) * n, s, sb + o_mask)
-        for j in range(n):
-            s[sb + o_filt + j] += s[sb + o_mask + j] * s[sb + o_past + (tk - 1) * n + j]
-    if taps > 1:
-        for tk in range(taps - 1, 1, -1):
-            for j in range(n):
-                s[sb + o_past + (tk - 1) * n + j] = s[sb + o_past + (tk - 2) * n + j]
-        for j in range(n):
-            s[sb + o_past + j] = s[sb + o_fr + j]
-    # 6. decoder and overlap-add
-    _gemv(w, wb + o_dec, win, n, s, sb + o_filt, w, -1, s, sb + o_yfr)
+        _gemm(w, wb + o_wtap + (tk - 1) * n * h, n, h, s, src, h, nj, w, wb + o_btap + (tk - 1) * n, s,
+              sb + o_mask, n)
+        for i in range(nj * n):
+            s[sb + o_filt + i] += s[sb + o_mask + i] * s[fb + i - tk * n]
+    # 5. decoder and overlap-add, hop by hop
+    _gemm(w, wb + o_dec, win, n, s, sb + o_filt, n, nj, w, -1, s, sb + o_yfr, win)
     ok = True
-    for i in range(hop):
-        v = s[sb + o_yfr + i] + s[sb + o_ola + i]
-        s[sb + o_outb + i] = v
-        if not math.isfinite(v):
-            ok = False
-    for i in range(win - hop):
-        s[sb + o_ola + i] = s[sb + o_yfr + hop + i]
-    for j in range(layers * h):
-        if not math.isfinite(s[sb + o_h + j]):
+    for j in range(nj):
+        y, out = sb + o_yfr + j * win, sb + o_out + (j + 1) * hop
+        for i in range(hop):
+            v = s[y + i] + s[sb + o_ola + i]
+            s[out + i] = v
+            if not math.isfinite(v):
+                ok = False
+        for i in range(win - hop):
+            s[sb + o_ola + i] = s[y + hop + i]
+    for i in range(layers * h):
+        if not math.isfinite(s[sb + o_h + i]):
             ok = False
     return ok
 
 
 @njit(**_KW)
 def _reset_channel(lay, s, ist, c):
-    """Zero channel ``c``'s state (and dry ring); it becomes fresh."""
-    sb = lay[c, L_S]
+    """Zero channel ``c``'s state (history, frames, GRU, overlap-add, outputs, dry ring); it
+    becomes fresh."""
     hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
-    size = (lay[c, L_CTX] + (lay[c, L_TAPS] - 1) * n + lay[c, L_LAYERS] * h + 3 * hop + lay[c, L_LAT] + 1)
+    jm, taps = lay[c, L_JM], lay[c, L_TAPS]
+    size = ((lay[c, L_CTX] + jm * hop) + (taps - 1 + jm) * n + lay[c, L_LAYERS] * h + (win - hop)
+            + (jm + 1) * hop + lay[c, L_LAT] + 1)
+    sb = lay[c, L_S]
     for i in range(size):
         s[sb + i] = 0.0
     ist[c, I_FILL] = 0
@@ -305,8 +320,8 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
     Parameters
     ----------
     n : int
-        Frames in this block, 0 <= n <= inputs.shape[1].
-    inputs : float32 (n_rows, max_block)
+        Frames in this block, 0 <= n <= the ``max_block`` the stage was built for.
+    inputs : float32 (n_rows, >= n)
         The chain's inputs; the denoised rows are written in ``[:, :n]``.
     lay : int64 (k, NL)
         Per denoised channel: rows, dimensions, offsets (``L_*``); k may be 0.
@@ -325,8 +340,12 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
 
     Notes
     -----
-    Real-time safe: allocates nothing, takes no lock, touches no Python object (checked by the
-    LLVM IR test with the JACK cfunc). Cost: one network step per ``hop`` samples per channel.
+    Real-time safe: allocates nothing, takes no lock, touches no Python object, cannot raise
+    (checked by the LLVM IR test with the JACK cfunc). Three passes per channel: collect the
+    block's samples into hops; run the network on the completed hops, layer by layer (each
+    weight matrix read once per block, as a matrix product; only the GRU recurrence runs hop by
+    hop); write the outputs, each sample reading the output of the last hop completed at or
+    before it. The output does not depend on how the samples are cut into blocks.
     """
     k = lay.shape[0]
     if ctl[C_REQ] != ctl[C_DONE]:
@@ -334,12 +353,37 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
             _reset_channel(lay, s, ist, c)
         ctl[C_DONE] = ctl[C_REQ]
     for c in range(k):
-        src, dst, hop, lat = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT]
-        (o_hist, o_past, o_h, o_ola, o_inbuf, o_outb, o_dry, o_fr, o_cqo, o_feat, o_a, o_gi, o_gh, o_mask,
-         o_filt, o_yfr) = _soffsets(hop, lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], lay[c, L_CTX],
-                                    lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN], lat)
-        sb = lay[c, L_S]
-        fill, fresh, dw = ist[c, I_FILL], ist[c, I_FRESH], ist[c, I_DRYW]
+        src, dst, hop, lat, ctx = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT], lay[c, L_CTX]
+        (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
+         o_yfr) = _soffsets(hop, lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], ctx, lay[c, L_K],
+                            lay[c, L_TAPS], lay[c, L_IN], lat, lay[c, L_JM])
+        sb, nf = lay[c, L_S], lay[c, L_N]
+        fill0, fresh0 = ist[c, I_FILL], ist[c, I_FRESH]
+        # 1. collect: the block's samples (after the leading silence of a fresh channel) follow
+        # the history and the pending part of a hop
+        xs = sb + o_x + ctx - hop
+        pos, fresh = fill0, fresh0
+        for i in range(n):
+            x = inputs[src, i]
+            if not math.isfinite(x):
+                x = np.float32(0.0)
+            if fresh != 0:
+                if x == 0.0:
+                    continue
+                fresh = 0
+            s[xs + pos] = x
+            pos += 1
+        nj = pos // hop
+        # 2. the network on the completed hops
+        if nj > 0:
+            ist[c, I_HOPS] += nj
+            if not _network(lay, w, s, c, nj):
+                _reset_channel(lay, s, ist, c)
+                ist[c, I_RESETS] += 1
+                fresh0 = 0  # the channel had sound: it goes on from here, not fresh
+        # 3. outputs: sample i reads the output of the last hop completed at or before it
+        fill, fresh, jdone = fill0, fresh0, 0
+        dw = ist[c, I_DRYW]
         g, gt, step = par[c, P_GNOW], par[c, P_G], par[c, P_STEP]
         for i in range(n):
             x = inputs[src, i]
@@ -350,33 +394,32 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
                     inputs[dst, i] = 0.0
                     continue
                 fresh = 0
-            s[sb + o_inbuf + fill] = x
             fill += 1
             if fill == hop:
                 fill = 0
-                ist[c, I_HOPS] += 1
-                if not _hop_step(lay, w, s, c):
-                    _reset_channel(lay, s, ist, c)
-                    ist[c, I_RESETS] += 1
-                    dw = 0
-                    fresh = 0  # the reset channel goes on from this hop (not fresh: it had sound)
-                    for j in range(hop):
-                        s[sb + o_outb + j] = 0.0
-            y = s[sb + o_outb + fill]
-            # dry input delayed by the latency: ring of lat + 1 samples
-            s[sb + o_dry + dw] = x
+                jdone += 1
+            y = s[sb + o_out + jdone * hop + fill]
+            s[sb + o_dry + dw] = x  # the dry input delayed by the latency: a ring of lat + 1
             dw += 1
             if dw > lat:
                 dw = 0
             d = s[sb + o_dry + dw]
             if g != gt:
-                if g < gt:
-                    g = min(g + step, gt)
-                else:
-                    g = max(g - step, gt)
+                g = min(g + step, gt) if g < gt else max(g - step, gt)
             if g != 1.0:
                 y = np.float32(d + g * (y - d))
             inputs[dst, i] = y
+        # 4. carry: history and pending samples to the front, the last hop's output and the
+        # last taps - 1 frames likewise
+        if nj > 0:
+            shift = nj * hop
+            for i in range(ctx - hop + fill):
+                s[sb + o_x + i] = s[sb + o_x + shift + i]
+            for i in range(hop):
+                s[sb + o_out + i] = s[sb + o_out + nj * hop + i]
+            keep = (lay[c, L_TAPS] - 1) * nf
+            for i in range(keep):
+                s[sb + o_fr + i] = s[sb + o_fr + nj * nf + i]
         ist[c, I_FILL], ist[c, I_FRESH], ist[c, I_DRYW] = fill, fresh, dw
         par[c, P_GNOW] = g
 
@@ -559,11 +602,14 @@ class StreamingStage:
     params : sequence of dict, optional
         Per channel, ``denoise_limit_db`` (dB, -100 to 0; -100 no limit) and ``denoise_mix``
         (0 to 1); defaults -100 dB and 1 (the model's output as is).
+    max_block : int
+        Longest block :meth:`process` (or the audio callback) will run, frames, 1 to 1048576;
+        default 4096. The scratch holds one row per hop such a block can complete.
 
     Raises
     ------
     ParameterError
-        A sample rate without a shipped model, a model trained at another rate, or a value out of
+        A bad ``max_block``, a sample rate without a shipped model, a model trained at another rate, or a value out of
         range (the message names it and what is allowed).
     DebleedError
         A missing or unreadable model, or one the kernels cannot run (see :func:`load_weights`).
@@ -578,8 +624,12 @@ class StreamingStage:
     FIELDS = (("lay", np.int64, 2), ("w", np.float32, 1), ("s", np.float32, 1), ("ist", np.int64, 2),
               ("par", np.float64, 2), ("ctl", np.int64, 1))
 
-    def __init__(self, rows, sample_rate: int, *, models=None, channels=None, params=None):
+    def __init__(self, rows, sample_rate: int, *, models=None, channels=None, params=None, max_block: int = 4096):
         from debleed.models.denoiser import SHIPPED
+
+        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
+            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
+        self.max_block = int(max_block)
 
         rows = [(int(a), int(b)) for a, b in rows]
         k = len(rows)
@@ -617,10 +667,11 @@ class StreamingStage:
         for c, ((src, dst), key) in enumerate(zip(rows, paths)):
             dims, _, off = blobs[key]
             lat = dims["win"] - 1
+            jm = max_hops(dims["hop"], self.max_block)
             self.lay[c] = (src, dst, dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                           dims["k"], dims["taps"], dims["n_in"], off, soff, lat)
+                           dims["k"], dims["taps"], dims["n_in"], off, soff, lat, jm)
             soff += state_size(dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                               dims["k"], dims["taps"], dims["n_in"], lat)
+                               dims["k"], dims["taps"], dims["n_in"], lat, jm)
             self.dims.append(dims)
         self.s = np.zeros(max(soff, 1), np.float32)
         self.ist = np.zeros((k, NIS), np.int64)
@@ -642,10 +693,11 @@ class StreamingStage:
                       *self._args)
 
     @classmethod
-    def from_gig(cls, cfg, sample_rate: int):
+    def from_gig(cls, cfg, sample_rate: int, max_block: int):
         """The stage of a gig's denoised channels (``cfg``: a
-        :class:`debleed.rt.config.GigConfig`), or None when no channel has ``denoise = true``.
-        The one place the engines and the offline commands build it."""
+        :class:`debleed.rt.config.GigConfig`) for blocks up to ``max_block`` frames, or None when
+        no channel has ``denoise = true``. The one place the engines and the offline commands
+        build it."""
         from debleed.dsp.params import PARAMS
 
         rows = cfg.denoised()
@@ -654,7 +706,8 @@ class StreamingStage:
         names = [n for n, p in PARAMS.items() if p.target == "denoiser"]
         return cls([(src, dst) for _, src, dst in rows], sample_rate,
                    models=[cfg.channel[c].denoise_model for c, _, _ in rows], channels=[c for c, _, _ in rows],
-                   params=[{n: float(getattr(cfg.channel[c], n)) for n in names} for c, _, _ in rows])
+                   params=[{n: float(getattr(cfg.channel[c], n)) for n in names} for c, _, _ in rows],
+                   max_block=max_block)
 
     @property
     def n_channels(self) -> int:
@@ -690,7 +743,15 @@ class StreamingStage:
 
     def process(self, n: int, inputs: np.ndarray) -> None:
         """Run :func:`denoise_block` (Python engine, PortAudio, offline): rows of ``inputs``
-        (float32 (n_rows, >= n)) are read and written in place."""
+        (float32 (n_rows, >= n)) are read and written in place.
+
+        Raises
+        ------
+        ParameterError
+            ``n`` above :attr:`max_block`.
+        """
+        if not 0 <= n <= self.max_block:
+            raise ParameterError(f"block of {n} frames: the denoiser stage takes 0 to max_block={self.max_block}")
         denoise_block(n, inputs, *self._args)
 
     # --- parameters ------------------------------------------------------------------------
@@ -776,8 +837,8 @@ class StreamingDenoiser:
         """
         if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
             raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
-        if self.stage is None or self.sample_rate != int(sample_rate):
-            self.stage = StreamingStage([(0, 1)], int(sample_rate), models=[self.model_path])
+        if self.stage is None or self.sample_rate != int(sample_rate) or self.max_block != int(max_block):
+            self.stage = StreamingStage([(0, 1)], int(sample_rate), models=[self.model_path], max_block=int(max_block))
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
         self._io = np.zeros((2, self.max_block), np.float32)
         self.reset()

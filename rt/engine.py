@@ -106,7 +106,7 @@ class EngineBase:
         from debleed.models.streaming import StreamingStage
 
         try:
-            self.stage = StreamingStage.from_gig(self.config, self.sample_rate)
+            self.stage = StreamingStage.from_gig(self.config, self.sample_rate, self.max_block)
         except DebleedError as e:
             raise EngineError(f"cannot set up the denoiser: {e}") from None
 

@@ -148,7 +148,7 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     xin[:n_in] = x
     from debleed.models.streaming import StreamingStage
 
-    stage = StreamingStage.from_gig(cfg, sample_rate)
+    stage = StreamingStage.from_gig(cfg, sample_rate, block)
     latency = list(chain.channel_latency_samples[:n_ch])
     if stage is not None:
         for c, _, _ in cfg.denoised():

@@ -40,10 +40,10 @@ def test_cfunc_audio_path_allocates_nothing_and_calls_no_python():
     body = [f for f in funcs if "jack_cfunc8_process" in f[0] and not f[0].startswith("cfunc.")]
     chain = [f for f in funcs if "run_block" in f[0] or "_run_chain" in f[0] or "chain4_run" in f[0]]
     # the denoiser stage's kernels: the generated runner, denoise_block and the network's layers
-    denoise = {k for k in ("_run_denoise", "denoise_block", "_hop_step", "_gemv", "_gru_cell")
+    denoise = {k for k in ("_run_denoise", "denoise_block", "_network", "_gemm")
                if any(k.replace("_", "") in f[0].replace("_", "") for f in funcs)}
     assert body and len(chain) == 3, [f[0][:60] for f in funcs]  # runner, run_block, the kernel
-    assert denoise == {"_run_denoise", "denoise_block", "_hop_step", "_gemv", "_gru_cell"}, denoise
+    assert denoise == {"_run_denoise", "denoise_block", "_network", "_gemm"}, denoise
     # every function compiled into the callback, not only the ones named above (the C wrapper's
     # error path, which takes the GIL, is excluded: the body never raises, below)
     audio = [f for f in funcs if not f[0].startswith("cfunc.")]
