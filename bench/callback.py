@@ -18,7 +18,7 @@ import numpy as np
 
 from debleed.bench.common import (SAMPLE_RATE, Context, LoopPlayer, Processes, gig_config, run_live_window,
                                   stat)
-from debleed.rt.server import DummyServer
+from debleed.testing import DummyServer
 
 PCTS = ("p50", "p99", "p99.9", "max")
 

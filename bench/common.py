@@ -195,16 +195,24 @@ def gig_config(n_channels: int, *, client: str = "debleed", extra: str = "", den
 
 
 def live_denoise_supported() -> bool:
-    """True when the live engine has a denoiser stage (``ChannelConfig.denoise``) and a shipped
-    denoiser model to run in it."""
-    from debleed.rt.config import ChannelConfig
+    """True when the shipped denoiser models are installed (the live engines run them)."""
+    from debleed.models.denoiser import SHIPPED
 
-    if "denoise" not in ChannelConfig.model_fields:
-        return False
-    from debleed.bench.denoiser import find_denoiser
+    return all(p.is_file() for p in SHIPPED.values())
 
-    cls, paths, _ = find_denoiser()
-    return cls is not None and bool(paths)
+
+# --- report formatting -----------------------------------------------------------------------
+def fmt(v, nd=1, unit=""):
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}{unit}"
+
+
+def fmt_mm(s, nd=1):
+    """``median (min-max)`` of a :func:`~debleed.bench.common.stat` dict."""
+    if not s or s.get("median") is None:
+        return "-"
+    return f"{s['median']:.{nd}f} ({s['min']:.{nd}f}-{s['max']:.{nd}f})"
 
 
 # --- JACK helpers -----------------------------------------------------------------------------
@@ -404,7 +412,7 @@ def run_live_window(server, player: LoopPlayer, config_text: str, workdir: Path,
     """Start ``debleed live`` on ``config_text``, feed it from ``player`` for ``seconds`` in real
     time while sampling JACK's DSP load, stop it, and return its stats plus the load samples and
     what jackd's log blamed during the run."""
-    from debleed.rt.demo import start_live, stop_live
+    from debleed.testing import start_live, stop_live
 
     cfg = workdir / f"{tag}.toml"
     cfg.write_text(config_text)

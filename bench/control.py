@@ -17,9 +17,9 @@ import socket
 import threading
 import time
 
-from debleed.bench.common import (GIG_INPUTS, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes, gig_config,
+from debleed.bench.common import (GIG_INPUTS, fmt, fmt_mm, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes, gig_config,
                                   live_stats, parse_jackd_log, stat)
-from debleed.rt.server import DummyServer
+from debleed.testing import DummyServer
 
 CHANNELS = 8
 RATE_HZ = 100.0
@@ -71,7 +71,7 @@ def _sender(port: int, channels: list[str], stop: threading.Event, sent: list) -
 
 
 def _window(srv, player, text, work, tag, procs, seconds, changes: bool) -> dict:
-    from debleed.rt.demo import start_live, stop_live
+    from debleed.testing import start_live, stop_live
 
     cfg = work / f"{tag}.toml"
     cfg.write_text(text)
@@ -142,7 +142,6 @@ def run(ctx: Context, progress) -> dict:
 
 def markdown_lines(sec: dict) -> list[str]:
     """The report's table for this section."""
-    from debleed.bench.report import _f, _mm
 
     L = ["## 7. Live parameter changes", "",
          f"{sec['rate_hz']:g} changes per second over OSC against the same gig without changes "
@@ -153,6 +152,6 @@ def markdown_lines(sec: dict) -> list[str]:
         for cond in ("quiet", "changes"):
             c = r[cond]
             cb = c["callback_us"]
-            L.append(f"| {r['period']} | {cond} | {_mm(c['changes_per_s'], 0)} | {_f(cb['p50']['median'])} / "
-                     f"{_mm(cb['p99.9'])} / {_mm(cb['max'])} | {_mm(c['xruns'], 0)} | {_mm(c['blamed_debleed'], 0)} |")
+            L.append(f"| {r['period']} | {cond} | {fmt_mm(c['changes_per_s'], 0)} | {fmt(cb['p50']['median'])} / "
+                     f"{fmt_mm(cb['p99.9'])} / {fmt_mm(cb['max'])} | {fmt_mm(c['xruns'], 0)} | {fmt_mm(c['blamed_debleed'], 0)} |")
     return L + [""] + [f"- {n}" for n in sec["notes"]] + [""]

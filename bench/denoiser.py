@@ -257,7 +257,7 @@ def live_denoised(ctx: Context) -> dict:
     """``debleed live`` with 2 denoised channels at 64 frames, without and with a hog: callback
     p99.9 and max (us) against the deadline, xruns."""
     from debleed.bench.common import LoopPlayer, gig_config, run_live_window
-    from debleed.rt.server import DummyServer
+    from debleed.testing import DummyServer
 
     opt = ctx.options
     out = {"period_frames": 64, "deadline_us": 1e6 * 64 / SAMPLE_RATE}

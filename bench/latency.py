@@ -36,9 +36,9 @@ import numpy as np
 from debleed.bench.common import SAMPLE_RATE, Context, Processes, live_denoise_supported, stat
 from debleed.errors import EngineError
 from debleed.rt import _jackptr
-from debleed.rt.demo import start_live, stop_live
+from debleed.testing import start_live, stop_live
 from debleed.rt.player import play_record
-from debleed.rt.server import DummyServer
+from debleed.testing import DummyServer
 
 TRUTH_PERIOD = 128
 RT_PERIODS = (64, 128)

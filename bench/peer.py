@@ -27,7 +27,8 @@ import numpy as np
 from debleed.bench.common import (GIG_KINDS, LSP_BINARY, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes,
                                   gig_config, parse_jackd_log, run_live_window, stat)
 from debleed.errors import EngineError
-from debleed.rt.server import DummyServer, popen_dies_with_parent
+from debleed.rt.server import popen_dies_with_parent
+from debleed.testing import DummyServer
 
 LSP_CLIENT = "sc_gate_mono"
 

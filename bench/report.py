@@ -6,20 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from debleed.bench.common import fmt, fmt_mm
+from debleed.bench.control import markdown_lines
 from debleed.fileio import atomic_output, atomic_write_text
-
-
-def _f(v, nd=1, unit=""):
-    if v is None:
-        return "-"
-    return f"{v:.{nd}f}{unit}"
-
-
-def _mm(s, nd=1):
-    """``median (min-max)`` of a :func:`~debleed.bench.common.stat` dict."""
-    if not s or s.get("median") is None:
-        return "-"
-    return f"{s['median']:.{nd}f} ({s['min']:.{nd}f}-{s['max']:.{nd}f})"
 
 
 def machine_line(m: dict) -> str:
@@ -47,14 +36,14 @@ def markdown(report: dict) -> str:
               "`run_block` (the function every engine calls), driven from an njit loop:", "",
               "| chain | " + " | ".join(map(str, bs)) + " |", "|---|" + "---:|" * len(bs)]
         for name, row in k["chain"].items():
-            L.append(f"| {name} | " + " | ".join(_f(row[str(b)]["median"]) for b in bs) + " |")
+            L.append(f"| {name} | " + " | ".join(fmt(row[str(b)]["median"]) for b in bs) + " |")
         L += ["", "Processors through their public `process()`, called from Python per block (8 channels):", "",
               "| processor | " + " | ".join(map(str, bs)) + " |", "|---|" + "---:|" * len(bs)]
         for name, row in k["processors"].items():
-            L.append(f"| {name} | " + " | ".join(_f(row[str(b)]["median"]) for b in bs) + " |")
+            L.append(f"| {name} | " + " | ".join(fmt(row[str(b)]["median"]) for b in bs) + " |")
         o = k["offline_rtf"]
         L += ["", f"Offline render (`Chain.process`, {o['channels']} channels, block {o['block']}, "
-                  f"{o['audio_s']:.0f} s of audio): **{_mm(o['rtf'], 0)} x real time**.", ""]
+                  f"{o['audio_s']:.0f} s of audio): **{fmt_mm(o['rtf'], 0)} x real time**.", ""]
     if "callback" in s and "runs" in s["callback"]:
         c = s["callback"]
         L += ["## 2. Process callback against the deadline", "",
@@ -63,9 +52,9 @@ def markdown(report: dict) -> str:
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in c["runs"]:
             cb = r["callback_us"]
-            L.append(f"| {r['engine']} | {r['period']} | {r['channels']} | {r['deadline_us']:.0f} | {_mm(cb['p50'])} | "
-                     f"{_mm(cb['p99'])} | {_mm(cb['p99.9'])} | {_mm(cb['max'])} | {r['xruns_total']} | "
-                     f"{r['blamed_debleed_total']} | {_mm(r['dsp_load_percent'])} |")
+            L.append(f"| {r['engine']} | {r['period']} | {r['channels']} | {r['deadline_us']:.0f} | {fmt_mm(cb['p50'])} | "
+                     f"{fmt_mm(cb['p99'])} | {fmt_mm(cb['p99.9'])} | {fmt_mm(cb['max'])} | {r['xruns_total']} | "
+                     f"{r['blamed_debleed_total']} | {fmt_mm(r['dsp_load_percent'])} |")
         L += ["", *[f"- {n}" for n in c["notes"]], ""]
     if "peer" in s and "runs" in s["peer"]:
         p = s["peer"]
@@ -73,9 +62,9 @@ def markdown(report: dict) -> str:
               "| frames | ch | baseline % | debleed % | LSP % | debleed / LSP | net debleed / LSP | blamed debleed | blamed LSP |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in p["runs"]:
-            L.append(f"| {r['period']} | {r['channels']} | {_mm(r['baseline_load_percent'])} | {_mm(r['debleed_load_percent'])} | "
-                     f"{_mm(r['lsp_load_percent'])} | {_f(r['ratio_debleed_over_lsp'], 2)} | "
-                     f"{_f(r['net_ratio_debleed_over_lsp'], 2)} | {r['blamed_debleed_total']} | {r['blamed_lsp_total']} |")
+            L.append(f"| {r['period']} | {r['channels']} | {fmt_mm(r['baseline_load_percent'])} | {fmt_mm(r['debleed_load_percent'])} | "
+                     f"{fmt_mm(r['lsp_load_percent'])} | {fmt(r['ratio_debleed_over_lsp'], 2)} | "
+                     f"{fmt(r['net_ratio_debleed_over_lsp'], 2)} | {r['blamed_debleed_total']} | {r['blamed_lsp_total']} |")
         L += ["", *[f"- {n}" for n in p["notes"]], ""]
     if "latency" in s and "impulse" in s["latency"]:
         lt = s["latency"]
@@ -83,8 +72,8 @@ def markdown(report: dict) -> str:
               "| chain | reported (frames) | measured (frames) | peak out | match |", "|---|---:|---:|---:|---|"]
         for name, r in lt["impulse"]["chains"].items():
             rep = r["reported_frames"]
-            L.append(f"| {name} | {rep['min']}-{rep['max']} | {_mm(r['measured_frames'], 0)} | "
-                     f"{_f(r['peak_out']['median'], 3)} | {'yes' if r['match'] else 'NO'} |")
+            L.append(f"| {name} | {rep['min']}-{rep['max']} | {fmt_mm(r['measured_frames'], 0)} | "
+                     f"{fmt(r['peak_out']['median'], 3)} | {'yes' if r['match'] else 'NO'} |")
         L += ["", *[f"- {n}" for n in lt["impulse"]["notes"]], ""]
         if lt.get("denoiser"):
             L += ["A denoised channel alone (bypass, no lookahead), impulse in freewheel:", "",
@@ -93,14 +82,14 @@ def markdown(report: dict) -> str:
             for r in lt["denoiser"]:
                 rep = r["reported_frames"]
                 L.append(f"| {r['sample_rate']} | {r['period']} | {r['engine']} | {rep['min']}-{rep['max']} | "
-                         f"{_mm(r['measured_frames'], 0)} | {'yes' if r['match'] else 'NO'} |")
+                         f"{fmt_mm(r['measured_frames'], 0)} | {'yes' if r['match'] else 'NO'} |")
             L += [""]
         L += ["Round trip in real time, bench client A -> debleed (gate) -> A:", "",
               "| frames | measured | theory | match | hardware loop would add (capture + playback, as JACK reports) |",
               "|---:|---:|---:|---|---:|"]
         for r in lt["round_trip"]:
             h = r["hardware_loop_reference_frames"]
-            L.append(f"| {r['period']} | {_mm(r['measured_frames'], 0)} | {r['theory_frames']} | "
+            L.append(f"| {r['period']} | {fmt_mm(r['measured_frames'], 0)} | {r['theory_frames']} | "
                      f"{'yes' if r['match'] else 'NO'} | {h['system_capture']} + {h['system_playback']} |")
         L += ["", "Theory: A's output and A's input close a cycle in the graph; JACK runs one edge of a cycle as "
                   "a feedback connection whose data is read in the next cycle, so the impulse comes back exactly "
@@ -121,10 +110,10 @@ def markdown(report: dict) -> str:
                   "onnxruntime p50 / p99 / max us | onnxruntime % of period (p50) |", "|---:|---:|---|---:|---|---:|"]
             for b, r in m["kernels"].items():
                 w = m["wrapper"].get(b)
-                L.append(f"| {b} | {r['deadline_us']:.0f} | {_mm(r['us']['p50'])} / {_mm(r['us']['p99'])} / "
-                         f"{_mm(r['us']['max'])} | {_f(r['percent_of_period_p50'])} | "
-                         + (f"{_mm(w['us']['p50'])} / {_mm(w['us']['p99'])} / {_mm(w['us']['max'])} | "
-                            f"{_f(w['percent_of_period_p50'])} |" if w else "- | - |"))
+                L.append(f"| {b} | {r['deadline_us']:.0f} | {fmt_mm(r['us']['p50'])} / {fmt_mm(r['us']['p99'])} / "
+                         f"{fmt_mm(r['us']['max'])} | {fmt(r['percent_of_period_p50'])} | "
+                         + (f"{fmt_mm(w['us']['p50'])} / {fmt_mm(w['us']['p99'])} / {fmt_mm(w['us']['max'])} | "
+                            f"{fmt(w['percent_of_period_p50'])} |" if w else "- | - |"))
             L += ["", "Raw sessions, p50 us per run: `run` / `run_with_iobinding`:", ""]
             for prov, rows in m["raw"].items():
                 if "skipped" in rows:
@@ -133,11 +122,11 @@ def markdown(report: dict) -> str:
                 parts = []
                 for b, r in rows.items():
                     parts.append(f"{b}: {r['error']}" if "error" in r else
-                                 f"{b}: {_f(r['run_us']['p50']['median'])} / {_f(r['iobinding_us']['p50']['median'])}")
+                                 f"{b}: {fmt(r['run_us']['p50']['median'])} / {fmt(r['iobinding_us']['p50']['median'])}")
                 L.append(f"- {prov}: " + "; ".join(parts))
             dl = m["deadline"]
             L += ["", "Blocks of 64 frames over their deadline: " + ", ".join(
-                f"{k} {_mm(v['over_deadline'], 0)} of {v['blocks']}" if "over_deadline" in v
+                f"{k} {fmt_mm(v['over_deadline'], 0)} of {v['blocks']}" if "over_deadline" in v
                 else f"{k} skipped ({v.get('skipped', '')})" for k, v in dl.items()), ""]
         lv = d.get("live", {})
         if "error" in lv:
@@ -146,8 +135,8 @@ def markdown(report: dict) -> str:
             L += [f"`debleed live` with 2 denoised channels at {lv['period_frames']} frames (deadline "
                   f"{lv['deadline_us']:.0f} us), the denoisers inside the audio callback:", "",
                   "| condition | xruns | callback p99.9 us | callback max us |", "|---|---:|---:|---:|"]
-            L += [f"| {cond} | {_mm(lv[cond]['xruns'], 0)} | {_mm(lv[cond]['callback_p99.9_us'])} | "
-                  f"{_mm(lv[cond]['callback_max_us'])} |" for cond in ("no_hog", "hog") if cond in lv]
+            L += [f"| {cond} | {fmt_mm(lv[cond]['xruns'], 0)} | {fmt_mm(lv[cond]['callback_p99.9_us'])} | "
+                  f"{fmt_mm(lv[cond]['callback_max_us'])} |" for cond in ("no_hog", "hog") if cond in lv]
             L += [""]
     if "soak" in s and "runs" in s["soak"]:
         k = s["soak"]
@@ -165,13 +154,11 @@ def markdown(report: dict) -> str:
             cb = r["callback_us"]
             L.append(f"| {r['jackd']} | {r['callbacks']} | {r['xruns']} | {r['blamed_debleed']} / {r['blamed_lsp']} "
                      f"({r['lsp_clients']} LSP clients) | "
-                     f"{_f(cb['p50'])} / {_f(cb['p99.9'])} / {_f(cb['max'])} | {r['deadline_us']:.0f} | "
-                     f"{_f(r['dsp_load_percent']['mean'])} / {_f(r['dsp_load_percent']['max'])} | "
+                     f"{fmt(cb['p50'])} / {fmt(cb['p99.9'])} / {fmt(cb['max'])} | {r['deadline_us']:.0f} | "
+                     f"{fmt(r['dsp_load_percent']['mean'])} / {fmt(r['dsp_load_percent']['max'])} | "
                      f"{r['rss_kib']['start']} / {r['rss_kib']['end']} |")
         L += [""]
     if "control" in s and "runs" in s["control"]:
-        from debleed.bench.control import markdown_lines
-
         L += markdown_lines(s["control"])
     plots = report.get("plots", [])
     if plots:

@@ -23,8 +23,8 @@ import numpy as np
 
 from debleed.bench.common import (GIG_INPUTS, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes, gig_config,
                                   live_denoise_supported, live_stats, parse_jackd_log, rss_kib)
-from debleed.rt.demo import start_live, stop_live
-from debleed.rt.server import DummyServer
+from debleed.testing import start_live, stop_live
+from debleed.testing import DummyServer
 
 PERIOD = 128
 CHANNELS = 8

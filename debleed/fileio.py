@@ -1,17 +1,20 @@
-"""Atomic file writes, for every layer of debleed (imports nothing of the project).
+"""Atomic file writes and strict JSON, for every layer of debleed (imports nothing of the project).
 
 An output is written to a hidden temporary file in its destination folder
 (``.<name>.<pid>.debleed-tmp``, plus the real suffix where a writer picks its format from the
 name), flushed to disk, and renamed over the final name with :func:`os.replace`. A reader, or an
 interrupted run, never sees a half-written file under a final name; a crash leaves at most a
-temporary file, which :func:`debleed.rt.audiofile.remove_stale_tmp` deletes on the next run.
+temporary file, which :func:`debleed.offline.audiofile.remove_stale_tmp` deletes on the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
+
+import numpy as np
 
 TMP_SUFFIX = ".debleed-tmp"
 
@@ -60,3 +63,17 @@ def atomic_write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_output(path) as fh:
         fh.write(text.encode())
+
+
+def jsonable(obj):
+    """``obj`` with non-finite floats as strings ("inf", "-inf", "nan"), so it is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else str(v)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

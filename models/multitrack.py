@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from debleed.errors import DebleedError
-from debleed.models.kit import GM, PIECES, ROLES, Hit, groove, piezo_trigger, role_piece  # noqa: F401 (re-exported)
+from debleed.models.groove import GM, PIECES, ROLES, Hit, groove, piezo_trigger, role_piece  # noqa: F401 (re-exported)
 from debleed.models.sf2 import Sf2Source, read_sf2
 
 HYDROGEN_DIRS = (Path("/usr/share/hydrogen/data/drumkits"), Path.home() / ".hydrogen/data/drumkits")

@@ -5,7 +5,7 @@ JACK-Client (pinned to ``>=0.5.4,<0.6`` in pyproject.toml) keeps the ``jack_clie
 ``jack._ffi``. The cfunc engine needs those pointers as integers, and libjack's latency API
 (``jack_set_latency_callback``, ``jack_port_{get,set}_latency_range``) and
 ``jack_set_process_callback`` with a C function, neither of which JACK-Client offers. Keep every
-such use here so a JACK-Client upgrade breaks in one place (tests/rt/test_jackptr.py).
+such use here so a JACK-Client upgrade breaks in one place (tests/rt/test_engine.py).
 
 libjack is opened with ctypes under the same soname JACK-Client opened, so the dynamic loader
 returns the same library instance: pointers from one are valid in the other.

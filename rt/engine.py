@@ -178,7 +178,7 @@ class EngineBase:
 
     def write_stats(self, path, stats: dict | None = None) -> None:
         """Write ``stats`` (default :meth:`stats`) as JSON to ``path`` atomically."""
-        from debleed.rt.audiofile import jsonable
+        from debleed.fileio import jsonable
 
         atomic_write_text(Path(path), json.dumps(jsonable(self.stats() if stats is None else stats), indent=2) + "\n")
 

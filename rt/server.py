@@ -1,4 +1,6 @@
-"""A private ``jackd --no-realtime -d dummy`` server for the demo, the tests and the benchmarks.
+"""JACK servers: the registry of running servers, whether one runs, processes that die with
+their parent, SIGTERM as Ctrl-C. (The private dummy server of the demo, the tests and the
+benchmarks, :class:`debleed.testing.DummyServer`, is built on these.)
 
 JACK keeps a registry of servers in shared memory (``/dev/shm/jack-shm-registry``) with room
 for 8 (``MAX_SERVERS`` in JACK2's ``shm.h``; the ninth start fails with "Too many servers
@@ -8,7 +10,7 @@ it behind, and a dead entry is only reclaimed by a new server *of the same name*
 - jackd is started with a parent-death signal (``PR_SET_PDEATHSIG`` = SIGTERM): if the Python
   process that started it dies in any way, SIGKILL included, jackd still gets a SIGTERM and
   unregisters itself;
-- :meth:`DummyServer.stop` sends SIGTERM and, should jackd need a SIGKILL after 5 s, reclaims
+- :meth:`debleed.testing.DummyServer.stop` sends SIGTERM and, should jackd need a SIGKILL after 5 s, reclaims
   the dead entry by starting and cleanly stopping a server of the same name;
 - :func:`reap_stale_servers` does the same for any dead entry (run before every start);
 - :func:`sigterm_raises` turns SIGTERM into ``KeyboardInterrupt`` in the main thread, so that the
@@ -168,108 +170,3 @@ def server_running(name: str | None = None) -> bool:
         jack.set_info_function(None)
     c.close()
     return True
-
-
-class DummyServer:
-    """Start ``jackd -n NAME --no-realtime -d dummy -r RATE -p PERIOD``; stop it on exit.
-
-    With ``realtime=True`` the server runs ``jackd -R -P PRIORITY`` instead (SCHED_FIFO; needs
-    root or an rtprio limit): used by the benchmarks' real-time soak.
-
-    Parameters
-    ----------
-    sample_rate : int
-        Hz; default 48000.
-    period : int
-        Frames per period; default 128.
-    name : str, optional
-        Server name; default a fresh ``debleed-<random>``. Set ``JACK_DEFAULT_SERVER`` to it (or
-        pass ``servername``) for clients to find it; :attr:`env` is a ready environment.
-
-    Raises
-    ------
-    EngineError
-        If ``jackd`` is not installed or the server does not come up within ``timeout_s``.
-
-    Examples
-    --------
-    >>> with DummyServer(period=64) as srv:          # doctest: +SKIP
-    ...     client = jack.Client("x", servername=srv.name)
-    """
-
-    def __init__(self, *, sample_rate: int = 48000, period: int = 128, name: str | None = None,
-                 timeout_s: float = 10.0, realtime: bool = False, realtime_priority: int = 70):
-        self.sample_rate, self.period = int(sample_rate), int(period)
-        self.name = name or f"debleed-{uuid.uuid4().hex[:8]}"
-        self.timeout_s = timeout_s
-        self.realtime, self.realtime_priority = bool(realtime), int(realtime_priority)
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-        self._last_log = ""
-
-    @property
-    def env(self) -> dict:
-        """``os.environ`` with ``JACK_DEFAULT_SERVER`` set to this server."""
-        return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
-
-    def start(self) -> "DummyServer":
-        jackd = shutil.which("jackd")
-        if jackd is None:
-            raise EngineError("jackd not found: install Debian's jackd2 (`apt-get install jackd2`)")
-        if any(not alive for _, _, alive in registered_servers()):
-            reap_stale_servers()  # a dead entry (a SIGKILLed jackd) would hold one of the 8 places
-        self._log = tempfile.TemporaryFile()
-        cmd = [jackd, "-n", self.name]
-        if not self.realtime:
-            cmd.append("--no-realtime")
-        else:
-            cmd += ["-R", "-P", str(self.realtime_priority)]
-        cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
-        self.proc = popen_dies_with_parent(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                           stderr=subprocess.STDOUT, env=self.env)
-        try:
-            deadline = time.monotonic() + self.timeout_s
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise EngineError(f"jackd exited with code {self.proc.returncode}: {self.log()[-800:]}")
-                if server_running(self.name):
-                    return self
-                time.sleep(0.05)
-            raise EngineError(f"jackd did not accept clients within {self.timeout_s} s: {self.log()[-800:]}")
-        except BaseException:  # Ctrl-C or SIGTERM while waiting: the server goes too
-            log = self.log() if self._log is not None else ""
-            self.stop()
-            self._last_log = log
-            raise
-
-    def log(self) -> str:
-        """What jackd printed so far."""
-        if self._log is None:
-            return self._last_log
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        """Terminate jackd (SIGTERM, then SIGKILL after 5 s) and make sure its name is no longer
-        registered (a SIGKILLed jackd's entry is reclaimed, see the module's notes). Safe to call
-        twice, and from a ``finally`` after Ctrl-C."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        killed = False
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                killed = True
-        if killed or proc.returncode == -signal.SIGKILL:
-            _reclaim(self.name)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from debleed.rt.demo import start_live, stop_live
-from debleed.rt.server import DummyServer
+from debleed.testing import start_live, stop_live
+from debleed.testing import DummyServer
 
 
 @pytest.fixture(scope="session")

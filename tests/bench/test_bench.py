@@ -26,7 +26,7 @@ ARGS = ["--quick", "--repeats", "2", "--run-s", "1", "--soak-s", "3", "--periods
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(out), *ARGS],
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "bench", "--out", str(out), *ARGS],
                        capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     data = json.loads((out / "report.json").read_text())
@@ -160,9 +160,9 @@ def test_parse_jackd_log():
 
 def test_stat_and_bad_options(tmp_path):
     assert stat([3, 1, None, 2]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3, "values": [3.0, 1.0, 2.0]}
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(tmp_path), "--repeats", "1"],
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "bench", "--out", str(tmp_path), "--repeats", "1"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--repeats must be >= 2" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "bench", "--out", str(tmp_path), "--sections", "kernel"],
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "bench", "--out", str(tmp_path), "--sections", "kernel"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown section(s) kernel" in r.stderr

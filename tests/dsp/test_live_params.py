@@ -19,10 +19,10 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 @pytest.mark.parametrize("name", ["params", "osc"])
 def test_readme_tables_are_the_generated_ones(name):
-    from debleed.rt.docs import generated, section
+    from debleed.docs import generated, section
 
     assert section(README.read_text(), name) == generated()[name], \
-        "README.md is stale: run `python -m debleed.rt.docs README.md`"
+        "README.md is stale: run `python -m debleed.docs README.md`"
     assert name != "params" or generated()[name] == markdown_table()
 
 

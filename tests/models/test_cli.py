@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from debleed.models.multitrack import render_multitrack
-from debleed.rt.cli import main
+from debleed.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def test_denoise_command_honours_limit_and_mix(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(48000) * 0.1).astype(np.float32)
     sf.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "denoise", "-i", str(tmp_path / "in.wav"), "-o",
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "denoise", "-i", str(tmp_path / "in.wav"), "-o",
                         str(tmp_path / "out.wav"), "--limit-db", "-12", "--mix", "0.7", "--quiet"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -32,6 +32,6 @@ def test_denoise_command_honours_limit_and_mix(tmp_path):
     # the output sits between the dry input and the full denoiser output
     g = limit_mix_gain(-12.0, 0.7)
     np.testing.assert_allclose(y, x + g * (full - x), rtol=0, atol=1e-5)
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "denoise", "-i", str(tmp_path / "in.wav"), "-o",
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "denoise", "-i", str(tmp_path / "in.wav"), "-o",
                         str(tmp_path / "o2.wav"), "--mix", "1.5"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--mix must be 0 to 1, got 1.5" in r.stderr

@@ -9,10 +9,10 @@ import pytest
 from debleed.dsp.chain import ChannelSpec
 from debleed.errors import DebleedError
 from debleed.models.kit import Hit, KitHit, MultiMicKit, kit_from_drumgizmo, kit_scene, mix, piezo_trigger
-from debleed.models.soundcheck import (attack_allowance_ms, bleed_matrix, detect_hits, first_sample, fit_channel,
+from debleed.soundcheck import (attack_allowance_ms, bleed_matrix, detect_hits, first_sample, fit_channel,
                                        key_alignment, kit_from_takes, match_delays, run_channel, run_soundcheck,
                                        trigger_onsets, write_gig)
-from debleed.rt.audiofile import write_audio
+from debleed.offline.audiofile import write_audio
 from debleed.rt.config import load_config
 
 SR = 48000
@@ -201,7 +201,7 @@ def test_attack_allowance_matches_the_rc_convention():
 
 def test_fit_channel_prefers_settings_that_meet_the_bounds():
     kit = synth_kit()
-    from debleed.models.soundcheck import FitScene
+    from debleed.soundcheck import FitScene
     from debleed.models.kit import groove
 
     hits = groove(4.0, SR, bpm=120, seed=1)
@@ -354,9 +354,9 @@ def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, mon
 
 @pytest.mark.jack
 def test_record_takes_records_every_input_from_a_running_server(tmp_path):
-    from debleed.rt.server import DummyServer
-    from debleed.rt.soundcheck import record_takes
-    from debleed.rt.audiofile import audio_info
+    from debleed.testing import DummyServer
+    from debleed.cli.soundcheck import record_takes
+    from debleed.offline.audiofile import audio_info
 
     gig = tmp_path / "gig.toml"
     gig.write_text('[inputs]\nkick = ["system:capture_1"]\nsnare = ["system:capture_2"]\n\n'
@@ -404,7 +404,7 @@ def test_train_from_an_exported_model_stops_at_its_time_budget(torch_installed, 
 
 
 def test_soundcheck_command_reports_bad_values_by_name(tmp_path, capsys):
-    from debleed.rt.cli import main
+    from debleed.cli import main
 
     takes, _ = _write_takes(tmp_path)
     gig = tmp_path / "gig.toml"

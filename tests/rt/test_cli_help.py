@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from debleed.rt.cli import build_parser, main
+from debleed.cli import build_parser, main
 
 
 def _commands():

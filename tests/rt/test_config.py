@@ -107,7 +107,7 @@ def test_keys_that_would_do_nothing_are_errors(channel, expect):
 
 def test_key_filters_at_or_above_nyquist_are_named_when_the_rate_is_known():
     from debleed.errors import ParameterError
-    from debleed.rt.render import render_arrays
+    from debleed.offline.render import render_arrays
 
     cfg = parse_config(base(key_hpf_hz=30000.0, key_lpf_hz=20000.0))
     x = __import__("numpy").zeros((2, 64), "float32")

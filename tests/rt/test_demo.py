@@ -14,7 +14,7 @@ def test_demo_runs_on_real_drums_and_reports_a_measured_bleed_reduction(tmp_path
     env = {k: v for k, v in os.environ.items() if k != "JACK_DEFAULT_SERVER"}
     out = tmp_path / "demo"
     # freewheel: the measured numbers must not depend on how busy the machine is
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "demo", "--seconds", "5", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "demo", "--seconds", "5", "--out", str(out),
                         "--freewheel"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -13,7 +13,7 @@ from debleed.rt import devices
 
 
 def debleed(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "debleed.rt.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "debleed.cli", *args], capture_output=True, text=True,
                           env=env, timeout=60)
 
 

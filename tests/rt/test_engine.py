@@ -12,7 +12,7 @@ import numpy as np
 
 from debleed.rt import _jackptr
 from debleed.rt.jack_cfunc import process_cfunc
-from debleed.rt.server import DummyServer
+from debleed.testing import DummyServer
 from tests.conftest import live
 
 FORBIDDEN = re.compile(r"^(NRT_Allocate|NRT_MemInfo_alloc\w*|NRT_Free|Py\w+|numba_gil_ensure|numba_do_raise"
@@ -95,7 +95,7 @@ def test_latency_ranges_round_trip_through_the_latency_callback(jack_server):
 
 
 def debleed(*args, env=None, timeout=60):
-    return subprocess.run([sys.executable, "-m", "debleed.rt.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "debleed.cli", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 
@@ -126,7 +126,7 @@ def test_server_going_away_ends_live_cleanly_with_a_message(tmp_path):
     with DummyServer() as srv:
         cfg = tmp_path / "g.toml"
         cfg.write_text(MINIMAL)
-        from debleed.rt.demo import start_live
+        from debleed.testing import start_live
 
         proc = start_live(cfg, srv.env, stats_json=tmp_path / "s.json")
         time.sleep(0.3)
@@ -157,7 +157,7 @@ def test_live_shows_a_status_line_on_a_terminal(jack_server, tmp_path):
     cfg = tmp_path / "g.toml"
     cfg.write_text(MINIMAL.replace("[inputs]", '[client]\nname = "tty"\n[inputs]'))
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "debleed.cli", "live", "--config", str(cfg),
                              "--duration", "2"], stdout=slave, stderr=slave, env=jack_server.env)
     os.close(slave)
     out = b""

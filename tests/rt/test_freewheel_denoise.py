@@ -18,7 +18,7 @@ from debleed.rt import _jackptr
 from debleed.rt.config import parse_config
 from debleed.rt.engine import JackEngine
 from debleed.rt.player import play_record
-from debleed.rt.render import render_arrays
+from debleed.offline.render import render_arrays
 
 pytestmark = pytest.mark.jack
 

@@ -21,7 +21,7 @@ from pythonosc.osc_server import ThreadingOSCUDPServer
 from debleed.rt.config import load_config
 from debleed.rt.control import load_changes
 from debleed.rt.player import play_record
-from debleed.rt.render import render_arrays
+from debleed.offline.render import render_arrays
 from tests.conftest import read_json
 
 pytestmark = pytest.mark.jack
@@ -90,7 +90,7 @@ def scene(seconds, seed=1):
 
 
 def start(cfg_path, server, *args, env=None):
-    cmd = [sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(cfg_path), "--quiet", *args]
+    cmd = [sys.executable, "-m", "debleed.cli", "live", "--config", str(cfg_path), "--quiet", *args]
     proc = subprocess.Popen(cmd, env=env or server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t_end = time.monotonic() + 120
     while time.monotonic() < t_end:
@@ -198,7 +198,7 @@ def test_osc_changes_follow_at_the_logged_frame_and_render_replays_them(jack_ser
     assert np.array_equal(plain[1, :rel[1]], rec[1, :rel[1]])
     assert not np.array_equal(plain[1, rel[1]:], rec[1, rel[1]:])
     # the CLI replays the same log into files
-    from debleed.rt.cli import main
+    from debleed.cli import main
     import soundfile as sf
 
     takes_dir = tmp_path / "takes"
@@ -300,7 +300,7 @@ def test_nsm_announce_open_save_and_quit(jack_server, tmp_path):
     nsm = FakeNsm()
     port = free_port()
     env = {**jack_server.env, "NSM_URL": nsm.url}
-    cmd = [sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(template), "--quiet",
+    cmd = [sys.executable, "-m", "debleed.cli", "live", "--config", str(template), "--quiet",
            "--osc-port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from debleed.rt.cli import main
-from debleed.rt.stems import MANIFEST, GainStats, duck_arrays, duck_params
+from debleed.cli import main
+from debleed.offline.stems import MANIFEST, GainStats, duck_arrays, duck_params
 
 SR = 48000
 
@@ -298,7 +298,7 @@ def test_interrupted_batch_resumes_and_changed_parameters_redo(tmp_path, capsys)
     assert run_cli("-i", src, "-o", ref, "-j", 1) == 0
     # a slow run (8-frame blocks: the output does not depend on the block size), killed while it
     # writes the third track's ducked stem (two tracks complete by then)
-    proc = subprocess.Popen([sys.executable, "-m", "debleed.rt.cli", "clean-stems", "-q", "-i", str(src),
+    proc = subprocess.Popen([sys.executable, "-m", "debleed.cli", "clean-stems", "-q", "-i", str(src),
                              "-o", str(dst), "-j", "1", "--block", "8"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     t2 = dst / tracks[2]
@@ -367,7 +367,7 @@ def test_nan_in_stems_is_read_as_silence_and_does_not_poison_later_samples():
 def test_stem_ducker_process_allocates_nothing():
     import tracemalloc
 
-    from debleed.rt.stems import StemDucker
+    from debleed.offline.stems import StemDucker
 
     d = StemDucker(params=duck_params(lookahead_ms=1.0), n_key_channels=2, n_target_channels=2)
     d.prepare(SR, 4096)

@@ -9,7 +9,7 @@ import pytest
 from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from debleed.rt.osc import OscServer, _from_osc
+from debleed.rt.control.osc import OscServer, _from_osc
 from tests.rt._blockengine import running_control
 
 GIG = """\

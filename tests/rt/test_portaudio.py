@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from debleed.rt.config import load_config
-from debleed.rt.demo import start_live, stop_live
+from debleed.testing import start_live, stop_live
 from debleed.rt.player import play_record
 
 pytestmark = pytest.mark.jack
@@ -66,7 +66,7 @@ def test_portaudio_backend_refuses_a_device_with_too_few_channels(jack_server, t
     cfg = tmp_path / "wide.toml"
     cfg.write_text("[inputs]\n" + "".join(f"i{k} = []\n" for k in range(5)) +
                    '[[channel]]\nname = "a"\ninput = "i0"\n')
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "live", "--backend", "portaudio",
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "live", "--backend", "portaudio",
                         "--config", str(cfg)], capture_output=True, text=True, env=jack_server.env, timeout=60)
     assert r.returncode == 2
     assert "the config needs 5 inputs and 1 outputs" in r.stderr
@@ -78,6 +78,6 @@ def test_cfunc_engine_is_refused_on_portaudio(tmp_path):
 
     cfg = tmp_path / "g.toml"
     cfg.write_text(GIG)
-    r = subprocess.run([sys.executable, "-m", "debleed.rt.cli", "live", "--backend", "portaudio",
+    r = subprocess.run([sys.executable, "-m", "debleed.cli", "live", "--backend", "portaudio",
                         "--engine", "cfunc", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--engine cfunc needs --backend jack" in r.stderr

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from debleed.rt.cli import main
+from debleed.cli import main
 from debleed.rt.config import parse_config
 from debleed.rt.player import play_record
-from debleed.rt.render import midi_file_events, render_arrays
+from debleed.offline.render import midi_file_events, render_arrays
 from tests.conftest import live
 
 SR = 48000

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from debleed.rt.server import DummyServer, registered_servers, server_running
+from debleed.rt.server import registered_servers, server_running
+from debleed.testing import DummyServer
 
 pytestmark = pytest.mark.jack
 
@@ -41,7 +42,8 @@ def _names() -> set[str]:
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from debleed.rt.server import DummyServer, sigterm_raises
+    from debleed.rt.server import sigterm_raises
+    from debleed.testing import DummyServer
     with sigterm_raises():
         with DummyServer(period=256) as srv:
             print(srv.name, srv.proc.pid, flush=True)
@@ -107,7 +109,7 @@ input = "a"
 def test_server_dying_while_live_starts_exits_1_with_a_message(engine, tmp_path, capsys, monkeypatch):
     """The server goes away after the ports are registered and before activation."""
     from debleed.rt import engine as eng_mod
-    from debleed.rt.cli import main
+    from debleed.cli import main
 
     srv = DummyServer(period=256).start()
     try:

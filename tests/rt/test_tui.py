@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from debleed.rt.tui import DebleedTui, editable_params, gr_bar, key_bar
+from debleed.rt.control.tui import DebleedTui, editable_params, gr_bar, key_bar
 from tests.rt._blockengine import running_control
 
 GIG = """\

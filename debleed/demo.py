@@ -22,11 +22,12 @@ import numpy as np
 from debleed.errors import EngineError
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db
 from debleed.models.multitrack import PIECES, render_multitrack
-from debleed.rt.audiofile import write_audio
-from debleed.rt.config import load_config
 from debleed.fileio import atomic_write_text
+from debleed.offline.audiofile import write_audio
+from debleed.rt.config import load_config
 from debleed.rt.player import play_record
-from debleed.rt.server import DummyServer, popen_dies_with_parent, server_running, sigterm_raises
+from debleed.rt.server import server_running, sigterm_raises
+from debleed.testing import DummyServer, start_live, stop_live
 
 DEMO_KIT = "ForzeeStereo"
 
@@ -34,45 +35,6 @@ DEMO_KIT = "ForzeeStereo"
 def demo_config_path() -> Path:
     """Path of the shipped demo gig config."""
     return Path(str(resources.files("debleed.configs").joinpath("demo.toml")))
-
-
-def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Path | None = None,
-               timeout_s: float = 120.0, extra_args=()) -> subprocess.Popen:
-    """Start ``debleed live`` and wait until it reports it is running (ports connected).
-
-    Raises
-    ------
-    EngineError
-        If it exits or does not come up within ``timeout_s``.
-    """
-    cmd = [sys.executable, "-m", "debleed.rt.cli", "live", "--config", str(config), "--engine", engine, "--quiet"]
-    if stats_json:
-        cmd += ["--stats-json", str(stats_json)]
-    cmd += list(extra_args)
-    if "--osc-port" not in cmd:
-        cmd.append("--no-osc")
-    # dies with this process (a demo or bench killed even by SIGKILL leaves no client behind)
-    proc = popen_dies_with_parent(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if "engine running" in line:
-            return proc
-        if not line and proc.poll() is not None:
-            raise EngineError(f"debleed live exited with code {proc.returncode}: {proc.stderr.read()[-1500:]}")
-    proc.kill()
-    raise EngineError(f"debleed live did not start within {timeout_s} s")
-
-
-def stop_live(proc: subprocess.Popen, timeout_s: float = 20.0) -> str:
-    """SIGTERM ``debleed live``, wait, return what it printed last."""
-    proc.terminate()
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return (out or "") + (err or "")
 
 
 def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", period: int = 128,

@@ -115,17 +115,3 @@ def check_output_dir(input_dir, output_dir, *, what: str = "input") -> tuple[Pat
         raise DebleedError(f"output folder {output_dir} is inside the {what} folder {input_dir}: its "
                            "files would be read as inputs on the next run; choose a folder outside it")
     return src, dst
-
-
-def jsonable(obj):
-    """``obj`` with non-finite floats as strings ("inf", "-inf", "nan"), so it is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if np.isfinite(v) else str(v)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj

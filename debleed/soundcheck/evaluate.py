@@ -1,6 +1,6 @@
 """Measure the soundcheck on an installed kit, the way a real multi-mic kit would be measured.
 
-``python -m debleed.models.soundcheck_eval --kit "The Black Pearl 1.0" --out DIR``:
+``python -m debleed.soundcheck.evaluate --kit "The Black Pearl 1.0" --out DIR``:
 
 1. the kit's one-shots in one simulated room at loud-stage bleed (:func:`loud_stage_kit`:
    every other piece -10 dB (-16..-7) in the snare mic, :data:`DEFAULT_BLEED_DB` elsewhere),
@@ -155,7 +155,7 @@ def write_midi(path, events: list, sample_rate: int) -> None:
 
 
 def _write_inputs(folder: Path, tracks: dict, sample_rate: int) -> None:
-    from debleed.rt.audiofile import write_audio
+    from debleed.offline.audiofile import write_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, x in tracks.items():
@@ -166,8 +166,8 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                         seconds: float = 12.0, seed: int = 0, device: str = "cpu", progress: bool = True,
                         denoiser_scenes: int = 160) -> dict:
     """Steps 1-4 of the module docs; writes ``soundcheck_eval.md`` and ``.json`` into ``out_dir``."""
-    from debleed.models.soundcheck import run_soundcheck
-    from debleed.rt.render import render_gig
+    from debleed.soundcheck import run_soundcheck
+    from debleed.offline.render import render_gig
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                            plots=False)
             res[label] = {}
             for piece in ("snare", "kick"):
-                from debleed.rt.audiofile import read_audio
+                from debleed.offline.audiofile import read_audio
 
                 y = read_audio(folder / label.replace(" ", "_") / f"{piece}.wav")[0][0]
                 lat = r["channels"][piece]["latency_samples"]

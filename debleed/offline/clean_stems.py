@@ -2,7 +2,7 @@
 
 Both commands run the audio through :class:`debleed.dsp.chain.Chain` (the same
 :func:`~debleed.dsp.chain.run_block` as ``debleed live``). The work lives in
-:mod:`debleed.rt.stems` (stem cleanup) and :mod:`debleed.rt.render` (virtual soundcheck); this
+:mod:`debleed.offline.stems` (stem cleanup) and :mod:`debleed.offline.render` (virtual soundcheck); this
 module holds the command line, the worker pool, the progress bar and the summary.
 """
 
@@ -63,7 +63,7 @@ def _run_track(job):
     """Worker entry: process one track unless the batch was interrupted meanwhile."""
     if _STOP is not None and _STOP.is_set():
         return None
-    from debleed.rt.stems import process_track
+    from debleed.offline.stems import process_track
 
     return process_track(job)
 
@@ -109,8 +109,8 @@ _DUCK_FLAGS = {n: p.flag.split(",")[0] for n, p in PARAMS.items() if p.flag}
 def cmd_clean_stems(args) -> int:
     from tqdm import tqdm
 
-    from debleed.rt.audiofile import check_output_dir
-    from debleed.rt.stems import DEFAULT_PAIR, TrackJob, duck_params, process_track
+    from debleed.offline.audiofile import check_output_dir
+    from debleed.offline.stems import DEFAULT_PAIR, TrackJob, duck_params, process_track
 
     src, dst = check_output_dir(args.input, args.output, what="input")
     pairs = [_pair(p) for p in args.pair] if args.pair else [DEFAULT_PAIR]
@@ -206,7 +206,7 @@ def cmd_clean_stems(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from debleed.rt.render import render_gig
+    from debleed.offline.render import render_gig
 
     t0 = time.perf_counter()
     rep = render_gig(args.config, args.input_dir, args.output_dir, block=args.block, midi_path=args.midi,
@@ -237,7 +237,7 @@ def register(subparsers) -> None:
     import argparse
 
     from debleed.rt.config import load_presets
-    from debleed.rt.stems import DUCK_DEFAULTS
+    from debleed.offline.stems import DUCK_DEFAULTS
 
     d = DUCK_DEFAULTS
     p = subparsers.add_parser("clean-stems", help="duck a target stem wherever a key stem hits (stem cleanup)",

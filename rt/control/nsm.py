@@ -1,6 +1,6 @@
 """Session managers: the Non Session Management (NSM) API, as RaySession and Agordejo speak it.
 
-When ``NSM_URL`` is set, ``debleed live`` (see :func:`debleed.rt.cli.cmd_live`):
+When ``NSM_URL`` is set, ``debleed live`` (see :func:`debleed.cli.cmd_live`):
 
 1. announces itself: ``/nsm/server/announce "debleed" "" <executable> 1 2 <pid>`` (no optional
    capabilities);
@@ -31,7 +31,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 
 from debleed.errors import DebleedError
-from debleed.rt.osc import _message
+from debleed.rt.control.osc import _message
 
 API_MAJOR, API_MINOR = 1, 2
 #: How long to wait for the session manager's ``open``, s.

@@ -1,7 +1,7 @@
 """The live control plane: change, watch and recall every channel parameter while the gig runs.
 
-:class:`LiveControl` is what the surfaces (terminal UI :mod:`debleed.rt.tui`, OSC
-:mod:`debleed.rt.osc`, NSM :mod:`debleed.rt.nsm`) call. It never touches the audio thread
+:class:`LiveControl` is what the surfaces (terminal UI :mod:`debleed.rt.control.tui`, OSC
+:mod:`debleed.rt.control.osc`, NSM :mod:`debleed.rt.control.nsm`) call. It never touches the audio thread
 directly:
 
 - a change is validated against :data:`debleed.dsp.params.PARAMS`, written into the chain's

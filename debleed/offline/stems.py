@@ -33,7 +33,8 @@ import soundfile as sf
 from debleed.dsp.params import PARAMS
 from debleed.dsp.chain import Chain, ChannelSpec
 from debleed.errors import DebleedError, ParameterError
-from debleed.rt.audiofile import (atomic_output, audio_info, copy_atomic, file_signature, jsonable,
+from debleed.fileio import jsonable
+from debleed.offline.audiofile import (atomic_output, audio_info, copy_atomic, file_signature,
                                   remove_stale_tmp)
 
 #: Stem names of the usual drum separation models (LarsNet and similar).

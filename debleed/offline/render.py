@@ -25,8 +25,9 @@ import numpy as np
 
 from debleed.dsp.chain import M_BAD, MAX_MIDI_EVENTS, Chain
 from debleed.errors import DebleedError, ParameterError
-from debleed.rt.audiofile import atomic_output, audio_info, jsonable, read_audio, write_audio
-from debleed.rt.stems import GainStats
+from debleed.fileio import jsonable
+from debleed.offline.audiofile import atomic_output, audio_info, read_audio, write_audio
+from debleed.offline.stems import GainStats
 
 #: Default tempo of a standard MIDI file, us per quarter note (120 bpm).
 DEFAULT_TEMPO_US = 500000
@@ -315,9 +316,9 @@ def render_gig(config_path, input_dir, output_dir, *, block: int = 128, midi_pat
     ------
     DebleedError
         Bad config, inputs, MIDI file or folders (see :func:`read_inputs`,
-        :func:`midi_file_events`, :func:`~debleed.rt.audiofile.check_output_dir`).
+        :func:`midi_file_events`, :func:`~debleed.offline.audiofile.check_output_dir`).
     """
-    from debleed.rt.audiofile import check_output_dir
+    from debleed.offline.audiofile import check_output_dir
     from debleed.rt.config import load_config
 
     cfg = load_config(config_path)

@@ -1,6 +1,6 @@
 """``debleed soundcheck``: learn the kit, the room and the mics from takes of each piece alone.
 
-The work is :func:`debleed.models.soundcheck.run_soundcheck`; this module holds the command
+The work is :func:`debleed.soundcheck.run_soundcheck`; this module holds the command
 line and ``--record`` (record every ``[inputs]`` port's source from a running JACK server first).
 """
 
@@ -37,7 +37,7 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
     """
     import jack
 
-    from debleed.rt.audiofile import write_audio
+    from debleed.offline.audiofile import write_audio
     from debleed.rt.player import play_record
 
     if not seconds > 0:
@@ -66,7 +66,7 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
 
 
 def cmd_soundcheck(args) -> int:
-    from debleed.models.soundcheck import run_soundcheck
+    from debleed.soundcheck import run_soundcheck
     from debleed.rt.config import load_config
 
     if args.record is not None:

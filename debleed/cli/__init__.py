@@ -47,7 +47,7 @@ def _session(args):
         if args.config is None:
             raise DebleedError("--config FILE is required (outside an NSM session)")
         return args.config, None
-    from debleed.rt.nsm import NsmClient
+    from debleed.rt.control.nsm import NsmClient
 
     nsm = NsmClient(url, template=args.config)
     path = nsm.open()
@@ -103,7 +103,7 @@ def _run_live(args, config_path, nsm) -> int:
     osc = None
     try:
         if not args.no_osc:
-            from debleed.rt.osc import OscServer
+            from debleed.rt.control.osc import OscServer
 
             try:
                 osc = OscServer(control, host=args.osc_host, port=args.osc_port).start()
@@ -117,7 +117,7 @@ def _run_live(args, config_path, nsm) -> int:
         print(_startup_line(eng, cfg) + (f"; OSC on {osc.host}:{osc.port}" if osc else ""), flush=True)
         t_end = time.monotonic() + args.duration if args.duration else float("inf")
         if args.tui:
-            from debleed.rt.tui import run_tui
+            from debleed.rt.control.tui import run_tui
 
             run_tui(control, should_stop=lambda: (stop["requested"] or eng.stopped.is_set()
                                                   or time.monotonic() >= t_end))
@@ -180,7 +180,7 @@ def cmd_ports(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from debleed.rt.demo import run_demo
+    from debleed.demo import run_demo
 
     return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period,
                     freewheel=args.freewheel)
@@ -189,10 +189,10 @@ def cmd_demo(args) -> int:
 #: Modules that add subcommands: each has ``register(subparsers)`` adding its parsers with
 #: ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
 COMMAND_MODULES = (
-    "debleed.rt.offline",      # clean-stems, render
-    "debleed.models.cli",      # denoise, eval, train
+    "debleed.offline.clean_stems",      # clean-stems, render
+    "debleed.cli.models",      # denoise, eval, train
     "debleed.bench.cli",       # bench
-    "debleed.rt.soundcheck",   # soundcheck
+    "debleed.cli.soundcheck",   # soundcheck
     "debleed.rt.devices",      # devices, midi-ports
 )
 
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
     if getattr(args, "command", None) == "live":
         args.osc_port_given = args.osc_port is not None
         if args.osc_port is None:
-            from debleed.rt.osc import DEFAULT_PORT
+            from debleed.rt.control.osc import DEFAULT_PORT
 
             args.osc_port = DEFAULT_PORT
     try:
@@ -272,6 +272,3 @@ def main(argv=None) -> int:
         print(f"debleed: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The soundcheck: learn a kit, its room and its mics from takes of each piece played alone.
 
-``debleed soundcheck`` (:mod:`debleed.rt.soundcheck`) runs :func:`run_soundcheck`:
+``debleed soundcheck`` (:mod:`debleed.cli.soundcheck`) runs :func:`run_soundcheck`:
 
 1. **Hits** (:func:`detect_hits`, :func:`kit_from_takes`): onsets on every mic, each attributed
    to the piece whose close mic hears it loudest (a piece's close mic is the input of the
@@ -843,15 +843,15 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     Raises
     ------
     DebleedError
-        A bad config, takes or MIDI file (see :func:`debleed.rt.render.read_inputs`), a MIDI key
+        A bad config, takes or MIDI file (see :func:`debleed.offline.render.read_inputs`), a MIDI key
         without ``--midi``, ``minutes`` not > 0, no hits found.
     """
     from tqdm import tqdm
 
     from debleed.models.train import model_path as shipped_path
-    from debleed.rt.audiofile import check_output_dir
+    from debleed.offline.audiofile import check_output_dir
     from debleed.rt.config import load_config
-    from debleed.rt.render import midi_file_events, read_inputs
+    from debleed.offline.render import midi_file_events, read_inputs
 
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise DebleedError(f"--minutes must be a finite number > 0, got {minutes!r}")
@@ -1046,7 +1046,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     load_config(out / "gig.toml")  # what we wrote must load
     report["gig"] = str(out / "gig.toml")
     report["seconds_taken"] = round(time.monotonic() - t_start, 1)
-    from debleed.rt.audiofile import jsonable
+    from debleed.fileio import jsonable
 
     atomic_write_text(out / "report.json", json.dumps(jsonable(report), indent=2, default=float) + "\n")
     atomic_write_text(out / "report.md", report_markdown(report))

@@ -1,7 +1,7 @@
-"""Refresh the README's generated tables: ``python -m debleed.rt.docs [README.md]``.
+"""Refresh the README's generated tables: ``python -m debleed.docs [README.md]``.
 
 The config reference's channel parameters (:func:`debleed.dsp.params.markdown_table`) and the
-OSC addresses (:func:`debleed.rt.osc.address_table`) come from the parameter table; this writes
+OSC addresses (:func:`debleed.rt.control.osc.address_table`) come from the parameter table; this writes
 them between their ``<!-- name:start -->`` and ``<!-- name:end -->`` markers. A test checks that
 the README is current.
 """
@@ -19,7 +19,7 @@ from debleed.fileio import atomic_write_text
 def generated() -> dict[str, str]:
     """Marker name -> table text."""
     from debleed.dsp.params import markdown_table
-    from debleed.rt.osc import address_table
+    from debleed.rt.control.osc import address_table
 
     return {"params": markdown_table(), "osc": address_table()}
 

@@ -1,0 +1,166 @@
+"""The test harness: a private dummy JACK server and ``debleed live`` as a subprocess.
+
+For the tests, the benchmarks and ``debleed demo`` (nothing else imports it): :class:`DummyServer`
+starts ``jackd --no-realtime -d dummy`` under a private name and always stops it (JACK allows 8
+registered servers; see :mod:`debleed.rt.server` for the registry and the parent-death signal);
+:func:`start_live` / :func:`stop_live` run ``debleed live`` against it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from debleed.errors import EngineError
+from debleed.rt.server import _reclaim, popen_dies_with_parent, reap_stale_servers, registered_servers, server_running
+
+
+class DummyServer:
+    """Start ``jackd -n NAME --no-realtime -d dummy -r RATE -p PERIOD``; stop it on exit.
+
+    With ``realtime=True`` the server runs ``jackd -R -P PRIORITY`` instead (SCHED_FIFO; needs
+    root or an rtprio limit): used by the benchmarks' real-time soak.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Hz; default 48000.
+    period : int
+        Frames per period; default 128.
+    name : str, optional
+        Server name; default a fresh ``debleed-<random>``. Set ``JACK_DEFAULT_SERVER`` to it (or
+        pass ``servername``) for clients to find it; :attr:`env` is a ready environment.
+
+    Raises
+    ------
+    EngineError
+        If ``jackd`` is not installed or the server does not come up within ``timeout_s``.
+
+    Examples
+    --------
+    >>> with DummyServer(period=64) as srv:          # doctest: +SKIP
+    ...     client = jack.Client("x", servername=srv.name)
+    """
+
+    def __init__(self, *, sample_rate: int = 48000, period: int = 128, name: str | None = None,
+                 timeout_s: float = 10.0, realtime: bool = False, realtime_priority: int = 70):
+        self.sample_rate, self.period = int(sample_rate), int(period)
+        self.name = name or f"debleed-{uuid.uuid4().hex[:8]}"
+        self.timeout_s = timeout_s
+        self.realtime, self.realtime_priority = bool(realtime), int(realtime_priority)
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        self._last_log = ""
+
+    @property
+    def env(self) -> dict:
+        """``os.environ`` with ``JACK_DEFAULT_SERVER`` set to this server."""
+        return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
+
+    def start(self) -> "DummyServer":
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            raise EngineError("jackd not found: install Debian's jackd2 (`apt-get install jackd2`)")
+        if any(not alive for _, _, alive in registered_servers()):
+            reap_stale_servers()  # a dead entry (a SIGKILLed jackd) would hold one of the 8 places
+        self._log = tempfile.TemporaryFile()
+        cmd = [jackd, "-n", self.name]
+        if not self.realtime:
+            cmd.append("--no-realtime")
+        else:
+            cmd += ["-R", "-P", str(self.realtime_priority)]
+        cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
+        self.proc = popen_dies_with_parent(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                           stderr=subprocess.STDOUT, env=self.env)
+        try:
+            deadline = time.monotonic() + self.timeout_s
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise EngineError(f"jackd exited with code {self.proc.returncode}: {self.log()[-800:]}")
+                if server_running(self.name):
+                    return self
+                time.sleep(0.05)
+            raise EngineError(f"jackd did not accept clients within {self.timeout_s} s: {self.log()[-800:]}")
+        except BaseException:  # Ctrl-C or SIGTERM while waiting: the server goes too
+            log = self.log() if self._log is not None else ""
+            self.stop()
+            self._last_log = log
+            raise
+
+    def log(self) -> str:
+        """What jackd printed so far."""
+        if self._log is None:
+            return self._last_log
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        """Terminate jackd (SIGTERM, then SIGKILL after 5 s) and make sure its name is no longer
+        registered (a SIGKILLed jackd's entry is reclaimed, see the module's notes). Safe to call
+        twice, and from a ``finally`` after Ctrl-C."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        killed = False
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                killed = True
+        if killed or proc.returncode == -signal.SIGKILL:
+            _reclaim(self.name)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Path | None = None,
+               timeout_s: float = 120.0, extra_args=()) -> subprocess.Popen:
+    """Start ``debleed live`` and wait until it reports it is running (ports connected).
+
+    Raises
+    ------
+    EngineError
+        If it exits or does not come up within ``timeout_s``.
+    """
+    cmd = [sys.executable, "-m", "debleed.cli", "live", "--config", str(config), "--engine", engine, "--quiet"]
+    if stats_json:
+        cmd += ["--stats-json", str(stats_json)]
+    cmd += list(extra_args)
+    if "--osc-port" not in cmd:
+        cmd.append("--no-osc")
+    # dies with this process (a demo or bench killed even by SIGKILL leaves no client behind)
+    proc = popen_dies_with_parent(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "engine running" in line:
+            return proc
+        if not line and proc.poll() is not None:
+            raise EngineError(f"debleed live exited with code {proc.returncode}: {proc.stderr.read()[-1500:]}")
+    proc.kill()
+    raise EngineError(f"debleed live did not start within {timeout_s} s")
+
+
+def stop_live(proc: subprocess.Popen, timeout_s: float = 20.0) -> str:
+    """SIGTERM ``debleed live``, wait, return what it printed last."""
+    proc.terminate()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return (out or "") + (err or "")
