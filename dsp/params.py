@@ -7,7 +7,7 @@ checks), the gig config model (:mod:`debleed.rt.config`), the ``clean-stems`` fl
 control plane (:mod:`debleed.rt.control`: OSC addresses, the terminal UI) and the README's
 config reference (:func:`markdown_table`, checked by a test).
 
-Units follow STYLE.md: ``_db`` (dB or dBFS), ``_ms``, ``_hz``; coefficients never appear here.
+Units are in the names: ``_db`` (dB or dBFS), ``_ms``, ``_hz``; coefficients never appear here.
 
 Live changes
 ------------

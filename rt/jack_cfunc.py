@@ -6,7 +6,7 @@ to register with ``jack_set_process_callback``. Everything it touches is reached
 holds sizes and the addresses of preallocated numpy arrays and of the JACK ports. Nothing is
 read from globals except the libjack and libc function pointers, so the compiled function is
 reusable for any config; it is deliberately not cached on disk, because a cached cfunc would
-keep this process's function addresses (see DESIGN.md).
+keep this process's function addresses, and a cached cfunc keeps every global it read as a constant.
 
 Per callback it: reads the clock; gets each input port's buffer and copies it into the chain's
 input array; reads JACK MIDI events with their frame offsets into the events array; runs the

@@ -1,4 +1,4 @@
-"""The processor contract (STYLE.md) for every processor in dsp/.
+"""The processor contract (keyword-only user units, prepare / process / reset, latency_samples) for every processor in dsp/.
 
 Block sizes 0, 1, 63, 64, 65, 128, 1024 and 1, 2, 8 channels: chunked equals one-shot bit for
 bit; reset restores fresh output; tiny inputs drive state to exactly 0; NaN/Inf does not poison
