@@ -46,16 +46,8 @@ def _key_gate(x: np.ndarray, sr: int, hits, lead: int, hold_ms: float, release_m
                             trigger_threshold_db=-20.0, retrigger_ms=30.0, attack_ms=0.3,
                             hold_ms=hold_ms + 1000.0 * lead / sr, release_ms=release_ms, range_db=-80.0)],
                n_inputs=2)
-    block = 1024
-    ch.prepare(sr, block)
-    xin = np.stack([np.asarray(x, np.float32), trig])
-    y = np.zeros((1, x.size), np.float32)
-    for i in range(0, x.size, block):
-        seg = np.ascontiguousarray(xin[:, i:i + block])
-        out = np.zeros((1, seg.shape[1]), np.float32)
-        ch.process(seg, out)
-        y[:, i:i + seg.shape[1]] = out
-    return y[0]
+    ch.prepare(sr, 1024)
+    return ch.render(np.stack([np.asarray(x, np.float32), trig]), block=1024)[0]
 
 
 def run(out_dir="denoise-eval", scenes: int = 3, seconds: float = 8.0, sample_rate: int = 48000) -> dict:

@@ -736,3 +736,69 @@ class Chain:
         else:
             n_events = check_events(events, n_events, n)
         run_block(n, inputs, outputs, events, n_events, *self.arrays.args())
+
+    def render(self, inputs, events=None, *, block: int = 128, before_block=None) -> np.ndarray:
+        """Run the prepared chain over whole signals, ``block`` frames per call, as an engine does.
+
+        The one offline loop: ``debleed render``, the soundcheck's fits, ``debleed eval``'s
+        gates and the benchmarks call it, so an offline result at block size N is what a live
+        run at period N gives.
+
+        Parameters
+        ----------
+        inputs : ndarray, float32, shape (n_inputs, n_frames)
+        events : ndarray, int, shape (k, 4), optional
+            MIDI rows ``(frame, status, data1, data2)``, frames in [0, n_frames), sorted by frame.
+            More than :data:`~debleed.dsp.keys.MAX_MIDI_EVENTS` in one block are dropped, as live
+            (counted in :attr:`last_midi_dropped`).
+        block : int
+            Frames per call, 1 to ``max_block``; default 128.
+        before_block : callable, optional
+            ``before_block(start, x)`` is called before each block with its first frame and a
+            float32 ``(n_inputs, m)`` copy of its inputs (a view of a scratch array), which it may
+            change in place (a denoiser stage filling virtual rows; parameter changes at that frame).
+
+        Returns
+        -------
+        ndarray, float32, shape (n_channels, n_frames)
+
+        Raises
+        ------
+        ParameterError
+            ``block`` outside 1 to ``max_block``, inputs of the wrong shape, events out of range
+            or order.
+        DebleedError
+            Before :meth:`prepare`.
+        """
+        if self.sample_rate is None:
+            raise DebleedError("Chain.render called before prepare()")
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 1 <= block <= self.max_block:
+            raise ParameterError(f"block must be an integer from 1 to max_block={self.max_block} frames, got {block!r}")
+        x = np.asarray(inputs, np.float32)
+        if x.ndim != 2 or x.shape[0] != self.n_inputs:
+            raise ParameterError(f"inputs must be float32 of shape ({self.n_inputs}, n_frames), got {x.shape}")
+        n = x.shape[1]
+        ev = np.zeros((0, 4), np.int64) if events is None else np.asarray(events, np.int64).reshape(-1, 4)
+        if ev.shape[0] and (ev[0, 0] < 0 or ev[-1, 0] >= n or np.any(np.diff(ev[:, 0]) < 0)):
+            raise ParameterError(f"event frames must be sorted and in [0, {n}), got {ev[0, 0]}..{ev[-1, 0]}")
+        starts = np.searchsorted(ev[:, 0], np.arange(0, n + block, block))
+        y = np.zeros((self.n_channels, n), np.float32)
+        xb = np.zeros((self.n_inputs, block), np.float32)
+        yb = np.zeros((self.n_channels, block), np.float32)
+        buf = self.events
+        dropped = 0
+        for b, s in enumerate(range(0, n, block)):
+            m = min(block, n - s)
+            xb[:, :m] = x[:, s:s + m]
+            xv, yv = xb[:, :m], yb[:, :m]
+            if before_block is not None:
+                before_block(s, xv)
+            e0, e1 = starts[b], starts[b + 1]
+            k = min(e1 - e0, MAX_MIDI_EVENTS)
+            dropped += (e1 - e0) - k
+            buf[:k] = ev[e0:e0 + k]
+            buf[:k, 0] -= s
+            run_block(m, xv, yv, buf, k, *self.arrays.args())
+            y[:, s:s + m] = yv
+        self.last_midi_dropped = int(dropped)
+        return y

@@ -52,16 +52,8 @@ def gate_signal(x: np.ndarray, sample_rate: int, threshold_db: float, release_ms
 
     ch = Chain([ChannelSpec(name="snare", input=0, mode="gate", key="self", threshold_db=threshold_db,
                             release_ms=release_ms, attack_ms=0.5, hold_ms=10.0, range_db=-80.0)], n_inputs=1)
-    block = 1024
-    ch.prepare(sample_rate, block)
-    y = np.zeros((1, x.size), np.float32)
-    xin = np.ascontiguousarray(x, np.float32)[None, :]
-    for i in range(0, x.size, block):
-        seg = np.ascontiguousarray(xin[:, i:i + block])
-        out = np.zeros_like(seg)
-        ch.process(seg, out)
-        y[:, i:i + seg.shape[1]] = out
-    return y[0]
+    ch.prepare(sample_rate, 1024)
+    return ch.render(np.asarray(x, np.float32)[None, :], block=1024)[0]
 
 
 def _metrics(scenes, outs, latency: int, sample_rate: int) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from debleed.dsp.chain import M_BAD, MAX_MIDI_EVENTS, Chain
+from debleed.dsp.chain import M_BAD, Chain
 from debleed.errors import DebleedError, ParameterError
 from debleed.fileio import jsonable
 from debleed.offline.audiofile import atomic_output, audio_info, read_audio, write_audio
@@ -154,38 +154,33 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     if stage is not None:
         for c, _, _ in cfg.denoised():
             latency[c] += stage.channel_latency(c)
-    y = np.zeros((2 * n_ch, n), np.float32)
     ev = np.zeros((0, 4), np.int64) if events is None else np.asarray(events, np.int64).reshape(-1, 4)
     outside = int(np.sum(ev[:, 0] >= n)) + int(np.sum(ev[:, 0] < 0))
     ev = ev[(ev[:, 0] >= 0) & (ev[:, 0] < n)]
-    buf = chain.events
-    dropped = 0
-    starts = np.searchsorted(ev[:, 0], np.arange(0, n + block, block))
     pending = list(changes or [])
     names = [sp.name for sp in specs]
     for ch in pending:
         if ch["channel"] not in names:
             raise ParameterError(f"change at frame {ch['frame']}: unknown channel {ch['channel']!r} "
                                  f"(channels: {', '.join(names)})")
-    moved = applied = 0
-    for b, s in enumerate(range(0, n, block)):
+    counts = {"moved": 0, "applied": 0}
+
+    def before_block(s, xb):
+        # logged changes at their block, then the denoiser stage: as in the audio callback
         if pending and pending[0]["frame"] <= s:
             todo = []
             while pending and pending[0]["frame"] <= s:
                 e = pending.pop(0)
-                moved += e["frame"] != s
+                counts["moved"] += e["frame"] != s
                 todo.append(e)
-            applied += len(todo)
+            counts["applied"] += len(todo)
             _apply_changes(chain, stage, cfg, todo, n_ch)
-        e0, e1 = starts[b], starts[b + 1]
-        k = min(e1 - e0, MAX_MIDI_EVENTS)
-        dropped += (e1 - e0) - k
-        if k:
-            buf[:k] = ev[e0:e0 + k]
-            buf[:k, 0] -= s
-        if stage is not None:  # the denoiser stage, then the chain: as in the audio callback
-            stage.process(min(block, n - s), xin[:, s:s + block])
-        chain.process(xin[:, s:s + block], y[:, s:s + block], buf, k)
+        if stage is not None:
+            stage.process(xb.shape[1], xb)
+
+    y = chain.render(xin, ev, block=block, before_block=before_block)
+    dropped = chain.last_midi_dropped
+    moved, applied = counts["moved"], counts["applied"]
     with np.errstate(divide="ignore"):
         gain_db = (20.0 * np.log10(np.maximum(y[n_ch:], 1e-12))).astype(np.float32)
     return {"outputs": y[:n_ch].copy(), "gain_db": gain_db,

@@ -560,7 +560,7 @@ class FitScene:
 def run_channel(spec, audio: np.ndarray, key: np.ndarray | None, events: np.ndarray, sample_rate: int,
                 block: int = 1024) -> np.ndarray:
     """One channel through :class:`~debleed.dsp.chain.Chain` (input row 0, key row 1), float32 (n,)."""
-    from debleed.dsp.chain import MAX_MIDI_EVENTS, Chain
+    from debleed.dsp.chain import Chain
 
     n = audio.size
     rows = 1 if key is None else 2
@@ -571,17 +571,7 @@ def run_channel(spec, audio: np.ndarray, key: np.ndarray | None, events: np.ndar
     spec = dataclasses.replace(spec, input=0, key_input=1 if spec.key in ("input", "trigger") else -1)
     ch = Chain([spec], n_inputs=rows)
     ch.prepare(sample_rate, block)
-    y = np.zeros((1, n), np.float32)
-    ev = np.asarray(events, np.int64).reshape(-1, 4)
-    starts = np.searchsorted(ev[:, 0], np.arange(0, n + block, block))
-    buf = np.zeros((MAX_MIDI_EVENTS, 4), np.int32)
-    for b, s in enumerate(range(0, n, block)):
-        e0, e1 = starts[b], starts[b + 1]
-        k = min(e1 - e0, MAX_MIDI_EVENTS)
-        buf[:k] = ev[e0:e0 + k]
-        buf[:k, 0] -= s
-        ch.process(np.ascontiguousarray(x[:, s:s + block]), y[:, s:s + block], buf, k)
-    return y[0]
+    return ch.render(x, events, block=block)[0]
 
 
 def scene_metrics(sc: FitScene, out: np.ndarray, sample_rate: int, latency: int) -> dict:

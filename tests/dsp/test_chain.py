@@ -355,3 +355,51 @@ def test_bad_process_arguments():
         ch.process(np.zeros((1, 64)), np.zeros((1, 64), np.float32))
     with pytest.raises(ParameterError, match="sample_rate must be in"):
         ch.prepare(1000, 64)
+
+
+def test_render_is_the_engine_loop_over_whole_signals():
+    """Chain.render at block N equals process() called block by block with the events cut per
+    block; before_block sees and may change each block's inputs; bad arguments are refused."""
+    import pytest as _pytest
+
+    from debleed.dsp.chain import Chain, ChannelSpec
+    from debleed.errors import ParameterError
+
+    specs = [ChannelSpec(name="g", input=0, mode="gate", key="self", threshold_db=-20.0, hold_ms=5.0),
+             ChannelSpec(name="m", input=0, mode="gate", key="midi", notes=(38,), hold_ms=5.0, range_db=-40.0)]
+    rng = np.random.default_rng(3)
+    n = 5000
+    x = (rng.standard_normal((1, n)) * 0.2).astype(np.float32)
+    events = np.array([(f, 0x90, 38, 100) for f in (10, 900, 901, 2500, 4999)], np.int64)
+    for block in (1, 64, 100, 1024):
+        a = Chain(specs, n_inputs=1)
+        a.prepare(48000, block)
+        y = a.render(x, events, block=block)
+        b = Chain(specs, n_inputs=1)
+        b.prepare(48000, block)
+        ref = np.zeros_like(y)
+        for s in range(0, n, block):
+            m = min(block, n - s)
+            ev = events[(events[:, 0] >= s) & (events[:, 0] < s + m)].copy()
+            ev[:, 0] -= s
+            out = np.zeros((2, m), np.float32)
+            b.process(np.ascontiguousarray(x[:, s:s + m]), out, ev.astype(np.int32), len(ev))
+            ref[:, s:s + m] = out
+        assert np.array_equal(y, ref), block
+    seen = []
+
+    def halve(s, xb):
+        seen.append((s, xb.shape[1]))
+        xb *= 0.5
+
+    c = Chain(specs[:1], n_inputs=1)
+    c.prepare(48000, 1000)
+    y = c.render(x, block=1000, before_block=halve)
+    c2 = Chain(specs[:1], n_inputs=1)
+    c2.prepare(48000, 1000)
+    assert seen == [(0, 1000), (1000, 1000), (2000, 1000), (3000, 1000), (4000, 1000)]
+    assert np.array_equal(y, c2.render(x * np.float32(0.5), block=1000))
+    with _pytest.raises(ParameterError, match="block must be an integer from 1 to max_block=1000 frames, got 1001"):
+        c.render(x, block=1001)
+    with _pytest.raises(ParameterError, match=r"event frames must be sorted and in \[0, 5000\)"):
+        c.render(x, events[::-1], block=100)
