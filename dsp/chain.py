@@ -754,9 +754,10 @@ class Chain:
         block : int
             Frames per call, 1 to ``max_block``; default 128.
         before_block : callable, optional
-            ``before_block(start, x)`` is called before each block with its first frame and a
-            float32 ``(n_inputs, m)`` copy of its inputs (a view of a scratch array), which it may
-            change in place (a denoiser stage filling virtual rows; parameter changes at that frame).
+            ``before_block(start, x, events, n_events)`` is called before each block with its
+            first frame, a float32 ``(n_inputs, m)`` copy of its inputs (a view of a scratch
+            array), which it may change in place (a denoiser stage filling virtual rows; parameter
+            changes at that frame), and the block's MIDI events as :func:`run_block` gets them.
 
         Returns
         -------
@@ -791,13 +792,13 @@ class Chain:
             m = min(block, n - s)
             xb[:, :m] = x[:, s:s + m]
             xv, yv = xb[:, :m], yb[:, :m]
-            if before_block is not None:
-                before_block(s, xv)
             e0, e1 = starts[b], starts[b + 1]
             k = min(e1 - e0, MAX_MIDI_EVENTS)
             dropped += (e1 - e0) - k
             buf[:k] = ev[e0:e0 + k]
             buf[:k, 0] -= s
+            if before_block is not None:
+                before_block(s, xv, buf, k)
             run_block(m, xv, yv, buf, k, *self.arrays.args())
             y[:, s:s + m] = yv
         self.last_midi_dropped = int(dropped)

@@ -58,7 +58,7 @@ class Param:
     ----------
     name : str
         Config key, ``ChannelSpec`` field, OSC address part (``/debleed/<channel>/<name>``).
-    kind : {"float", "int", "bool", "choice", "key", "path"}
+    kind : {"float", "int", "bool", "choice", "key", "path", "inputs"}
     unit : str
         Display unit ("dB", "dBFS", "ms", "Hz", "periods", "" for none).
     default : float, int, bool, str or None
@@ -115,6 +115,8 @@ class Param:
             return "true, false"
         if self.kind == "key":
             return "self, input:<name>, trigger:<name>, midi:<note>[,<note>...] (notes 0-127)"
+        if self.kind == "inputs":
+            return f"up to {int(self.hi)} names of [inputs] entries"
         if not self.is_number:
             return ""
         text = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
@@ -145,6 +147,11 @@ class Param:
             if value is not None and not isinstance(value, str):
                 raise ParameterError(f"{name} must be a string, got {value!r}")
             return value
+        if self.kind == "inputs":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value) \
+                    or len(value) > self.hi or len(set(value)) != len(value):
+                raise ParameterError(f"{name} must be a list of {self.range_text()} (no repeats), got {value!r}")
+            return tuple(value)
         unit = f" {self.unit}" if self.unit else ""
         if self.kind == "int":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -253,6 +260,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
        live=False, restart_reason="the denoiser's weights and state are loaded and allocated at start", target="engine"),
     _p("denoise_model", "path", "", None, "ONNX denoiser to load instead of the shipped one (with denoise = true only)",
        live=False, restart_reason="the model is loaded and warmed up at start", target="engine"),
+    _p("denoise_refs", "inputs", "", (), "reference mics the denoiser hears besides the channel's input (e.g. [\"hihat\", \"oh\"]), for a model that takes them (an informed model); the channel's midi: or trigger: key reaches such a model too",
+       hi=4, live=False, restart_reason="the denoiser's inputs are routed at start", target="engine"),
     _p("denoise_limit_db", "float", "dB", -30.0, "deepest attenuation the denoiser may apply (attenuation limit)",
        lo=-100.0, hi=0.0, step=1.0, target="denoiser"),
     _p("denoise_mix", "float", "", 1.0, "mix of the denoised signal: 1 denoised, 0 the raw input", lo=0.0, hi=1.0,
@@ -260,7 +269,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
 )}
 
 #: Parameters that only apply with ``denoise = true``.
-DENOISE_PARAMS = ("denoise_model", "denoise_limit_db", "denoise_mix")
+DENOISE_PARAMS = ("denoise_model", "denoise_refs", "denoise_limit_db", "denoise_mix")
 #: Parameters a :class:`~debleed.dsp.chain.ChannelSpec` carries (the chain's own).
 SPEC_PARAMS = tuple(n for n, p in PARAMS.items() if p.target == "chain" and p.kind != "key")
 

@@ -46,12 +46,17 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import DebleedError, ParameterError
 
 #: Operators of the exported streaming graph that the kernels implement (anything else is refused).
 SUPPORTED_OPS = frozenset({"Concat", "Constant", "Slice", "Unsqueeze", "Squeeze", "Conv", "ConvTranspose",
                            "Mul", "Add", "Log", "Transpose", "MatMul", "Relu", "GRU", "Sigmoid", "Shape",
-                           "Gather", "Reshape"})
+                           "Gather", "Reshape", "ReduceMax"})
+#: Reference mics a model can take (``n_refs`` of its config).
+MAX_REFS = 4
+#: A trigger key's velocity is the piezo's peak over this long after it crosses its threshold, ms.
+TRIGGER_SCAN_MS = 1.0
 # Kernel options: ``error_model="numpy"`` (a division by zero gives inf or NaN, never a raise
 # that would take the GIL in the audio thread) and fast-math flags that let LLVM reassociate and
 # vectorise the dot products but keep NaN and Inf semantics (no ``nnan``/``ninf``: the
@@ -64,17 +69,26 @@ GAIN_RAMP_MS = 5.0
 
 # ``lay`` columns (int64, one row per denoised channel): rows of ``inputs`` read and written,
 # the model's dimensions, the base offsets of its weights in ``w`` and of its state in ``s``,
-# its latency, the most hops a block can complete (scratch rows)
+# its latency, the most hops a block can complete (scratch rows); an informed model's inputs:
+# reference mics (count, then MAX_REFS input rows, -1 not connected), whether it takes a key,
+# the key's kind (KEY_NONE, KEY_MIDI, KEY_TRIGGER), a trigger key's input row, a MIDI key's
+# notes (two 64-bit masks) and channel (0 any), a trigger's retrigger and scan lengths (samples)
 (L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
-NL = 15
+L_NREFS = 15
+L_REF = 16  # MAX_REFS columns
+(L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN) = range(L_REF + MAX_REFS,
+                                                                                     L_REF + MAX_REFS + 8)
+NL = L_REF + MAX_REFS + 8
+KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
+
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
-# index, hops run, resets after a non-finite hop
-(I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS) = range(5)
-NIS = 5
+# index, hops run, resets after a non-finite hop; a trigger key's retrigger mask and scan left
+(I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS, I_TMASK, I_TSCAN) = range(7)
+NIS = 7
 # ``par`` columns (float64): target weight g of the denoised signal, the weight now, ramp step
-# per sample
-(P_G, P_GNOW, P_STEP) = range(3)
-NPAR = 3
+# per sample, a trigger key's threshold (linear) and the peak of the hit being scanned
+(P_G, P_GNOW, P_STEP, P_TRIGTHR, P_PEAK) = range(5)
+NPAR = 5
 # ``ctl`` columns (int64): reset requests raised by the control plane, the last one honoured
 (C_REQ, C_DONE) = range(2)
 NCTL = 2
@@ -92,11 +106,12 @@ def max_hops(hop: int, max_block: int) -> int:
     return max_block // hop + 1
 
 
-def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm) -> int:
+def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0) -> int:
     """Float32 count of one channel's streaming state and scratch for up to ``jm`` hops per
-    block (the layout of :func:`_soffsets`)."""
+    block, ``nr`` reference mics and a key when ``kin`` (the layout of :func:`_soffsets`)."""
     return ((ctx + jm * hop) + (taps - 1 + jm) * n + layers * h + (win - hop) + (jm + 1) * hop
-            + (lat + 1) + jm * 2 * k + jm * n_in + 2 * jm * h + jm * 3 * h + 3 * h + 2 * jm * n + jm * win)
+            + (lat + 1) + nr * (win + jm * hop) + kin * (jm + 1) * hop
+            + jm * 2 * k + jm * n_in + 2 * jm * h + jm * 3 * h + 3 * h + 2 * jm * n + jm * win)
 
 
 @njit(inline="always", **_KW)
@@ -123,7 +138,7 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
 
 
 @njit(inline="always", **_KW)
-def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm):
+def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin):
     """Offsets inside one channel's block of ``s`` (relative to ``L_S``); ``jm`` hops per block.
 
     State (kept across blocks; :func:`_reset_channel` zeroes it): the input history, then this
@@ -131,7 +146,8 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm):
     of a hop and the block's samples, up to ``jm`` whole hops and a partial one); frames (``(taps - 1 + jm) n``: the previous ``taps - 1``
     frames, then this block's); GRU state (``layers h``); overlap-add tail (``win - hop``); hop
     outputs (``(jm + 1) hop``: the last hop of the previous block, then this block's); dry delay
-    ring (``lat + 1``). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
+    ring (``lat + 1``); each reference mic's samples (``win + jm hop``: its previous ``win - hop``,
+    then as the input's); the key's samples (``(jm + 1) hop``, when the model takes one). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
     buffers (h each), input gates (3h); recurrent gates (3h, one hop); mask or taps coefficients
     (n), filtered frame (n), decoded frame (win).
     """
@@ -141,7 +157,9 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm):
     o_ola = o_h + layers * h
     o_out = o_ola + win - hop
     o_dry = o_out + (jm + 1) * hop
-    o_cq = o_dry + lat + 1
+    o_ref = o_dry + lat + 1
+    o_kb = o_ref + nr * (win + jm * hop)
+    o_cq = o_kb + kin * (jm + 1) * hop
     o_feat = o_cq + jm * 2 * k
     o_a = o_feat + jm * n_in
     o_b = o_a + jm * h
@@ -150,7 +168,16 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm):
     o_mask = o_gh + 3 * h
     o_filt = o_mask + jm * n
     o_yfr = o_filt + jm * n
-    return o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cq, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt, o_yfr
+    return (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cq, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
+            o_yfr)
+
+
+@njit(inline="always", **_KW)
+def _chan_soffsets(lay, c):
+    """:func:`_soffsets` of channel ``c``, from its ``lay`` row."""
+    return _soffsets(lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], lay[c, L_CTX],
+                     lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN], lay[c, L_LAT], lay[c, L_JM], lay[c, L_NREFS],
+                     lay[c, L_KEYIN])
 
 
 @njit(fastmath=_FAST, inline="always", **_KW)
@@ -227,8 +254,9 @@ def _network(lay, w, s, c, nj):
     wb, sb, lat, jm = lay[c, L_W], lay[c, L_S], lay[c, L_LAT], lay[c, L_JM]
     o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec = _offsets(
         win, n, h, layers, ctx, k, taps, n_in)
-    o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt, o_yfr = _soffsets(
-        hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm)
+    (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
+     o_yfr) = _chan_soffsets(lay, c)
+    nr, kin = lay[c, L_NREFS], lay[c, L_KEYIN]
     xb, fb = sb + o_x, sb + o_fr + (taps - 1) * n  # hop j's context ends at xb + ctx + j hop
     # 1. filterbank frames and constant-Q context of every hop (each constant-Q row is zero
     # before its window: only its tail is summed)
@@ -247,6 +275,23 @@ def _network(lay, w, s, c, nj):
             re = s[sb + o_cqo + j * 2 * k + i]
             im = s[sb + o_cqo + j * 2 * k + k + i]
             s[sb + o_feat + j * n_in + n + i] = _logpow(re * re + im * im)
+    # informed inputs: each reference mic through the same encoder (its frames in the mask's
+    # scratch rows for now), then the key's maximum over each hop
+    for r in range(nr):
+        rb = sb + o_ref + r * (win + jm * hop)  # hop j's window starts at rb + j hop
+        _gemm(w, wb + o_enc, n, win, s, rb, hop, nj, w, -1, s, sb + o_mask, n)
+        at = n + k + r * n
+        for j in range(nj):
+            for i in range(n):
+                f = s[sb + o_mask + j * n + i]
+                s[sb + o_feat + j * n_in + at + i] = _logpow(f * f)
+    if kin:
+        for j in range(nj):
+            m = s[sb + o_kb + j * hop]
+            for i in range(1, hop):
+                if s[sb + o_kb + j * hop + i] > m:
+                    m = s[sb + o_kb + j * hop + i]
+            s[sb + o_feat + j * n_in + n_in - 1] = m
     _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h)
     for i in range(nj * h):
         if s[sb + o_a + i] < 0.0:
@@ -300,20 +345,57 @@ def _network(lay, w, s, c, nj):
 def _reset_channel(lay, s, ist, c):
     """Zero channel ``c``'s state (history, frames, GRU, overlap-add, outputs, dry ring); it
     becomes fresh."""
-    hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
-    jm, taps = lay[c, L_JM], lay[c, L_TAPS]
-    size = ((lay[c, L_CTX] + jm * hop) + (taps - 1 + jm) * n + lay[c, L_LAYERS] * h + (win - hop)
-            + (jm + 1) * hop + lay[c, L_LAT] + 1)
+    size = _chan_soffsets(lay, c)[8]  # everything before the scratch
     sb = lay[c, L_S]
     for i in range(size):
         s[sb + i] = 0.0
     ist[c, I_FILL] = 0
     ist[c, I_FRESH] = 1
     ist[c, I_DRYW] = 0
+    ist[c, I_TMASK] = 0
+    ist[c, I_TSCAN] = 0
+
+
+@njit(inline="always", **_KW)
+def _key_value(lay, par, ist, c, inputs, events, n_events, e, i):
+    """The channel's key at sample ``i`` for an informed model: a MIDI note-on's velocity / 127
+    at its frame, a trigger's peak (up to 1) :data:`TRIGGER_SCAN_MS` after it crossed its
+    threshold, else 0. Returns ``(value, next event index)``."""
+    kind = lay[c, L_KEYKIND]
+    v = 0.0
+    if kind == KEY_MIDI:
+        lo, hi, mch = lay[c, L_NOTES_LO], lay[c, L_NOTES_HI], lay[c, L_MIDICH]
+        while e < n_events and events[e, 0] <= i:
+            st, note, vel = events[e, 1], events[e, 2], events[e, 3]
+            if events[e, 0] == i and (st & 0xF0) == 0x90 and 0 < vel < 128 and 0 <= note < 128 \
+                    and (mch == 0 or (st & 0x0F) == mch - 1):
+                bit = (lo >> note) & 1 if note < 64 else (hi >> (note - 64)) & 1
+                if bit and vel / 127.0 > v:
+                    v = vel / 127.0
+            e += 1
+    elif kind == KEY_TRIGGER:
+        x = abs(inputs[lay[c, L_KEYSRC], i])
+        if not math.isfinite(x):
+            x = 0.0
+        if ist[c, I_TMASK] > 0:
+            ist[c, I_TMASK] -= 1
+        if ist[c, I_TSCAN] > 0:
+            if x > par[c, P_PEAK]:
+                par[c, P_PEAK] = x
+            ist[c, I_TSCAN] -= 1
+            if ist[c, I_TSCAN] == 0:
+                v = min(par[c, P_PEAK], 1.0)
+        elif ist[c, I_TMASK] == 0 and x >= par[c, P_TRIGTHR]:
+            par[c, P_PEAK] = x
+            ist[c, I_TSCAN] = lay[c, L_SCAN]
+            ist[c, I_TMASK] = lay[c, L_RETRIG] + lay[c, L_SCAN]
+            if ist[c, I_TSCAN] == 0:
+                v = min(x, 1.0)
+    return v, e
 
 
 @njit(**_KW)
-def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
+def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
     """Denoise one block of every denoised channel, from row ``lay[c, L_SRC]`` of ``inputs`` into
     row ``lay[c, L_DST]``.
 
@@ -323,8 +405,13 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
         Frames in this block, 0 <= n <= the ``max_block`` the stage was built for.
     inputs : float32 (n_rows, >= n)
         The chain's inputs; the denoised rows are written in ``[:, :n]``.
+    events : int32 (max_events, 4)
+        This block's MIDI events ``(frame, status, data1, data2)``, sorted by frame (as
+        :func:`debleed.dsp.chain.run_block` takes them): an informed model's ``midi:`` key.
+    n_events : int
+        Valid rows of ``events``.
     lay : int64 (k, NL)
-        Per denoised channel: rows, dimensions, offsets (``L_*``); k may be 0.
+        Per denoised channel: rows, dimensions, offsets, informed inputs (``L_*``); k may be 0.
     w : float32 (n_weights,)
         Packed weights of every model in use (:func:`load_weights`).
     s : float32 (n_state,)
@@ -332,8 +419,8 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
     ist : int64 (k, NIS)
         Integer state (``I_*``).
     par : float64 (k, NPAR)
-        The weight of the denoised signal (target, now, ramp step; ``P_*``), written by the
-        control plane (one float store).
+        The weight of the denoised signal (target, now, ramp step), written by the control plane
+        (one float store); a trigger key's threshold and peak (``P_*``).
     ctl : int64 (NCTL,)
         Reset request (``C_REQ`` raised by the control plane, e.g. at freewheel start) and the
         last one done: every channel restarts fresh before this block.
@@ -342,10 +429,11 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
     -----
     Real-time safe: allocates nothing, takes no lock, touches no Python object, cannot raise
     (checked by the LLVM IR test with the JACK cfunc). Three passes per channel: collect the
-    block's samples into hops; run the network on the completed hops, layer by layer (each
-    weight matrix read once per block, as a matrix product; only the GRU recurrence runs hop by
-    hop); write the outputs, each sample reading the output of the last hop completed at or
-    before it. The output does not depend on how the samples are cut into blocks.
+    block's samples (and an informed model's reference mics and key) into hops; run the network
+    on the completed hops, layer by layer (each weight matrix read once per block, as a matrix
+    product; only the GRU recurrence runs hop by hop); write the outputs, each sample reading the
+    output of the last hop completed at or before it. The output does not depend on how the
+    samples are cut into blocks.
     """
     k = lay.shape[0]
     if ctl[C_REQ] != ctl[C_DONE]:
@@ -354,16 +442,20 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
         ctl[C_DONE] = ctl[C_REQ]
     for c in range(k):
         src, dst, hop, lat, ctx = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT], lay[c, L_CTX]
-        (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-         o_yfr) = _soffsets(hop, lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], ctx, lay[c, L_K],
-                            lay[c, L_TAPS], lay[c, L_IN], lat, lay[c, L_JM])
+        win, jm, nr, kin = lay[c, L_WIN], lay[c, L_JM], lay[c, L_NREFS], lay[c, L_KEYIN]
+        (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
+         o_yfr) = _chan_soffsets(lay, c)
         sb, nf = lay[c, L_S], lay[c, L_N]
         fill0, fresh0 = ist[c, I_FILL], ist[c, I_FRESH]
         # 1. collect: the block's samples (after the leading silence of a fresh channel) follow
-        # the history and the pending part of a hop
+        # the history and the pending part of a hop; an informed model's reference mics and key
+        # alongside
         xs = sb + o_x + ctx - hop
-        pos, fresh = fill0, fresh0
+        pos, fresh, e = fill0, fresh0, 0
         for i in range(n):
+            kv = 0.0
+            if kin:
+                kv, e = _key_value(lay, par, ist, c, inputs, events, n_events, e, i)
             x = inputs[src, i]
             if not math.isfinite(x):
                 x = np.float32(0.0)
@@ -372,6 +464,12 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
                     continue
                 fresh = 0
             s[xs + pos] = x
+            for r in range(nr):
+                row = lay[c, L_REF + r]
+                v = inputs[row, i] if row >= 0 else np.float32(0.0)
+                s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = v if math.isfinite(v) else np.float32(0.0)
+            if kin:
+                s[sb + o_kb + pos] = kv
             pos += 1
         nj = pos // hop
         # 2. the network on the completed hops
@@ -409,12 +507,19 @@ def denoise_block(n, inputs, lay, w, s, ist, par, ctl):
             if g != 1.0:
                 y = np.float32(d + g * (y - d))
             inputs[dst, i] = y
-        # 4. carry: history and pending samples to the front, the last hop's output and the
-        # last taps - 1 frames likewise
+        # 4. carry: history and pending samples to the front (the input's, each reference
+        # mic's, the key's), the last hop's output and the last taps - 1 frames likewise
         if nj > 0:
             shift = nj * hop
             for i in range(ctx - hop + fill):
                 s[sb + o_x + i] = s[sb + o_x + shift + i]
+            for r in range(nr):
+                rb = sb + o_ref + r * (win + jm * hop)
+                for i in range(win - hop + fill):
+                    s[rb + i] = s[rb + shift + i]
+            if kin:
+                for i in range(fill):
+                    s[sb + o_kb + i] = s[sb + o_kb + shift + i]
             for i in range(hop):
                 s[sb + o_out + i] = s[sb + o_out + nj * hop + i]
             keep = (lay[c, L_TAPS] - 1) * nf
@@ -442,11 +547,23 @@ def _config_from_meta(path, meta: dict) -> dict:
     ctx = int(cfg.get("context", 2 * hop_c))
     k = int(cfg.get("cq_bins", 0)) if ctx > 2 * hop_c else 0
     taps = int(cfg.get("taps", 1))
+    n_refs = int(cfg.get("n_refs", 0))
+    key = int(bool(cfg.get("key", False)))
     if hop_c != hop or window != 2 * hop:
         raise DebleedError(f"denoiser model {path}: metadata hop {hop} / window {window} disagree with its "
                            f"config {cfg} (window must be 2 * hop)")
+    if not 0 <= n_refs <= MAX_REFS:
+        raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_in": n + k, "rate": rate}
+            "n_refs": n_refs, "key": key, "n_in": n * (1 + n_refs) + k + key, "rate": rate}
+
+
+def input_names(n_refs: int, key: bool) -> tuple:
+    """The graph inputs of a streaming model, in order: ``audio``, ``refs`` (with reference
+    mics), ``key`` (with a key), ``enc_state``, ``ref_state`` (with reference mics),
+    ``gru_state``, ``ola_state`` (the contract of :func:`debleed.models.net.export_onnx`)."""
+    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ()) + ("enc_state",)
+            + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state"))
 
 
 def _check_shape(path, name, arr, shape):
@@ -468,7 +585,8 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     -------
     dims : dict
         ``hop``, ``win``, ``n`` (filters), ``h`` (GRU width), ``layers``, ``ctx`` (context
-        samples), ``k`` (constant-Q bins), ``taps``, ``n_in`` (features), ``rate`` (Hz).
+        samples), ``k`` (constant-Q bins), ``taps``, ``n_refs`` (reference mics), ``key`` (1 when
+        it takes a key), ``n_in`` (features), ``rate`` (Hz).
     weights : ndarray, float32 (weight_size(...),)
         The packed weights (layout of :func:`_offsets`).
 
@@ -495,11 +613,12 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     if bad:
         raise DebleedError(f"denoiser model {path} uses operator(s) {', '.join(bad)} that the streaming kernels do "
                            f"not implement (implemented: {', '.join(sorted(SUPPORTED_OPS))})")
-    names = {i.name for i in g.input}
-    if names != {"audio", "enc_state", "gru_state", "ola_state"}:
-        raise DebleedError(f"denoiser model {path} has inputs {sorted(names)}; expected audio, enc_state, "
-                           "gru_state, ola_state (not a debleed streaming denoiser)")
     d = _config_from_meta(path, {p.key: p.value for p in m.metadata_props})
+    names = tuple(i.name for i in g.input)
+    expect = input_names(d["n_refs"], d["key"])
+    if names != expect:
+        raise DebleedError(f"denoiser model {path} has inputs {list(names)}; its config needs {list(expect)} "
+                           "(not a debleed streaming denoiser, or a config that does not match the graph)")
     init = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in g.initializer}
     consumers: dict[str, list] = {}
     producer: dict[str, object] = {}
@@ -605,11 +724,17 @@ class StreamingStage:
     max_block : int
         Longest block :meth:`process` (or the audio callback) will run, frames, 1 to 1048576;
         default 4096. The scratch holds one row per hop such a block can complete.
+    informed : sequence of dict, optional
+        Per channel, what an informed model hears besides its input: ``"refs"``, input rows of
+        its reference mics (at most the model's ``n_refs``; the rest are silence), and
+        ``"key"``: None, ``("midi", notes, midi_channel)`` or ``("trigger", row,
+        trigger_threshold_db, retrigger_ms)``. A model without a key input ignores the key.
 
     Raises
     ------
     ParameterError
-        A bad ``max_block``, a sample rate without a shipped model, a model trained at another rate, or a value out of
+        A bad ``max_block``, a sample rate without a shipped model, a model trained at another
+        rate, reference mics for a model that takes none or more than it takes, or a value out of
         range (the message names it and what is allowed).
     DebleedError
         A missing or unreadable model, or one the kernels cannot run (see :func:`load_weights`).
@@ -620,11 +745,13 @@ class StreamingStage:
     allocates nothing. Channels that share a model file share its weights.
     """
 
-    #: ``(name, dtype, ndim)`` of the arrays :func:`denoise_block` takes after ``n, inputs``.
+    #: ``(name, dtype, ndim)`` of the arrays :func:`denoise_block` takes after ``n, inputs, events,
+    #: n_events``.
     FIELDS = (("lay", np.int64, 2), ("w", np.float32, 1), ("s", np.float32, 1), ("ist", np.int64, 2),
               ("par", np.float64, 2), ("ctl", np.int64, 1))
 
-    def __init__(self, rows, sample_rate: int, *, models=None, channels=None, params=None, max_block: int = 4096):
+    def __init__(self, rows, sample_rate: int, *, models=None, channels=None, params=None, max_block: int = 4096,
+                 informed=None):
         from debleed.models.denoiser import SHIPPED
 
         if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
@@ -662,16 +789,18 @@ class StreamingStage:
         for dims, flat, off in blobs.values():
             self.w[off:off + flat.size] = flat
         self.lay = np.zeros((k, NL), np.int64)
+        self._trig_thr = []
         soff = 0
         self.dims = []
         for c, ((src, dst), key) in enumerate(zip(rows, paths)):
             dims, _, off = blobs[key]
             lat = dims["win"] - 1
             jm = max_hops(dims["hop"], self.max_block)
-            self.lay[c] = (src, dst, dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                           dims["k"], dims["taps"], dims["n_in"], off, soff, lat, jm)
+            self.lay[c, :L_NREFS] = (src, dst, dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"],
+                                     dims["ctx"], dims["k"], dims["taps"], dims["n_in"], off, soff, lat, jm)
+            self._route(c, dims, key, (informed or [{}] * k)[c] or {})
             soff += state_size(dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                               dims["k"], dims["taps"], dims["n_in"], lat, jm)
+                               dims["k"], dims["taps"], dims["n_in"], lat, jm, dims["n_refs"], dims["key"])
             self.dims.append(dims)
         self.s = np.zeros(max(soff, 1), np.float32)
         self.ist = np.zeros((k, NIS), np.int64)
@@ -679,6 +808,8 @@ class StreamingStage:
         self.ctl = np.zeros(NCTL, np.int64)
         ramp = max(GAIN_RAMP_MS * 1e-3 * self.sample_rate, 1.0)
         self.par[:, P_STEP] = 1.0 / ramp
+        for c, thr in self._trig_thr:
+            self.par[c, P_TRIGTHR] = thr
         self.limit_db = np.full(k, -100.0)
         self.mix = np.ones(k)
         self.par[:, P_G] = 1.0
@@ -688,9 +819,43 @@ class StreamingStage:
         self.par[:, P_GNOW] = self.par[:, P_G]
         self._args = (self.lay, self.w, self.s, self.ist, self.par, self.ctl)
         self.reset()
+        self.events = np.zeros((MAX_MIDI_EVENTS, 4), np.int32)
         # compile (or load from the cache) and run the kernel once now, not in the first callback
-        denoise_block(0, np.zeros((max(int(self.lay[:, [L_SRC, L_DST]].max(initial=0)) + 1, 1), 1), np.float32),
-                      *self._args)
+        rows_used = self.lay[:, [L_SRC, L_DST, L_KEYSRC]].max(initial=0)
+        refs_used = self.lay[:, L_REF:L_REF + MAX_REFS].max(initial=0)
+        denoise_block(0, np.zeros((int(max(rows_used, refs_used)) + 1, 1), np.float32), self.events, 0, *self._args)
+
+    def _route(self, c: int, dims: dict, path: str, inf: dict) -> None:
+        """Write channel ``c``'s informed inputs into its ``lay`` row (see ``informed``)."""
+        from debleed.dsp.units import ms_to_samples
+
+        refs = list(inf.get("refs") or [])
+        if len(refs) > dims["n_refs"]:
+            raise ParameterError(f"denoiser model {path} takes {dims['n_refs']} reference mic(s), got "
+                                 f"{len(refs)} (denoise_refs): use an informed model, or name at most {dims['n_refs']}")
+        row = self.lay[c]
+        row[L_NREFS] = dims["n_refs"]
+        row[L_REF:L_REF + MAX_REFS] = -1
+        row[L_REF:L_REF + len(refs)] = refs
+        row[L_KEYIN] = dims["key"]
+        key = inf.get("key") if dims["key"] else None
+        row[L_KEYKIND] = KEY_NONE
+        if key is not None and key[0] == "midi":
+            _, notes, midich = key
+            lo = sum(1 << n for n in notes if n < 64)
+            hi = sum(1 << (n - 64) for n in notes if n >= 64)
+            # the masks are int64: store the top bit's pattern as a negative number
+            row[L_KEYKIND], row[L_NOTES_LO], row[L_NOTES_HI], row[L_MIDICH] = (
+                KEY_MIDI, np.int64(np.uint64(lo)), np.int64(np.uint64(hi)), int(midich))
+        elif key is not None and key[0] == "trigger":
+            _, src_row, thr_db, retrig_ms = key
+            row[L_KEYKIND], row[L_KEYSRC] = KEY_TRIGGER, int(src_row)
+            row[L_RETRIG] = ms_to_samples(float(retrig_ms), self.sample_rate)
+            row[L_SCAN] = ms_to_samples(TRIGGER_SCAN_MS, self.sample_rate)
+            self._trig_thr.append((c, 10.0 ** (float(thr_db) / 20.0)))
+        elif key is not None:
+            raise ParameterError(f"an informed key is ('midi', notes, channel) or ('trigger', row, threshold_db, "
+                                 f"retrigger_ms), got {key!r}")
 
     @classmethod
     def from_gig(cls, cfg, sample_rate: int, max_block: int):
@@ -704,10 +869,22 @@ class StreamingStage:
         if not rows:
             return None
         names = [n for n, p in PARAMS.items() if p.target == "denoiser"]
-        return cls([(src, dst) for _, src, dst in rows], sample_rate,
-                   models=[cfg.channel[c].denoise_model for c, _, _ in rows], channels=[c for c, _, _ in rows],
-                   params=[{n: float(getattr(cfg.channel[c], n)) for n in names} for c, _, _ in rows],
-                   max_block=max_block)
+        informed = []
+        for c, _, _ in rows:
+            ch = cfg.channel[c]
+            route = cfg.resolve_key(ch.key)
+            key = (("midi", route.notes, ch.midi_channel) if route.kind == "midi" else
+                   ("trigger", route.key_input, ch.trigger_threshold_db, ch.retrigger_ms) if route.kind == "trigger"
+                   else None)
+            informed.append({"refs": [cfg.input_names.index(r) for r in ch.denoise_refs], "key": key})
+        try:
+            return cls([(src, dst) for _, src, dst in rows], sample_rate,
+                       models=[cfg.channel[c].denoise_model for c, _, _ in rows], channels=[c for c, _, _ in rows],
+                       params=[{n: float(getattr(cfg.channel[c], n)) for n in names} for c, _, _ in rows],
+                       max_block=max_block, informed=informed)
+        except DebleedError as e:
+            names_ = ", ".join(cfg.channel[c].name for c, _, _ in rows)
+            raise type(e)(f"denoised channel(s) {names_}: {e}") from None
 
     @property
     def n_channels(self) -> int:
@@ -741,9 +918,11 @@ class StreamingStage:
         freewheel start, so a bounce equals the offline render)."""
         self.ctl[C_REQ] += 1
 
-    def process(self, n: int, inputs: np.ndarray) -> None:
+    def process(self, n: int, inputs: np.ndarray, events=None, n_events: int = 0) -> None:
         """Run :func:`denoise_block` (Python engine, PortAudio, offline): rows of ``inputs``
-        (float32 (n_rows, >= n)) are read and written in place.
+        (float32 (n_rows, >= n)) are read and written in place; ``events`` (int32 (k, 4)) and
+        ``n_events`` are the block's MIDI events, as :func:`debleed.dsp.chain.run_block` takes
+        them (for an informed model's ``midi:`` key).
 
         Raises
         ------
@@ -752,7 +931,9 @@ class StreamingStage:
         """
         if not 0 <= n <= self.max_block:
             raise ParameterError(f"block of {n} frames: the denoiser stage takes 0 to max_block={self.max_block}")
-        denoise_block(n, inputs, *self._args)
+        if events is None:
+            events, n_events = self.events, 0
+        denoise_block(n, inputs, events, n_events, *self._args)
 
     # --- parameters ------------------------------------------------------------------------
     def _set(self, j: int, name: str, value: float) -> None:

@@ -88,6 +88,8 @@ def _param_field(p):
         return str, Field(p.default, description=p.doc)
     if p.kind == "path":
         return str | None, Field(p.default, description=p.doc)
+    if p.kind == "inputs":
+        return list[str], Field(default_factory=list, max_length=int(p.hi), description=p.doc)
     bounds = {"gt" if p.lo_open else "ge": p.lo}
     if not p.allow_inf:
         bounds["le"] = p.hi
@@ -193,6 +195,11 @@ class GigConfig(_Strict):
             kind, _, ref = ch.key.partition(":")
             if kind in ("input", "trigger") and ref not in self.inputs:
                 raise ValueError(f"{where}: key {ch.key!r} names no defined input (defined: {defined})")
+            for r in ch.denoise_refs:
+                if r not in self.inputs:
+                    raise ValueError(f"{where}: denoise_refs names {r!r}, which is not a defined input (defined: {defined})")
+            if len(set(ch.denoise_refs)) != len(ch.denoise_refs):
+                raise ValueError(f"{where}: denoise_refs names an input twice: {ch.denoise_refs}")
         return self
 
     def key_kind(self, ch: ChannelConfig) -> str:

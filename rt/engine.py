@@ -87,7 +87,7 @@ class EngineBase:
                 self.events[n_ev] = (offset, data[0], data[1], data[2] if len(data) > 2 else 0)
                 n_ev += 1
         if self.stage is not None:
-            self.stage.process(frames, self.inputs)
+            self.stage.process(frames, self.inputs, self.events, n_ev)
         run_block(frames, self.inputs, self.outputs, self.events, n_ev, *self.chain.arrays.args())
 
     def _count_callback(self, frames: int, dt_ns: int) -> None:

@@ -94,7 +94,7 @@ def _make_runner(name: str, fn, base: int, fields, head: str):
 
 #: run_block over the chain's arrays; denoise_block over the denoiser stage's
 _run_chain = _make_runner("_run_chain", run_block, H_CHAIN, ChainArrays.FIELDS, "n, inputs, outputs, events, n_ev")
-_run_denoise = _make_runner("_run_denoise", denoise_block, H_DN, StreamingStage.FIELDS, "n, inputs")
+_run_denoise = _make_runner("_run_denoise", denoise_block, H_DN, StreamingStage.FIELDS, "n, inputs, events, n_ev")
 
 
 def _process(nframes, arg):
@@ -144,7 +144,7 @@ def _process(nframes, arg):
                 events[n_ev, 3] = data[2] if size > 2 else 0
                 n_ev += 1
         if h[H_NDN] > 0:
-            _run_denoise(n, inputs, h)
+            _run_denoise(n, inputs, events, n_ev, h)
         ctl = carray(_voidptr(h[_CTL_SLOT]), (NK,), np.int64)
         ctl[K_CLOCK] = np.int64(_frame_time(_voidptr(h[A_CLIENT])))
         _run_chain(n, inputs, outputs, events, n_ev, h)

@@ -165,7 +165,7 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
                                  f"(channels: {', '.join(names)})")
     counts = {"moved": 0, "applied": 0}
 
-    def before_block(s, xb):
+    def before_block(s, xb, ev_block, n_ev):
         # logged changes at their block, then the denoiser stage: as in the audio callback
         if pending and pending[0]["frame"] <= s:
             todo = []
@@ -176,7 +176,7 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
             counts["applied"] += len(todo)
             _apply_changes(chain, stage, cfg, todo, n_ch)
         if stage is not None:
-            stage.process(xb.shape[1], xb)
+            stage.process(xb.shape[1], xb, ev_block, n_ev)
 
     y = chain.render(xin, ev, block=block, before_block=before_block)
     dropped = chain.last_midi_dropped

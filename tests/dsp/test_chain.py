@@ -388,7 +388,7 @@ def test_render_is_the_engine_loop_over_whole_signals():
         assert np.array_equal(y, ref), block
     seen = []
 
-    def halve(s, xb):
+    def halve(s, xb, ev, n_ev):
         seen.append((s, xb.shape[1]))
         xb *= 0.5
 

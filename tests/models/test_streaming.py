@@ -21,11 +21,12 @@ def _run_blocks(x, y, block, lay, w, s, ist, par, ctl):
     """The stage over a whole signal at a fixed block size, as an engine calls it (no Python
     between blocks, so a minute at block size 1 takes seconds)."""
     io = np.zeros((2, block), np.float32)
+    events = np.zeros((1, 4), np.int32)
     n = x.size
     for i in range(0, n, block):
         m = min(block, n - i)
         io[0, :m] = x[i:i + m]
-        denoise_block(m, io, lay, w, s, ist, par, ctl)
+        denoise_block(m, io, events, 0, lay, w, s, ist, par, ctl)
         y[i:i + m] = io[1, :m]
 
 
