@@ -52,11 +52,50 @@ lookahead (reported as latency_samples) and as long as the input.
 
 
 _STOP = None  # multiprocessing.Event in worker processes: set when the batch is interrupted
+#: How often a worker checks that the process that started it is still alive, s.
+PARENT_CHECK_S = 0.5
 
 
-def _init_worker(stop) -> None:
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _init_worker(stop, parent_pid: int) -> None:
+    """Worker initializer: remember the stop flag, and die with the process that made the pool.
+
+    A worker forked by that process gets SIGTERM when it dies (``PR_SET_PDEATHSIG``, Linux),
+    whatever killed it (SIGKILL included); a watchdog thread also ends the worker within
+    :data:`PARENT_CHECK_S` once that process is gone, which covers the start-up race, start
+    methods where the pool's process is not the parent (forkserver) and other systems. A killed
+    worker leaves at most a temporary file, never a half-written output.
+    """
     global _STOP
     _STOP = stop
+    import threading
+
+    if sys.platform.startswith("linux") and os.getppid() == parent_pid:
+        import ctypes
+        import ctypes.util
+        import signal
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    if not _parent_alive(parent_pid):  # it died before the line above
+        os._exit(1)
+
+    def watchdog():
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if not _parent_alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="debleed-parent-watchdog", daemon=True).start()
 
 
 def _run_track(job):
@@ -161,7 +200,8 @@ def cmd_clean_stems(args) -> int:
             import multiprocessing
 
             stop = multiprocessing.get_context().Event()
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(stop,)) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                                     initargs=(stop, os.getpid())) as pool:
                 futures = [pool.submit(_run_track, job) for job in work]
                 try:
                     for f in as_completed(futures):
