@@ -71,6 +71,12 @@ def _run_live(args, config_path, nsm) -> int:
     from debleed.rt.control import LiveControl
 
     cfg = load_config(config_path)
+    if args.name is not None:
+        try:
+            cfg.client = ClientConfig(name=args.name)
+        except Exception as e:  # pydantic's error, named
+            msg = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors()) if hasattr(e, "errors") else e
+            raise DebleedError(f"--name {args.name!r} is not a usable JACK client name: {msg}") from None
     if nsm is not None:
         try:
             cfg.client = ClientConfig(name=nsm.client_name)
@@ -219,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="PortAudio backend: MIDI input port name substring for midi: keys (python-rtmidi)")
     live.add_argument("--stats-json", metavar="FILE", help="write counters and callback times (us) here at exit")
     live.add_argument("--server", default=None, help="JACK server name (default: $JACK_DEFAULT_SERVER)")
+    live.add_argument("--name", default=None, metavar="NAME",
+                      help="JACK client name (default: [client] name of the gig file, else debleed); a name "
+                           "in use on the server is refused")
     live.add_argument("--duration", type=float, default=0.0, metavar="S",
                       help="stop after S seconds (default 0: run until Ctrl-C/SIGTERM)")
     live.add_argument("--quiet", action="store_true", help="no live status line")
