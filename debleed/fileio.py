@@ -1,19 +1,62 @@
-"""Atomic file writes, for every layer of debleed (imports nothing of the project).
+"""Atomic file writes, for every layer of debleed (imports only :mod:`debleed.errors`).
 
 An output is written to a hidden temporary file in its destination folder
 (``.<name>.<pid>.debleed-tmp``, plus the real suffix where a writer picks its format from the
 name), flushed to disk, and renamed over the final name with :func:`os.replace`. A reader, or an
 interrupted run, never sees a half-written file under a final name; a crash leaves at most a
 temporary file, which :func:`debleed.rt.audiofile.remove_stale_tmp` deletes on the next run.
+
+A write that fails (a full disk, a folder that cannot be created because a file has its name,
+no permission) raises :class:`~debleed.errors.FileError` naming the output and the cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from pathlib import Path
 
+from debleed.errors import DebleedError, FileError
+
 TMP_SUFFIX = ".debleed-tmp"
+#: Below this many free bytes a writer's short write is taken for a full disk.
+_FULL_BYTES = 1 << 20
+
+
+def os_error_text(e: OSError) -> str:
+    """``<path>: <cause>`` for an :class:`OSError` (a file in the way of a folder said so)."""
+    cause = e.strerror or str(e)
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        cause += " (a file is where a folder is needed)"
+    elif e.errno == errno.EISDIR:
+        cause += " (a folder is where a file is needed)"
+    name = e.filename if e.filename is not None else None
+    if e.filename2 is not None:
+        name = f"{e.filename} -> {e.filename2}"
+    return f"{name}: {cause}" if name is not None else cause
+
+
+def write_error(path: Path, e: BaseException) -> FileError | None:
+    """The :class:`FileError` for an exception raised while writing ``path``, or None when it is
+    not a file error (then it is re-raised as it is).
+
+    soundfile reports a short write (a full disk) as an ``AssertionError`` or ``RuntimeError``;
+    those count as file errors only when the disk is indeed (nearly) full.
+    """
+    if isinstance(e, OSError):
+        cause = e.strerror or str(e)
+        if e.errno in (errno.EEXIST, errno.ENOTDIR):
+            cause += f" ({e.filename} is a file where a folder is needed)"
+        elif e.errno == errno.EISDIR:
+            cause += " (a folder is where the file should go)"
+        return FileError(f"cannot write {path}: {cause}")
+    if isinstance(e, (AssertionError, RuntimeError)):
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(Path(path).parent).free < _FULL_BYTES:
+                return FileError(f"cannot write {path}: {os.strerror(errno.ENOSPC)}")
+    return None
 
 
 def tmp_path(path: Path, keep_suffix: bool = False) -> Path:
@@ -30,16 +73,24 @@ def atomic_path(path, keep_suffix: bool = True):
     temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    if path.is_dir():
+        raise FileError(f"cannot write {path}: it is a folder")
     tmp = tmp_path(path, keep_suffix=keep_suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        err = None if isinstance(e, DebleedError) else write_error(path, e) if isinstance(e, Exception) else None
+        if err is not None:
+            raise err from None
         raise
 
 

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from debleed.errors import DebleedError
 
-from debleed.fileio import TMP_SUFFIX, atomic_output  # noqa: F401  (re-exported for the offline commands)
+from debleed.fileio import TMP_SUFFIX, atomic_output, atomic_path  # noqa: F401  (re-exported for the offline commands)
 
 
 def remove_stale_tmp(folder) -> int:
@@ -74,9 +74,18 @@ def read_audio(path) -> tuple[np.ndarray, int]:
 
 def write_audio(path, data: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT",
                 format: str = "WAV") -> None:
-    """Write ``data`` (float32, shape (n_channels, n_frames)) to ``path`` atomically."""
-    with atomic_output(path) as fh:
-        sf.write(fh, np.ascontiguousarray(np.asarray(data, np.float32).T), int(sample_rate),
+    """Write ``data`` (float32, shape (n_channels, n_frames)) to ``path`` atomically.
+
+    soundfile writes to a file name, not a Python file object: a write error then comes back as
+    an exception (through a file object, libsndfile's callback would print it and go on).
+
+    Raises
+    ------
+    FileError
+        If the file cannot be written (full disk, ...), naming it and the cause.
+    """
+    with atomic_path(path, keep_suffix=False) as tmp:
+        sf.write(str(tmp), np.ascontiguousarray(np.asarray(data, np.float32).T), int(sample_rate),
                  subtype=subtype, format=format)
 
 

@@ -144,7 +144,10 @@ def _run_live(args, config_path, nsm) -> int:
         s = eng.stats()
         s["changes"] = list(control.changes)
         if args.stats_json:
-            eng.write_stats(args.stats_json, s)
+            try:
+                eng.write_stats(args.stats_json, s)
+            except DebleedError as e:  # a full disk at exit must not skip stopping and saving
+                print(f"debleed: error: cannot write the stats: {e}", file=sys.stderr)
         eng.stop()
         control.close()
         if args.save and control.changes:
@@ -280,6 +283,15 @@ def main(argv=None) -> int:
     except DebleedError as e:
         print(f"debleed: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM where a command turns it into one)
+        print(f"\ndebleed: {args.command}: interrupted; outputs written completely are kept, none is half "
+              "written", file=sys.stderr)
+        return 130
+    except OSError as e:  # a file error no command caught itself: one line, the path and the cause
+        from debleed.fileio import os_error_text
+
+        print(f"debleed: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

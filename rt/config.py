@@ -316,4 +316,11 @@ def load_config(path: str | Path) -> GigConfig:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(data, str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or inline tables nested too deeply to read (a gig file nests "
+                          "at most a list of port names in a table)") from None
+    try:
+        return parse_config(data, str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply (a gig file nests at most a list of port names "
+                          "in a table)") from None

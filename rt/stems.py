@@ -33,7 +33,7 @@ import soundfile as sf
 from debleed.dsp.params import PARAMS
 from debleed.dsp.chain import Chain, ChannelSpec
 from debleed.errors import DebleedError, ParameterError
-from debleed.rt.audiofile import (atomic_output, audio_info, copy_atomic, file_signature, jsonable,
+from debleed.rt.audiofile import (atomic_output, atomic_path, audio_info, copy_atomic, file_signature, jsonable,
                                   remove_stale_tmp)
 
 #: Stem names of the usual drum separation models (LarsNet and similar).
@@ -378,8 +378,8 @@ def duck_file(key_path: Path, target_path: Path, out_path: Path, params: dict, b
     ki, ti = audio_info(key_path), audio_info(target_path)
     stats = GainStats()
     with sf.SoundFile(str(key_path)) as fk, sf.SoundFile(str(target_path)) as ft, \
-            atomic_output(out_path) as fh, \
-            sf.SoundFile(fh, "w", ti.samplerate, ti.channels, ti.subtype, format=ti.format) as fo:
+            atomic_path(out_path, keep_suffix=False) as tmp, \
+            sf.SoundFile(str(tmp), "w", ti.samplerate, ti.channels, ti.subtype, format=ti.format) as fo:
         d = StemDucker(params=params, n_key_channels=ki.channels, n_target_channels=ti.channels)
         d.prepare(ti.samplerate, block)
 

@@ -165,3 +165,11 @@ def test_missing_and_broken_files(tmp_path):
 def test_missing_required_keys():
     with pytest.raises(ConfigError, match="channel: required key is missing"):
         parse_config({"inputs": {"a": []}})
+
+
+@pytest.mark.parametrize("depth", [100, 5000])
+def test_a_deeply_nested_array_is_a_config_error_not_a_recursion_error(tmp_path, depth):
+    p = tmp_path / "deep.toml"
+    p.write_text("[inputs]\nsnare = " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml"):
+        load_config(p)
