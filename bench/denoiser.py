@@ -162,7 +162,7 @@ def _agg(per_repeat: list[dict]) -> dict:
 
 
 def steps(ctx: Context) -> int:
-    return len(BLOCKS) + 2
+    return len(ctx.options.denoiser_blocks) + 2
 
 
 def run(ctx: Context, progress) -> dict:
@@ -171,8 +171,11 @@ def run(ctx: Context, progress) -> dict:
         return {"skipped": f"denoiser not available: {note}"}
     import onnxruntime as ort
 
+    from debleed.models.denoiser import usable_providers
+
     opt = ctx.options
-    n_blocks = 300 if opt.quick else 3000
+    n_blocks = opt.denoiser_n_blocks
+    blocks = opt.denoiser_blocks
     audio = ctx.multitrack().mics["snare"].astype(np.float32)
     models = {}
     for path in paths:
@@ -181,14 +184,14 @@ def run(ctx: Context, progress) -> dict:
             rate = model_rate(path)
             m["sample_rate"] = rate
             lat = Denoiser(path, intra_op_threads=1)
-            lat.prepare(rate, max(BLOCKS))
+            lat.prepare(rate, max(blocks))
             m["latency_samples"] = int(lat.latency_samples)
         except Exception as e:  # noqa: BLE001 - reported, the bench goes on
             m["error"] = f"{type(e).__name__}: {e}"
             models[path.name] = m
             continue
         with one_core() as (core, other):
-            for block in BLOCKS:
+            for block in blocks:
                 reps, rtf = [], []
                 for _ in range(opt.repeats):
                     t = time_wrapper(Denoiser, path, block, audio, n_blocks, providers=["CPUExecutionProvider"],
@@ -199,10 +202,10 @@ def run(ctx: Context, progress) -> dict:
                                             "deadline_us": 1e6 * block / rate}
                 progress(f"denoiser: {path.name} block {block}")
             providers = ["CPUExecutionProvider"]
-            if "CUDAExecutionProvider" in ort.get_available_providers():
+            if "CUDAExecutionProvider" in usable_providers():  # no session (and no loader errors) without CUDA
                 providers.append("CUDAExecutionProvider")
             for prov in providers:
-                for block in BLOCKS:
+                for block in blocks:
                     try:
                         reps = [time_raw(path, prov, block, n_blocks) for _ in range(opt.repeats)]
                         if "skipped" in reps[0]:
@@ -230,7 +233,7 @@ def run(ctx: Context, progress) -> dict:
         "skipped": "the live engine has no denoise stage yet (no 'denoise' field on ChannelConfig)"}
     progress("denoiser: live fallback")
     return {"models": models, "blocks_per_repeat": n_blocks, "live_fallback": live,
-            "available_providers": ort.get_available_providers()}
+            "available_providers": ort.get_available_providers(), "usable_providers": usable_providers()}
 
 
 def live_fallback(ctx: Context) -> dict:
@@ -247,12 +250,14 @@ def live_fallback(ctx: Context) -> dict:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):
-                    for workers in ("shared", "per-channel"):
+                    if label not in opt.fallback_hogs:
+                        continue
+                    for workers in opt.fallback_workers:
                         late, xr, p999 = [], [], []
                         for r in range(opt.repeats):  # the two worker modes alternate within a repeat
                             with (cpu_hog(None) if hog else contextlib.nullcontext()):
                                 res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
-                                                      engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{workers}-{r}",
+                                                      engine=opt.live_engine, seconds=opt.run_s, tag=f"dn-{label}-{workers}-{r}",
                                                       procs=procs, env={"DEBLEED_DENOISE_WORKERS": workers})
                             late.append(res["stats"].get("late_blocks"))
                             xr.append(res["stats"].get("xruns"))

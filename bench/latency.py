@@ -80,7 +80,7 @@ def impulse_truth(ctx: Context, procs: Processes) -> dict:
     results = {name: [] for name in spec}
     peaks = {name: [] for name in spec}
     with DummyServer(sample_rate=SAMPLE_RATE, period=TRUTH_PERIOD) as srv:
-        proc = procs.add(start_live(cfg, srv.env))
+        proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine))
         try:
             reported = reported_latency(srv.name, out_ports)
             for r in range(opt.repeats):
@@ -158,7 +158,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
     cfg = ctx.workdir() / f"roundtrip-{period}.toml"
     cfg.write_text(_config({"gate": _GATE}, "debleed"))
     with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
-        proc = procs.add(start_live(cfg, srv.env))
+        proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine))
         rt = None
         try:
             rt = _RoundTrip(srv.name, n)
@@ -188,7 +188,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
 
 
 def steps(ctx: Context) -> int:
-    return 1 + len(RT_PERIODS)
+    return 1 + len(ctx.options.rt_periods)
 
 
 def run(ctx: Context, progress) -> dict:
@@ -197,7 +197,7 @@ def run(ctx: Context, progress) -> dict:
         truth = impulse_truth(ctx, procs)
         progress("latency: impulse truth")
         rts = []
-        for p in RT_PERIODS:
+        for p in ctx.options.rt_periods:
             rts.append(round_trip(ctx, p, procs))
             progress(f"latency: round trip {p} frames")
     finally:
