@@ -69,6 +69,8 @@ def tmp_path(path: Path, keep_suffix: bool = False) -> Path:
 def atomic_path(path, keep_suffix: bool = True):
     """Yield a temporary path with ``path``'s suffix; on success rename it to ``path``.
 
+    An existing ``path`` is replaced with its permission bits kept.
+
     For writers that take a file name (soundfile, numpy, torch, matplotlib). On an exception the
     temporary file is removed and ``path`` is untouched.
     """
@@ -81,9 +83,15 @@ def atomic_path(path, keep_suffix: bool = True):
         raise FileError(f"cannot write {path}: it is a folder")
     tmp = tmp_path(path, keep_suffix=keep_suffix)
     try:
+        mode = path.stat().st_mode & 0o7777  # a replaced file keeps its permissions (0600, 0444, ...)
+    except OSError:
+        mode = None
+    try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
