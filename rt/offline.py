@@ -33,8 +33,8 @@ channels. The lookahead is compensated: the ducked stem is time-aligned with the
 exactly as long (the tail is rendered with zeros and the first lookahead samples dropped).
 
 Parameters are kept in OUTPUT/<track>/.debleed-params.json; a re-run skips outputs already
-written from the same inputs with the same parameters and redoes the others, so an
-interrupted batch resumes where it stopped. Outputs are written to a temporary file and
+written from the same inputs with the same parameters, whose size, length and format are still
+what was written, and redoes the others, so an interrupted batch resumes where it stopped. Outputs are written to a temporary file and
 renamed: no half-written file ever appears under a final name.
 """
 

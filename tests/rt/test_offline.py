@@ -439,3 +439,24 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"worker(s) {left} outlived their parent (killed by {sig.name})"
+
+
+def test_resume_redoes_an_output_that_was_truncated_or_reformatted(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    make_track(src, "t", seconds=1.0, stems=("kick", "snare", "hihat"))
+    assert run_cli("-i", src, "-o", dst) == 0
+    ref = hashes(dst)
+    ducked, copy = dst / "t" / "t-kick.wav", dst / "t" / "t-hihat.wav"
+    capsys.readouterr()
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "0 stem(s) cleaned, 1 up to date (skipped), 0 copied, 2 copies up to date" in capsys.readouterr().out
+    for p in (ducked, copy):  # cut to 1,000 bytes: the header still claims every frame
+        p.write_bytes(p.read_bytes()[:1000])
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "1 stem(s) cleaned, 0 up to date (skipped), 1 copied, 1 copies up to date" in capsys.readouterr().out
+    assert hashes(dst) == ref
+    # the same frames in another format (same size in bytes is not enough either)
+    x, sr = sf.read(str(ducked), dtype="float32")
+    sf.write(str(ducked), x, sr, subtype="PCM_24")
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "1 stem(s) cleaned" in capsys.readouterr().out and hashes(dst) == ref
