@@ -70,6 +70,10 @@ def _run_live(args, config_path, nsm) -> int:
     from debleed.rt.config import ClientConfig, load_config
     from debleed.rt.control import LiveControl
 
+    import math
+
+    if not (math.isfinite(args.duration) and args.duration >= 0):
+        raise DebleedError(f"--duration must be a finite number of seconds >= 0 (0: until stopped), got {args.duration}")
     cfg = load_config(config_path)
     if args.name is not None:
         try:

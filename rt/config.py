@@ -83,7 +83,7 @@ def _param_field(p):
     if p.kind == "choice":
         return Literal[p.choices], Field(p.default, description=p.doc)
     if p.kind == "bool":
-        return bool, Field(p.default, description=p.doc)
+        return bool, Field(p.default, description=p.doc, strict=True)  # true/false, not "yes" or 1
     if p.kind == "key":
         return str, Field(p.default, description=p.doc)
     if p.kind == "path":
@@ -91,7 +91,8 @@ def _param_field(p):
     bounds = {"gt" if p.lo_open else "ge": p.lo}
     if not p.allow_inf:
         bounds["le"] = p.hi
-    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, **bounds)
+    # strict: a number written as a string ("-20") is refused, not converted
+    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, strict=True, **bounds)
 
 
 _FLOAT_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind == "float")

@@ -170,6 +170,15 @@ def cmd_clean_stems(args) -> int:
     tracks = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not tracks:
         raise DebleedError(f"no track folders in {args.input} (expected {args.input}/<track>/<track>-<stem>.wav)")
+    from debleed.rt.stems import stem_files
+
+    found = set()
+    for t in tracks:
+        found |= set(stem_files(src / t, t))
+    absent = [s for pair in pairs for s in pair if s not in found]
+    if absent:
+        raise ParameterError(f"--pair names stem(s) {', '.join(dict.fromkeys(absent))} that no track has (stems found: "
+                             f"{', '.join(sorted(found)) or 'none'}; files are INPUT/<track>/<track>-<stem>.wav)")
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise ParameterError(f"--jobs must be >= 1, got {jobs}")

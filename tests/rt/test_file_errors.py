@@ -133,3 +133,35 @@ def test_zero_length_soundcheck_takes_are_a_clear_error(tmp_path, capsys):
                  str(tmp_path / "o"), "--quiet"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "hold 0 frames" in line and str(takes) in line
+
+
+def test_silently_accepted_inputs_are_refused(tmp_path, capsys):
+    from tests.rt.test_offline import make_track
+
+    make_track(tmp_path / "in", "t", seconds=0.5, stems=("kick", "snare"))
+    # --pair naming a stem no track has
+    assert main(["clean-stems", "-q", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--pair", "snare:bass"]) == 2
+    err = capsys.readouterr().err
+    assert "--pair names stem(s) bass that no track has (stems found: kick, snare" in err
+    assert not (tmp_path / "out").exists()
+    # a truncated WAV: the header says more frames than the file holds
+    kick = tmp_path / "in" / "t" / "t-kick.wav"
+    kick.write_bytes(kick.read_bytes()[:1044])  # 44-byte header + 500 frames of PCM_16
+    assert main(["clean-stems", "-q", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{kick}: truncated WAV: its header says 24000 frames but the file holds 500 (23500 frames missing)" in err
+    # --duration nan, before anything starts
+    (tmp_path / "g.toml").write_text('[inputs]\nmic = []\n[[channel]]\nname = "c"\ninput = "mic"\n')
+    assert main(["live", "--config", str(tmp_path / "g.toml"), "--duration", "nan", "--no-osc"]) == 2
+    assert "--duration must be a finite number of seconds >= 0" in capsys.readouterr().err
+
+
+def test_a_negative_frame_in_a_change_log_is_refused(tmp_path):
+    from debleed.errors import DebleedError
+    from debleed.rt.control import load_changes
+
+    log = tmp_path / "c.jsonl"
+    log.write_text('{"debleed_changes": 1}\n{"frame": -128, "channel": "c", "param": "threshold_db", "value": -20}\n')
+    with pytest.raises(DebleedError, match=r"line 2: frame must be an integer >= 0, got -128"):
+        load_changes(log)
