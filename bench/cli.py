@@ -32,37 +32,52 @@ def _ints(text: str, what: str, allowed=None) -> tuple:
     return vals
 
 
+#: ``--smoke``: the smallest grid of every section (for tests of the report's structure).
+SMOKE = dict(repeats=2, run_s=0.5, soak_s=1.0, periods=(64,), channels=(1,), peer_periods=(128,), peer_channels=(1,),
+             kernel_samples=4096, kernel_blocks=(64, 128), offline_s=1.0, rt_periods=(128,), denoiser_blocks=(64,),
+             denoiser_n_blocks=50, live_hogs=("no_hog",), soak_modes=("nort",),
+             control_periods=(128,), live_engine="python")
+#: ``--quick``: fewer repeats, shorter runs, one point of each grid where a section has several.
+QUICK = dict(repeats=3, run_s=1.0, soak_s=10.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
+             peer_channels=(8,), kernel_samples=1 << 16, offline_s=10.0, denoiser_n_blocks=300,
+             control_periods=(128,))
+
+
 def options_from_args(args) -> Options:
-    """Validate the command line into :class:`Options` (``--quick`` sets shorter defaults)."""
+    """Validate the command line into :class:`Options` (``--quick`` and ``--smoke`` set smaller
+    defaults; an explicit flag wins over both)."""
+    if args.quick and getattr(args, "smoke", False):
+        raise ParameterError("--quick and --smoke are exclusive (--smoke is the smaller of the two)")
+    base = SMOKE if getattr(args, "smoke", False) else QUICK if args.quick else {}
+    full = Options(out=Path(args.out))
+    d = {k: base.get(k, getattr(full, k)) for k in vars(full) if k != "out"}
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip()) if args.sections else SECTIONS
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ParameterError(f"--sections: unknown section(s) {', '.join(bad)} (allowed: {', '.join(SECTIONS)})")
-    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
+    repeats = args.repeats if args.repeats is not None else d["repeats"]
     if repeats < 2:
         raise ParameterError(f"--repeats must be >= 2 (results are medians over repeats), got {repeats}")
-    soak_s = args.soak_s if args.soak_s is not None else (20.0 if args.quick else 600.0)
-    run_s = args.run_s if args.run_s is not None else (2.0 if args.quick else 5.0)
-    if soak_s <= 0 or run_s <= 0:
+    soak_s = args.soak_s if args.soak_s is not None else d["soak_s"]
+    run_s = args.run_s if args.run_s is not None else d["run_s"]
+    if not (soak_s > 0 and run_s > 0):  # NaN is refused too
         raise ParameterError(f"--soak-s and --run-s must be > 0 s, got {soak_s} and {run_s}")
-    soak_modes = tuple(m.strip() for m in (args.soak_modes or "nort,rt").split(",") if m.strip())
+    soak_modes = (tuple(m.strip() for m in args.soak_modes.split(",") if m.strip()) if args.soak_modes
+                  else d["soak_modes"])
     if not soak_modes or any(m not in ("nort", "rt") for m in soak_modes):
         raise ParameterError(f"--soak-modes must be among nort,rt, got {args.soak_modes!r}")
     engines = tuple(args.engines.split(",")) if args.engines else ENGINES
     if any(e not in ENGINES for e in engines):
         raise ParameterError(f"--engines must be among {', '.join(ENGINES)}, got {args.engines!r}")
-    return Options(
-        out=Path(args.out), quick=args.quick, repeats=repeats, sections=sections, soak_s=soak_s, run_s=run_s,
-        periods=_ints(args.periods, "--periods") if args.periods else (QUICK_PERIODS if args.quick else PERIODS),
-        channels=_ints(args.channels, "--channels") if args.channels else (QUICK_CHANNELS if args.quick else CHANNELS),
-        engines=engines,
-        peer_periods=_ints(args.peer_periods, "--peer-periods") if args.peer_periods else
-        ((128,) if args.quick else (64, 128)),
-        peer_channels=_ints(args.peer_channels, "--peer-channels") if args.peer_channels else
-        ((8,) if args.quick else (1, 8)),
-        kernel_samples=(1 << 16) if args.quick else (1 << 18),
-        soak_modes=soak_modes,
+    d.update(
+        quick=args.quick, smoke=getattr(args, "smoke", False), repeats=repeats, sections=sections, soak_s=soak_s,
+        run_s=run_s, engines=engines, soak_modes=soak_modes,
+        periods=_ints(args.periods, "--periods") if args.periods else d["periods"],
+        channels=_ints(args.channels, "--channels") if args.channels else d["channels"],
+        peer_periods=_ints(args.peer_periods, "--peer-periods") if args.peer_periods else d["peer_periods"],
+        peer_channels=_ints(args.peer_channels, "--peer-channels") if args.peer_channels else d["peer_channels"],
     )
+    return Options(out=Path(args.out), **d)
 
 
 def run_bench(opt: Options, argv: list[str] | None = None) -> dict:
@@ -130,8 +145,13 @@ def register(subparsers) -> None:
                     "and PNG plots. Results are medians over repeated runs with min and max.")
     p.add_argument("--out", default="bench-report", help="report folder (default bench-report)")
     p.add_argument("--quick", action="store_true",
-                   help="3 repeats, 2 s callback runs at 64/128 frames and 8 channels, peer at 128 frames and 8 "
-                        "channels, control at 128 frames, 20 s soaks (default: 5 repeats, 5 s runs, the full grids, 600 s soaks); under 8 minutes")
+                   help="3 repeats, 1 s callback runs at 64/128 frames and 8 channels, peer at 128 frames and 8 "
+                        "channels, control at 128 frames, one denoiser worker mode, 10 s soaks (default: 5 "
+                        "repeats, 5 s runs, the full grids, 600 s soaks); under 5 minutes on 2 cores")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smallest grid of every section (2 repeats, 0.5 s runs, one period, one channel, 1 s "
+                        "soak without -R): checks that everything runs and the report is whole, in about a "
+                        "minute; its numbers are not worth reading")
     p.add_argument("--repeats", type=int, default=None, metavar="N", help="repeated runs per measurement, >= 2")
     p.add_argument("--sections", default=None, metavar="LIST",
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")

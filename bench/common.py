@@ -55,6 +55,28 @@ class Options:
         Grid of the peer section.
     kernel_samples : int
         Samples per channel processed per repeat and block size in the kernel section.
+    smoke : bool
+        The smallest grid (``--smoke``): every section runs at its smallest size, so tests of
+        the report's structure take seconds of work; its numbers are not worth reading.
+    kernel_blocks : tuple of int
+        Block sizes of the kernel section.
+    offline_s : float
+        Audio rendered per repeat for the kernel section's offline real-time factor, s.
+    rt_periods : tuple of int
+        Periods of the latency section's round trip, frames.
+    denoiser_blocks : tuple of int
+        Block sizes of the denoiser section.
+    denoiser_n_blocks : int
+        Blocks timed per repeat in the denoiser section.
+    live_hogs : tuple of str
+        Runs of ``debleed live`` with denoised channels: without and/or with a CPU hog
+        (``no_hog``, ``hog``).
+    control_periods : tuple of int
+        Periods of the control section, frames.
+    live_engine : {"cfunc", "python"}
+        Engine of the ``debleed live`` runs of every section but the callback one (which runs
+        each of ``engines``). ``--smoke`` takes ``python``: it starts in about 2 s where the
+        cfunc engine compiles its callback for about 6 s in each new process.
     """
 
     out: Path
@@ -70,6 +92,15 @@ class Options:
     peer_channels: tuple = (1, 8)
     kernel_samples: int = 1 << 18
     soak_modes: tuple = ("nort", "rt")
+    smoke: bool = False
+    kernel_blocks: tuple = BLOCK_SIZES
+    offline_s: float = 60.0
+    rt_periods: tuple = (64, 128)
+    denoiser_blocks: tuple = (64, 128, 256, 1024)
+    denoiser_n_blocks: int = 3000
+    live_hogs: tuple = ("no_hog", "hog")
+    control_periods: tuple = (64, 128)
+    live_engine: str = "cfunc"
 
 
 def machine_info() -> dict:

@@ -34,7 +34,7 @@ def steps(ctx: Context) -> int:
 
 
 def _periods(ctx: Context) -> tuple:
-    return (128,) if ctx.options.quick else PERIODS  # --quick: one period (under 8 minutes in all)
+    return ctx.options.control_periods
 
 
 def _free_port() -> int:
@@ -70,7 +70,7 @@ def _sender(port: int, channels: list[str], stop: threading.Event, sent: list) -
         sock.close()
 
 
-def _window(srv, player, text, work, tag, procs, seconds, changes: bool) -> dict:
+def _window(srv, player, text, work, tag, procs, seconds, changes: bool, engine: str = "cfunc") -> dict:
     from debleed.testing import start_live, stop_live
 
     cfg = work / f"{tag}.toml"
@@ -80,7 +80,7 @@ def _window(srv, player, text, work, tag, procs, seconds, changes: bool) -> dict
         stats_path.unlink()
     port = _free_port()
     log_off = len(srv.log())
-    proc = procs.add(start_live(cfg, srv.env, engine="cfunc", stats_json=stats_path,
+    proc = procs.add(start_live(cfg, srv.env, engine=engine, stats_json=stats_path,
                                 extra_args=["--osc-port", str(port)]))
     stop, sent = threading.Event(), []
     th = None
@@ -118,7 +118,7 @@ def run(ctx: Context, progress) -> dict:
                 for r in range(opt.repeats):
                     for cond in ("quiet", "changes"):
                         runs[cond].append(_window(srv, player, text, work, f"ctl-{period}-{cond}-{r}", procs,
-                                                  opt.run_s, cond == "changes"))
+                                                  opt.run_s, cond == "changes", opt.live_engine))
                     progress(f"control: {period} frames, run {r + 1}")
             finally:
                 player.close()
@@ -137,7 +137,8 @@ def run(ctx: Context, progress) -> dict:
             "notes": ["changes: an OSC client on loopback sends threshold/range/dry-wet/release/bypass changes "
                       f"round robin over the {CHANNELS} channels at {RATE_HZ:g} per second; each waits for "
                       "the audio thread's table swap before the reply",
-                      "quiet and changes runs alternate, each a fresh debleed live process (cfunc engine)"]}
+                      f"quiet and changes runs alternate, each a fresh debleed live process ({opt.live_engine} "
+                      "engine)"]}
 
 
 def markdown_lines(sec: dict) -> list[str]:

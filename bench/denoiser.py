@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from debleed.bench.common import SAMPLE_RATE, Context, Processes, cpu_hog, live_denoise_supported, stat
+from debleed.bench.common import SAMPLE_RATE, Context, Processes, cpu_hog, stat
 
-BLOCKS = (64, 128, 256, 1024)
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
@@ -180,7 +179,7 @@ def _agg(per_repeat: list[dict]) -> dict:
 
 
 def steps(ctx: Context) -> int:
-    return len(BLOCKS) + 2
+    return len(ctx.options.denoiser_blocks) + 2
 
 
 def run(ctx: Context, progress) -> dict:
@@ -189,8 +188,11 @@ def run(ctx: Context, progress) -> dict:
         return {"skipped": f"denoiser not available: {note}"}
     import onnxruntime as ort
 
+    from debleed.models.denoiser import usable_providers
+
     opt = ctx.options
-    n_blocks = 300 if opt.quick else 3000
+    n_blocks = opt.denoiser_n_blocks
+    blocks = opt.denoiser_blocks
     audio = ctx.multitrack().mics["snare"].astype(np.float32)
     models = {}
     for path in paths:
@@ -199,14 +201,14 @@ def run(ctx: Context, progress) -> dict:
             rate = model_rate(path)
             m["sample_rate"] = rate
             lat = Denoiser(path, intra_op_threads=1)
-            lat.prepare(rate, max(BLOCKS))
+            lat.prepare(rate, max(blocks))
             m["latency_samples"] = int(lat.latency_samples)
         except Exception as e:  # noqa: BLE001 - reported, the bench goes on
             m["error"] = f"{type(e).__name__}: {e}"
             models[path.name] = m
             continue
         with one_core() as (core, other):
-            for block in BLOCKS:
+            for block in blocks:
                 period_us = 1e6 * block / rate
                 for label, timer in (("kernels", lambda: time_kernels(path, block, audio, n_blocks, rate)),
                                      ("wrapper", lambda: time_wrapper(Denoiser, path, block, audio, n_blocks,
@@ -221,10 +223,10 @@ def run(ctx: Context, progress) -> dict:
                                             "percent_of_period_p50": 100.0 * us["p50"]["median"] / period_us}
                 progress(f"denoiser: {path.name} block {block}")
             providers = ["CPUExecutionProvider"]
-            if "CUDAExecutionProvider" in ort.get_available_providers():
+            if "CUDAExecutionProvider" in usable_providers():  # no session (and no loader errors) without CUDA
                 providers.append("CUDAExecutionProvider")
             for prov in providers:
-                for block in BLOCKS:
+                for block in blocks:
                     try:
                         reps = [time_raw(path, prov, block, n_blocks) for _ in range(opt.repeats)]
                         if "skipped" in reps[0]:
@@ -250,7 +252,7 @@ def run(ctx: Context, progress) -> dict:
     live = live_denoised(ctx)
     progress("denoiser: live")
     return {"models": models, "blocks_per_repeat": n_blocks, "live": live,
-            "available_providers": ort.get_available_providers()}
+            "available_providers": ort.get_available_providers(), "usable_providers": usable_providers()}
 
 
 def live_denoised(ctx: Context) -> dict:
@@ -267,11 +269,13 @@ def live_denoised(ctx: Context) -> dict:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):
+                    if label not in opt.live_hogs:
+                        continue
                     xr, p999, mx = [], [], []
                     for r in range(opt.repeats):
                         with (cpu_hog(None) if hog else contextlib.nullcontext()):
                             res = run_live_window(srv, player, gig_config(2, extra="denoise = true"), ctx.workdir(),
-                                                  engine="cfunc", seconds=opt.run_s, tag=f"dn-{label}-{r}", procs=procs)
+                                                  engine=opt.live_engine, seconds=opt.run_s, tag=f"dn-{label}-{r}", procs=procs)
                         xr.append(res["stats"].get("xruns"))
                         p999.append(res["stats"]["callback_us"]["p99.9"])
                         mx.append(res["stats"]["callback_us"]["max"])

@@ -164,7 +164,7 @@ def run(ctx: Context, progress) -> dict:
     procs: dict = {}
     chains: dict = {}
     chain_kinds = list(CHAIN_KINDS) + ["one of each kind + lookahead"]
-    for block in BLOCK_SIZES:
+    for block in opt.kernel_blocks:
         samples_p = {name: [] for name, _ in _processors(block)}
         samples_c = {k: [] for k in chain_kinds}
         for _ in range(opt.repeats):
@@ -177,11 +177,11 @@ def run(ctx: Context, progress) -> dict:
         for k, v in samples_c.items():
             chains.setdefault(k, {})[str(block)] = stat(v)
         progress(f"kernels: block {block}")
-    rtf = [offline_rtf() for _ in range(opt.repeats)]
+    rtf = [offline_rtf(opt.offline_s) for _ in range(opt.repeats)]
     progress("kernels: offline render")
     return {
         "unit": "ns per sample per channel",
-        "block_sizes": list(BLOCK_SIZES),
+        "block_sizes": list(opt.kernel_blocks),
         "samples_per_repeat": n,
         "processors": procs,
         "chain": chains,
@@ -190,9 +190,10 @@ def run(ctx: Context, progress) -> dict:
         "notes": ["processors: public process() called from Python per block (includes the wrapper's "
                   "validation), 8 channels per instance",
                   "chain: run_block driven from an njit loop, as the engines call it (no Python per block)",
-                  "offline_rtf: Chain.process over 60 s of 8-channel audio at block 128; rtf = audio s / wall s"],
+                  f"offline_rtf: Chain.process over {opt.offline_s:g} s of 8-channel audio at block 128; "
+                  "rtf = audio s / wall s"],
     }
 
 
 def steps(ctx: Context) -> int:
-    return len(BLOCK_SIZES) + 1
+    return len(ctx.options.kernel_blocks) + 1

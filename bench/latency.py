@@ -11,8 +11,9 @@ bench client). Each repeat puts the impulse at another offset within the period.
 
 ``denoiser``: the same impulse through a denoised channel alone (bypass, no lookahead) at 44.1
 and 48 kHz, periods 64 to 1024, both engines (``--quick``: 48 kHz at 128 frames with the cfunc
-engine and 44.1 kHz at 1024 frames with the Python engine): the model's own latency (63 samples
-for the shipped models), whatever the period, measured and as JACK is told.
+engine and 44.1 kHz at 1024 frames with the Python engine; ``--smoke``: 48 kHz at 128 frames):
+the model's own latency (63 samples for the shipped models), whatever the period, measured and
+as JACK is told.
 
 ``round_trip``: real time, not freewheel, at 64 and 128 frames. A bench client ``A`` writes an
 impulse into ``A:out`` -> ``debleed:in_mic`` -> gate -> ``debleed:out_gate`` -> ``A:in`` and
@@ -77,10 +78,17 @@ def reported_latency(server_name: str, ports: list[str]) -> list[tuple[int, int]
 #: ``(sample rate, period, engine)`` of the denoiser latency runs (full, then ``--quick``).
 DENOISER_GRID = tuple((r, p, e) for r in (44100, 48000) for p in (64, 256, 1024) for e in ("cfunc", "python"))
 DENOISER_GRID_QUICK = ((48000, 128, "cfunc"), (44100, 1024, "python"))
+#: ``--smoke``: one run, with the smoke grid's engine.
+DENOISER_GRID_SMOKE = ((48000, 128, None),)
+
+
+def _denoiser_grid(ctx: Context) -> tuple:
+    o = ctx.options
+    return DENOISER_GRID_SMOKE if o.smoke else DENOISER_GRID_QUICK if o.quick else DENOISER_GRID
 
 
 def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, sample_rate: int = SAMPLE_RATE,
-                  period: int = TRUTH_PERIOD, engine: str = "cfunc", tag: str = "latency") -> dict:
+                  period: int = TRUTH_PERIOD, engine: str | None = None, tag: str = "latency") -> dict:
     opt = ctx.options
     denoise = live_denoise_supported()
     spec = chains(denoise) if spec is None else spec
@@ -90,6 +98,7 @@ def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, s
     out_ports = [f"{client}:out_c{i}" for i in range(len(spec))]
     results = {name: [] for name in spec}
     peaks = {name: [] for name in spec}
+    engine = engine or opt.live_engine
     with DummyServer(sample_rate=sample_rate, period=period) as srv:
         proc = procs.add(start_live(cfg, srv.env, engine=engine))
         try:
@@ -126,11 +135,11 @@ def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, s
 def denoiser_latency(ctx: Context, procs: Processes, progress) -> list:
     """One :func:`impulse_truth` run of a lone denoised channel per :data:`DENOISER_GRID` point."""
     rows = []
-    for rate, period, engine in (DENOISER_GRID_QUICK if ctx.options.quick else DENOISER_GRID):
+    for rate, period, engine in _denoiser_grid(ctx):
         r = impulse_truth(ctx, procs, spec={"denoiser": 'mode = "bypass"\ndenoise = true'}, sample_rate=rate,
                           period=period, engine=engine, tag=f"latency-dn-{rate}-{period}-{engine}")
         c = r["chains"]["denoiser"]
-        rows.append({"sample_rate": rate, "period": period, "engine": engine, "reported_frames": c["reported_frames"],
+        rows.append({"sample_rate": rate, "period": period, "engine": r["engine"], "reported_frames": c["reported_frames"],
                      "measured_frames": c["measured_frames"], "match": c["match"]})
         progress(f"latency: denoiser {rate} Hz {period} frames {engine}")
     return rows
@@ -182,7 +191,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
     cfg = ctx.workdir() / f"roundtrip-{period}.toml"
     cfg.write_text(_config({"gate": _GATE}, "debleed"))
     with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
-        proc = procs.add(start_live(cfg, srv.env))
+        proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine))
         rt = None
         try:
             rt = _RoundTrip(srv.name, n)
@@ -212,8 +221,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
 
 
 def steps(ctx: Context) -> int:
-    dn = len(DENOISER_GRID_QUICK if ctx.options.quick else DENOISER_GRID) if live_denoise_supported() else 0
-    return 1 + len(RT_PERIODS) + dn
+    return 1 + len(ctx.options.rt_periods) + (len(_denoiser_grid(ctx)) if live_denoise_supported() else 0)
 
 
 def run(ctx: Context, progress) -> dict:
@@ -223,7 +231,7 @@ def run(ctx: Context, progress) -> dict:
         progress("latency: impulse truth")
         dn = denoiser_latency(ctx, procs, progress) if live_denoise_supported() else []
         rts = []
-        for p in RT_PERIODS:
+        for p in ctx.options.rt_periods:
             rts.append(round_trip(ctx, p, procs))
             progress(f"latency: round trip {p} frames")
     finally:

@@ -89,7 +89,7 @@ def run(ctx: Context, progress) -> dict:
                 try:
                     for r in range(opt.repeats):
                         base.append(float(np.median(player.sample_load(opt.run_s))))
-                        res = run_live_window(srv, player, gig_config(n_ch), work, engine="cfunc",
+                        res = run_live_window(srv, player, gig_config(n_ch), work, engine=opt.live_engine,
                                               seconds=opt.run_s, tag=f"peer-{period}-{n_ch}-{r}", procs=procs)
                         dbl.append(float(np.median(res["dsp_load_samples"])))
                         dbl_blamed += res["blamed_debleed"]

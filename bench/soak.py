@@ -2,8 +2,9 @@
 
 The gig: 8 channels at 128 frames (every key kind twice: piezo trigger, MIDI, own mic,
 band-passed mic key; lookahead on the trigger and MIDI channels), the denoiser on the two MIDI-
-keyed snare channels (``denoise = true``: the kernels inside the audio callback). The looping player feeds it a real-kit groove
-and its MIDI in real time for ``--soak-s`` seconds (600 by default, 30 with ``--quick``) while
+keyed snare channels (``denoise = true``: the kernels inside the audio callback). The looping
+player feeds it a real-kit groove and its MIDI in real time for ``--soak-s`` seconds (600 by
+default, 10 with ``--quick``, 1 with ``--smoke``) while
 one ``lsp-plugins-sc-gate-mono -hl`` per channel runs in the same server (when installed), so
 the xruns jackd's log blames on debleed and on the LSP clients come from the same run.
 
@@ -78,7 +79,7 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
             if lsp_available():  # before debleed: their start-up load is not part of debleed's run
                 lsp_clients = _start_lsp(srv, player, CHANNELS, lsp_procs)
             log_off = len(srv.log())
-            proc = procs.add(start_live(cfg, srv.env, stats_json=stats_path))
+            proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine, stats_json=stats_path))
             try:
                 player.connect("debleed", GIG_INPUTS)
                 time.sleep(SETTLE_S)

@@ -19,3 +19,8 @@ class ConfigError(DebleedError):
 
 class EngineError(DebleedError):
     """The audio engine could not start or lost its server."""
+
+
+class FileError(DebleedError):
+    """A file or folder could not be read or written (the message names the path and the cause)."""
+    exit_status = 1

@@ -24,12 +24,48 @@ SHIPPED = {48000: MODELS_DIR / "snare_denoiser_48k.onnx", 44100: MODELS_DIR / "s
 STATE_NAMES = ("enc_state", "gru_state", "ola_state")
 
 
+#: Providers whose shared library onnxruntime loads on first use (file name in onnxruntime/capi/).
+_PROVIDER_LIBS = {"CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+                  "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so"}
+
+
+def usable_providers() -> list[str]:
+    """onnxruntime execution providers that can actually start here, in onnxruntime's order.
+
+    ``onnxruntime.get_available_providers()`` lists every provider the package was built with
+    (onnxruntime-gpu lists CUDA and TensorRT on a machine without CUDA); creating a session on
+    one whose libraries are missing prints loader errors and falls back to the CPU. Here a
+    GPU provider is kept only when its provider library and everything it links (CUDA driver,
+    cudart, cuBLAS, cuDNN, ...) load with ``dlopen``, so no session is made to find out.
+
+    Returns
+    -------
+    list of str
+        e.g. ``["CPUExecutionProvider"]`` on a machine without CUDA.
+    """
+    import ctypes
+
+    import onnxruntime as ort
+
+    capi = Path(ort.__file__).resolve().parent / "capi"
+    out = []
+    for p in ort.get_available_providers():
+        lib = _PROVIDER_LIBS.get(p)
+        if lib is not None:
+            try:
+                ctypes.CDLL(str(capi / lib))
+            except OSError:
+                continue
+        out.append(p)
+    return out
+
+
 def _load_session(path: Path, providers, intra_op_threads: int):
     import onnxruntime as ort
 
     if not path.is_file():
         raise DebleedError(f"denoiser model {path} does not exist (reinstall debleed, or train it: make train)")
-    available = ort.get_available_providers()
+    available = usable_providers()
     for p in providers:
         if p not in available:
             raise DebleedError(f"onnxruntime provider {p!r} is not available here (available: "

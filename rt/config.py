@@ -83,7 +83,7 @@ def _param_field(p):
     if p.kind == "choice":
         return Literal[p.choices], Field(p.default, description=p.doc)
     if p.kind == "bool":
-        return bool, Field(p.default, description=p.doc)
+        return bool, Field(p.default, description=p.doc, strict=True)  # true/false, not "yes" or 1
     if p.kind == "key":
         return str, Field(p.default, description=p.doc)
     if p.kind == "path":
@@ -93,7 +93,8 @@ def _param_field(p):
     bounds = {"gt" if p.lo_open else "ge": p.lo}
     if not p.allow_inf:
         bounds["le"] = p.hi
-    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, **bounds)
+    # strict: a number written as a string ("-20") is refused, not converted
+    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, strict=True, **bounds)
 
 
 _FLOAT_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind == "float")
@@ -323,4 +324,11 @@ def load_config(path: str | Path) -> GigConfig:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse_config(data, str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or inline tables nested too deeply to read (a gig file nests "
+                          "at most a list of port names in a table)") from None
+    try:
+        return parse_config(data, str(path))
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply (a gig file nests at most a list of port names "
+                          "in a table)") from None

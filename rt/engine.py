@@ -224,9 +224,15 @@ class JackEngine(EngineBase):
     def start(self) -> None:
         """Open the client, register ports, install callbacks, activate and connect."""
         try:
-            self.client = jack.Client(self.config.client.name, no_start_server=True,
+            # the exact name: JACK would otherwise rename a second instance (debleed-01) and
+            # both would connect to the same ports, doubling the audio
+            self.client = jack.Client(self.config.client.name, use_exact_name=True, no_start_server=True,
                                       servername=self.server_name)
         except jack.JackOpenError as e:
+            from debleed.rt.server import client_name_in_use, client_name_taken_message
+
+            if e.status.name_not_unique or client_name_in_use(self.config.client.name, self.server_name):
+                raise EngineError(client_name_taken_message(self.config.client.name, self.server_name)) from None
             server = self.server_name or "default"
             raise EngineError(
                 f"cannot connect to a JACK server (server name: {server}): {e}. Start one first, "

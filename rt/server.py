@@ -60,6 +60,48 @@ def popen_dies_with_parent(cmd, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
 
 
+def client_name_in_use(name: str, server_name: str | None) -> bool:
+    """Whether a client called ``name`` runs on the server (False when none is reachable).
+
+    jackd2 answers an exact name in use with ``failure, server_error`` rather than
+    ``name_not_unique``: a probe client looks the name up.
+    """
+    try:
+        probe = jack.Client(f"debleed-probe-{os.getpid()}", no_start_server=True, servername=server_name)
+    except jack.JackError:
+        return False
+    try:
+        try:
+            return bool(probe.get_uuid_for_client_name(name))
+        except jack.JackError:
+            return False
+    finally:
+        probe.close()
+
+
+def client_name_taken_message(name: str, server_name: str | None) -> str:
+    """The error for a JACK client name already in use: names the server, the ``debleed live``
+    processes of this user that may hold it (pid and command line, read from ``/proc``) and
+    ``--name``."""
+    server = server_name or os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    holders = []
+    with contextlib.suppress(OSError):
+        for d in os.scandir("/proc"):
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if os.stat(d.path).st_uid != os.getuid():
+                    continue
+                argv = [a.decode(errors="replace") for a in open(f"{d.path}/cmdline", "rb").read().split(b"\0") if a]
+                if "live" in argv and any(a.endswith("debleed") or a == "debleed.cli" for a in argv):
+                    cmd = " ".join(argv[argv.index("live"):])
+                    holders.append(f"pid {d.name}: debleed {cmd[:160]}")
+    running = f" (running: {'; '.join(holders[:3])})" if holders else ""
+    return (f"JACK client name {name!r} is already in use on server {server!r}{running}: a second instance "
+            f"would take the same inputs and double the outputs. Stop that one, or start this one under "
+            f"another name with --name NAME (or [client] name in the gig file)")
+
+
 class ServerGoneError(EngineError):
     """The JACK server went away (``debleed live`` exits with status 1, as when it goes away
     while running)."""

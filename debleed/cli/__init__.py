@@ -70,7 +70,17 @@ def _run_live(args, config_path, nsm) -> int:
     from debleed.rt.config import ClientConfig, load_config
     from debleed.rt.control import LiveControl
 
+    import math
+
+    if not (math.isfinite(args.duration) and args.duration >= 0):
+        raise DebleedError(f"--duration must be a finite number of seconds >= 0 (0: until stopped), got {args.duration}")
     cfg = load_config(config_path)
+    if args.name is not None:
+        try:
+            cfg.client = ClientConfig(name=args.name)
+        except Exception as e:  # pydantic's error, named
+            msg = "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors()) if hasattr(e, "errors") else e
+            raise DebleedError(f"--name {args.name!r} is not a usable JACK client name: {msg}") from None
     if nsm is not None:
         try:
             cfg.client = ClientConfig(name=nsm.client_name)
@@ -138,7 +148,10 @@ def _run_live(args, config_path, nsm) -> int:
         s = eng.stats()
         s["changes"] = list(control.changes)
         if args.stats_json:
-            eng.write_stats(args.stats_json, s)
+            try:
+                eng.write_stats(args.stats_json, s)
+            except DebleedError as e:  # a full disk at exit must not skip stopping and saving
+                print(f"debleed: error: cannot write the stats: {e}", file=sys.stderr)
         eng.stop()
         control.close()
         if args.save and control.changes:
@@ -219,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="PortAudio backend: MIDI input port name substring for midi: keys (python-rtmidi)")
     live.add_argument("--stats-json", metavar="FILE", help="write counters and callback times (us) here at exit")
     live.add_argument("--server", default=None, help="JACK server name (default: $JACK_DEFAULT_SERVER)")
+    live.add_argument("--name", default=None, metavar="NAME",
+                      help="JACK client name (default: [client] name of the gig file, else debleed); a name "
+                           "in use on the server is refused")
     live.add_argument("--duration", type=float, default=0.0, metavar="S",
                       help="stop after S seconds (default 0: run until Ctrl-C/SIGTERM)")
     live.add_argument("--quiet", action="store_true", help="no live status line")
@@ -271,4 +287,13 @@ def main(argv=None) -> int:
     except DebleedError as e:
         print(f"debleed: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM where a command turns it into one)
+        print(f"\ndebleed: {args.command}: interrupted; outputs written completely are kept, none is half "
+              "written", file=sys.stderr)
+        return 130
+    except OSError as e:  # a file error no command caught itself: one line, the path and the cause
+        from debleed.fileio import os_error_text
+
+        print(f"debleed: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
 

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from debleed.errors import DebleedError
 
-from debleed.fileio import TMP_SUFFIX, atomic_output  # noqa: F401  (re-exported for the offline commands)
+from debleed.fileio import TMP_SUFFIX, atomic_output, atomic_path  # noqa: F401  (re-exported for the offline commands)
 
 
 def remove_stale_tmp(folder) -> int:
@@ -31,6 +31,41 @@ def remove_stale_tmp(folder) -> int:
     return n
 
 
+def wav_missing_frames(path) -> tuple[int, int] | None:
+    """``(frames the header declares, frames present)`` of a RIFF/WAVE file whose data chunk is
+    shorter than its header says, else None (not a WAV, or complete).
+
+    libsndfile quietly corrects a truncated file's frame count from its size, so a cut-off
+    file would read as a shorter recording; the header's own data-chunk size tells.
+    """
+    import struct
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align, pos = None, 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                cid, n = struct.unpack("<4sI", fh.read(8))
+                if cid == b"fmt ":
+                    fmt = fh.read(16)
+                    if len(fmt) >= 14:
+                        align = struct.unpack_from("<H", fmt, 12)[0]
+                elif cid == b"data":
+                    if not align or n in (0, 0xFFFFFFFF):  # unknown layout, or a streamed header
+                        return None
+                    present = max(size - pos - 8, 0)
+                    return (n // align, present // align) if n > present else None
+                pos += 8 + n + (n & 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def audio_info(path):
     """``soundfile.info`` of ``path``.
 
@@ -41,7 +76,13 @@ def audio_info(path):
     """
     path = Path(path)
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
+        missing = wav_missing_frames(path)
+        if missing:
+            declared, present = missing
+            raise DebleedError(f"{path}: truncated WAV: its header says {declared} frames but the file holds "
+                               f"{present} ({declared - present} frames missing); re-export or copy it again")
+        return info
     except FileNotFoundError:
         raise DebleedError(f"{path}: file not found") from None
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -74,9 +115,18 @@ def read_audio(path) -> tuple[np.ndarray, int]:
 
 def write_audio(path, data: np.ndarray, sample_rate: int, *, subtype: str = "FLOAT",
                 format: str = "WAV") -> None:
-    """Write ``data`` (float32, shape (n_channels, n_frames)) to ``path`` atomically."""
-    with atomic_output(path) as fh:
-        sf.write(fh, np.ascontiguousarray(np.asarray(data, np.float32).T), int(sample_rate),
+    """Write ``data`` (float32, shape (n_channels, n_frames)) to ``path`` atomically.
+
+    soundfile writes to a file name, not a Python file object: a write error then comes back as
+    an exception (through a file object, libsndfile's callback would print it and go on).
+
+    Raises
+    ------
+    FileError
+        If the file cannot be written (full disk, ...), naming it and the cause.
+    """
+    with atomic_path(path, keep_suffix=False) as tmp:
+        sf.write(str(tmp), np.ascontiguousarray(np.asarray(data, np.float32).T), int(sample_rate),
                  subtype=subtype, format=format)
 
 

@@ -33,8 +33,8 @@ channels. The lookahead is compensated: the ducked stem is time-aligned with the
 exactly as long (the tail is rendered with zeros and the first lookahead samples dropped).
 
 Parameters are kept in OUTPUT/<track>/.debleed-params.json; a re-run skips outputs already
-written from the same inputs with the same parameters and redoes the others, so an
-interrupted batch resumes where it stopped. Outputs are written to a temporary file and
+written from the same inputs with the same parameters, whose size, length and format are still
+what was written, and redoes the others, so an interrupted batch resumes where it stopped. Outputs are written to a temporary file and
 renamed: no half-written file ever appears under a final name.
 """
 
@@ -52,11 +52,50 @@ lookahead (reported as latency_samples) and as long as the input.
 
 
 _STOP = None  # multiprocessing.Event in worker processes: set when the batch is interrupted
+#: How often a worker checks that the process that started it is still alive, s.
+PARENT_CHECK_S = 0.5
 
 
-def _init_worker(stop) -> None:
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _init_worker(stop, parent_pid: int) -> None:
+    """Worker initializer: remember the stop flag, and die with the process that made the pool.
+
+    A worker forked by that process gets SIGTERM when it dies (``PR_SET_PDEATHSIG``, Linux),
+    whatever killed it (SIGKILL included); a watchdog thread also ends the worker within
+    :data:`PARENT_CHECK_S` once that process is gone, which covers the start-up race, start
+    methods where the pool's process is not the parent (forkserver) and other systems. A killed
+    worker leaves at most a temporary file, never a half-written output.
+    """
     global _STOP
     _STOP = stop
+    import threading
+
+    if sys.platform.startswith("linux") and os.getppid() == parent_pid:
+        import ctypes
+        import ctypes.util
+        import signal
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    if not _parent_alive(parent_pid):  # it died before the line above
+        os._exit(1)
+
+    def watchdog():
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if not _parent_alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="debleed-parent-watchdog", daemon=True).start()
 
 
 def _run_track(job):
@@ -131,6 +170,15 @@ def cmd_clean_stems(args) -> int:
     tracks = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not tracks:
         raise DebleedError(f"no track folders in {args.input} (expected {args.input}/<track>/<track>-<stem>.wav)")
+    from debleed.offline.stems import stem_files
+
+    found = set()
+    for t in tracks:
+        found |= set(stem_files(src / t, t))
+    absent = [s for pair in pairs for s in pair if s not in found]
+    if absent:
+        raise ParameterError(f"--pair names stem(s) {', '.join(dict.fromkeys(absent))} that no track has (stems found: "
+                             f"{', '.join(sorted(found)) or 'none'}; files are INPUT/<track>/<track>-<stem>.wav)")
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise ParameterError(f"--jobs must be >= 1, got {jobs}")
@@ -161,7 +209,8 @@ def cmd_clean_stems(args) -> int:
             import multiprocessing
 
             stop = multiprocessing.get_context().Event()
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(stop,)) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                                     initargs=(stop, os.getpid())) as pool:
                 futures = [pool.submit(_run_track, job) for job in work]
                 try:
                     for f in as_completed(futures):

@@ -34,7 +34,7 @@ from debleed.dsp.params import PARAMS
 from debleed.dsp.chain import Chain, ChannelSpec
 from debleed.errors import DebleedError, ParameterError
 from debleed.fileio import jsonable
-from debleed.offline.audiofile import (atomic_output, audio_info, copy_atomic, file_signature,
+from debleed.offline.audiofile import (atomic_output, atomic_path, audio_info, copy_atomic, file_signature,
                                   remove_stale_tmp)
 
 #: Stem names of the usual drum separation models (LarsNet and similar).
@@ -367,7 +367,34 @@ def _save_manifest(path: Path, outputs: dict) -> None:
 def _same(entry: dict | None, want: dict) -> bool:
     if not entry:
         return False
-    return {k: v for k, v in entry.items() if k != "stats"} == jsonable(want)
+    return {k: v for k, v in entry.items() if k not in ("stats", "output")} == jsonable(want)
+
+
+def _output_record(path: Path) -> dict:
+    """What the manifest keeps of a written output to recognise it on resume: its size and, when
+    it is readable audio, its length and format."""
+    rec = {"size": path.stat().st_size}
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError):
+        return rec
+    rec.update(frames=info.frames, samplerate=info.samplerate, channels=info.channels, format=info.format,
+               subtype=info.subtype)
+    return rec
+
+
+def _output_ok(path: Path, entry: dict, source: Path) -> bool:
+    """Whether the output at ``path`` is the complete file the manifest ``entry`` recorded: the
+    same size, length and format as then, and the length and format of ``source`` (a truncated
+    or replaced output is redone, not skipped)."""
+    try:
+        now, src = _output_record(path), _output_record(source)
+    except OSError:
+        return False
+    if entry.get("output") != now:
+        return False
+    keys = ("frames", "samplerate", "channels", "format", "subtype")
+    return all(now.get(k) == src.get(k) for k in keys)
 
 
 def duck_file(key_path: Path, target_path: Path, out_path: Path, params: dict, block: int) -> tuple[dict, float]:
@@ -379,8 +406,8 @@ def duck_file(key_path: Path, target_path: Path, out_path: Path, params: dict, b
     ki, ti = audio_info(key_path), audio_info(target_path)
     stats = GainStats()
     with sf.SoundFile(str(key_path)) as fk, sf.SoundFile(str(target_path)) as ft, \
-            atomic_output(out_path) as fh, \
-            sf.SoundFile(fh, "w", ti.samplerate, ti.channels, ti.subtype, format=ti.format) as fo:
+            atomic_path(out_path, keep_suffix=False) as tmp, \
+            sf.SoundFile(str(tmp), "w", ti.samplerate, ti.channels, ti.subtype, format=ti.format) as fo:
         d = StemDucker(params=params, n_key_channels=ki.channels, n_target_channels=ti.channels)
         d.prepare(ti.samplerate, block)
 
@@ -453,13 +480,13 @@ def process_track(job: TrackJob) -> TrackResult:
             want = {"kind": "duck", "key": file_signature(kp), "target": file_signature(tp),
                     "params": dict(sorted(job.params.items()))}
             row = {"key": key, "target": target}
-            if (dst_dir / name).exists() and _same(manifest.get(name), want):
+            if _same(manifest.get(name), want) and _output_ok(dst_dir / name, manifest[name], tp):
                 row.update(status="skipped", stats=manifest[name].get("stats", {}))
             else:
                 if manifest.pop(name, None) is not None:
                     _save_manifest(mpath, manifest)   # never a stale entry beside a new file
                 stats, secs = duck_file(kp, tp, dst_dir / name, job.params, job.block)
-                manifest[name] = {**want, "stats": stats}
+                manifest[name] = {**want, "stats": stats, "output": _output_record(dst_dir / name)}
                 _save_manifest(mpath, manifest)
                 row.update(status="done", stats=stats)
                 res.audio_s += secs
@@ -468,13 +495,13 @@ def process_track(job: TrackJob) -> TrackResult:
             if stem in targets:
                 continue
             want = {"kind": "copy", "source": file_signature(p)}
-            if (dst_dir / p.name).exists() and _same(manifest.get(p.name), want):
+            if _same(manifest.get(p.name), want) and _output_ok(dst_dir / p.name, manifest[p.name], p):
                 res.copies_skipped += 1
                 continue
             if manifest.pop(p.name, None) is not None:
                 _save_manifest(mpath, manifest)
             copy_atomic(p, dst_dir / p.name)
-            manifest[p.name] = want
+            manifest[p.name] = {**want, "output": _output_record(dst_dir / p.name)}
             _save_manifest(mpath, manifest)
             res.copies_done += 1
     except DebleedError as e:

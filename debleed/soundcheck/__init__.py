@@ -862,6 +862,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
         raise DebleedError(f"channel(s) {', '.join(map(repr, midi_ch))} have a MIDI key: give the soundcheck's notes "
                            "with --midi FILE.mid to measure their delay")
     x, sr, files = read_inputs(cfg, src)
+    if x.shape[1] < sr // 10:
+        raise DebleedError(f"the takes in {src} hold {x.shape[1]} frames ({x.shape[1] / sr:.3f} s): a soundcheck "
+                           "needs each piece played alone for a few seconds (record them, e.g. with --record 60)")
     events = midi_file_events(midi_path, sr) if midi_path is not None else np.zeros((0, 4), np.int64)
     close, mics, triggers = pieces_of_config(cfg)
     names = cfg.input_names

@@ -454,8 +454,8 @@ def load_changes(path, *, origin: int = 0) -> list[dict]:
             continue
         if not all(k in e for k in ("frame", "channel", "param", "value")):
             raise DebleedError(f"change log {path}, line {i}: needs frame, channel, param and value, got {line!r}")
-        if not isinstance(e["frame"], int):
-            raise DebleedError(f"change log {path}, line {i}: frame must be an integer, got {e['frame']!r}")
+        if not isinstance(e["frame"], int) or isinstance(e["frame"], bool) or e["frame"] < 0:
+            raise DebleedError(f"change log {path}, line {i}: frame must be an integer >= 0, got {e['frame']!r}")
         try:
             get(e["param"])
         except ParameterError as err:

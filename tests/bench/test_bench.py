@@ -1,4 +1,4 @@
-"""`debleed bench --quick` on a small grid: it runs and writes a valid, sane report.
+"""`debleed bench --smoke` (the smallest grid): it runs and writes a valid, sane report.
 
 Benchmarks are not tests: nothing here asserts a time. The checks are structure (every
 section, the machine, every block size), ordering that holds by construction (p50 <= p99 <=
@@ -14,13 +14,12 @@ import sys
 
 import pytest
 
-from debleed.bench.common import BLOCK_SIZES, SECTIONS, parse_jackd_log, stat
+from debleed.bench.common import SECTIONS, parse_jackd_log, stat
 from debleed.bench.peer import lsp_available
 
 pytestmark = pytest.mark.jack
 
-ARGS = ["--quick", "--repeats", "2", "--run-s", "1", "--soak-s", "3", "--periods", "64", "--channels", "1",
-        "--peer-periods", "128", "--peer-channels", "1"]
+ARGS = ["--smoke"]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +28,8 @@ def report(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "debleed.cli", "bench", "--out", str(out), *ARGS],
                        capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    # no onnxruntime loader errors where CUDA is absent: a provider that cannot start is not tried
+    assert "[E:onnxruntime" not in r.stderr and "Failed to load library" not in r.stderr, r.stderr[-3000:]
     data = json.loads((out / "report.json").read_text())
     return out, data
 
@@ -43,7 +44,7 @@ def test_report_files_and_machine(report):
     for name, sec in data["sections"].items():
         assert "error" not in sec, (name, sec.get("traceback"))
         assert sec["machine"]["cpu"] and sec["machine"]["cores"] >= 1 and sec["machine"]["python"]
-    assert data["options"]["repeats"] == 2 and data["options"]["quick"] is True
+    assert data["options"]["repeats"] == 2 and data["options"]["smoke"] is True
     md = (out / "report.md").read_text()
     assert "## 2. Process callback against the deadline" in md and "## 4. Latency truth" in md
     assert data["plots"], "no plot written"
@@ -55,13 +56,13 @@ def test_kernels(report):
     k = report[1]["sections"]["kernels"]
     for table in (k["chain"], k["processors"]):
         for name, row in table.items():
-            assert set(row) == {str(b) for b in BLOCK_SIZES}, name
+            assert set(row) == {"64", "128"}, name
             for s in row.values():
                 assert s["n"] == 2 and s["median"] > 0
                 _ordered(s)
     assert set(k["chain"]) >= {"self", "input (hpf+lpf key)", "trigger", "midi", "self + lookahead 2 ms"}
     _ordered(k["offline_rtf"]["rtf"])
-    assert k["offline_rtf"]["audio_s"] == pytest.approx(60.0, abs=0.01)
+    assert k["offline_rtf"]["audio_s"] == pytest.approx(1.0, abs=128 / 48000)
 
 
 def test_callback(report):
@@ -100,13 +101,12 @@ def test_latency_truth(report):
         assert r["reported_frames"] == {"min": frames, "max": frames}, name
         assert r["measured_frames"]["values"] == [frames, frames], name
         assert r["match"] and r["peak_out"]["median"] == pytest.approx(1.0, abs=1e-3)
-    # a denoised channel: the model's 63 samples, whatever the rate, period and engine
-    assert [(r["sample_rate"], r["period"], r["engine"]) for r in lt["denoiser"]] == [
-        (48000, 128, "cfunc"), (44100, 1024, "python")]
+    # a denoised channel: the model's 63 samples (smoke: one run, 48 kHz at 128 frames)
+    assert [(r["sample_rate"], r["period"]) for r in lt["denoiser"]] == [(48000, 128)]
     for r in lt["denoiser"]:
         assert r["reported_frames"] == {"min": 63, "max": 63} and r["measured_frames"]["values"] == [63, 63]
         assert r["match"]
-    assert [r["period"] for r in lt["round_trip"]] == [64, 128]
+    assert [r["period"] for r in lt["round_trip"]] == [128]
     for r in lt["round_trip"]:
         assert r["theory_frames"] == r["period"] + r["reported_debleed_frames"]
         assert r["measured_frames"]["n"] >= 3
@@ -123,7 +123,7 @@ def test_denoiser_and_soak(report):
         assert "error" not in m, (name, m["error"])
         assert m["latency_samples"] == 63 and m["sample_rate"] in (44100, 48000)
         for table in ("kernels", "wrapper"):  # the data-plane kernels and onnxruntime, side by side
-            assert sorted(int(b) for b in m[table]) == [64, 128, 256, 1024]
+            assert sorted(int(b) for b in m[table]) == [64]
             for block, r in m[table].items():
                 assert 0 < r["us"]["p50"]["median"] <= r["us"]["max"]["median"]
                 assert r["deadline_us"] == pytest.approx(1e6 * int(block) / m["sample_rate"])
@@ -131,14 +131,14 @@ def test_denoiser_and_soak(report):
         for label, v in m["deadline"].items():
             assert "skipped" in v or 0 <= v["over_deadline"]["min"] <= v["over_deadline"]["max"] <= v["blocks"], label
     assert "error" not in d["live"], d["live"]
-    for label in ("no_hog", "hog"):
-        assert d["live"][label]["xruns"]["n"] == 2
-        _ordered(d["live"][label]["callback_p99.9_us"])
+    assert set(d["live"]) == {"period_frames", "deadline_us", "no_hog"}
+    assert d["live"]["no_hog"]["xruns"]["n"] == 2
+    _ordered(d["live"]["no_hog"]["callback_p99.9_us"])
     soak = s["soak"]
-    assert soak["seconds"] == 3 and soak["period"] == 128 and soak["channels"] == 8
+    assert soak["seconds"] == 1 and soak["period"] == 128 and soak["channels"] == 8
     assert soak["denoised_channels"] == [1, 5] and soak["config"].count("denoise = true") == 2
     runs = soak["runs"]
-    assert set(runs) == {"nort", "rt"}
+    assert set(runs) == {"nort"}
     assert "callbacks" in runs["nort"], runs["nort"]
     for mode, r in runs.items():
         if "skipped" in r:  # jackd -R without real-time scheduling here
@@ -166,3 +166,24 @@ def test_stat_and_bad_options(tmp_path):
     r = subprocess.run([sys.executable, "-m", "debleed.cli", "bench", "--out", str(tmp_path), "--sections", "kernel"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown section(s) kernel" in r.stderr
+
+
+def test_quick_and_smoke_grids_and_explicit_flags_win():
+    from debleed.bench.cli import options_from_args
+    from debleed.cli import build_parser
+
+    def opt(*argv):
+        return options_from_args(build_parser().parse_args(["bench", *argv]))
+
+    q = opt("--quick")
+    assert (q.repeats, q.periods, q.channels, q.control_periods, q.live_hogs) == (3, (64, 128), (8,), (128,),
+                                                                                ("no_hog", "hog"))
+    s = opt("--smoke", "--periods", "32,64")
+    assert (s.repeats, s.periods, s.channels, s.kernel_blocks, s.soak_modes) == (2, (32, 64), (1,), (64, 128),
+                                                                                  ("nort",))
+    full = opt()
+    assert full.kernel_blocks == (16, 32, 64, 128, 256, 512, 1024) and full.soak_s == 600.0
+    with pytest.raises(Exception, match="exclusive"):
+        opt("--quick", "--smoke")
+    with pytest.raises(Exception, match="--soak-s and --run-s must be > 0"):
+        opt("--run-s", "nan")

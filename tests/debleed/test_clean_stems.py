@@ -384,3 +384,79 @@ def test_stem_ducker_process_allocates_nothing():
     finally:
         tracemalloc.stop()
     assert peak - base < 4096 and current - base < 1024, f"process peaked {peak - base} bytes"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(tmp_path, sig):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        make_track(src, f"t{i}", seconds=2.0, stems=("kick", "snare"), seed=i)
+    # 8-frame blocks: slow enough that the workers are busy when the parent is killed
+    proc = subprocess.Popen([sys.executable, "-m", "debleed.cli", "clean-stems", "-q", "-i", str(src),
+                             "-o", str(dst), "-j", "2", "--block", "8"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [c for c in _children(proc.pid) if _alive(c)]
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(1.0)  # initializers done, tracks under way
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.05)
+        left = [w for w in workers if _alive(w)]
+    finally:
+        for w in [c for c in _children(proc.pid)] if proc.poll() is None else []:
+            os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"worker(s) {left} outlived their parent (killed by {sig.name})"
+
+
+def test_resume_redoes_an_output_that_was_truncated_or_reformatted(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    make_track(src, "t", seconds=1.0, stems=("kick", "snare", "hihat"))
+    assert run_cli("-i", src, "-o", dst) == 0
+    ref = hashes(dst)
+    ducked, copy = dst / "t" / "t-kick.wav", dst / "t" / "t-hihat.wav"
+    capsys.readouterr()
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "0 stem(s) cleaned, 1 up to date (skipped), 0 copied, 2 copies up to date" in capsys.readouterr().out
+    for p in (ducked, copy):  # cut to 1,000 bytes: the header still claims every frame
+        p.write_bytes(p.read_bytes()[:1000])
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "1 stem(s) cleaned, 0 up to date (skipped), 1 copied, 1 copies up to date" in capsys.readouterr().out
+    assert hashes(dst) == ref
+    # the same frames in another format (same size in bytes is not enough either)
+    x, sr = sf.read(str(ducked), dtype="float32")
+    sf.write(str(ducked), x, sr, subtype="PCM_24")
+    assert run_cli("-i", src, "-o", dst) == 0
+    assert "1 stem(s) cleaned" in capsys.readouterr().out and hashes(dst) == ref

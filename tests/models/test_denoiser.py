@@ -166,3 +166,26 @@ def test_denoise_signal_any_rate_keeps_shape(snare):
     # latency compensated: the output lines up with the input (peak within a few samples)
     lag = np.argmax(np.correlate(y[:, 0], st[:, 0], "full")) - (st.shape[0] - 1)
     assert abs(lag) <= 4
+
+
+def test_gpu_providers_are_offered_only_when_their_libraries_load(monkeypatch, capfd):
+    """onnxruntime-gpu lists CUDA without CUDA; a session on it would print loader errors."""
+    import ctypes
+
+    import onnxruntime as ort
+
+    from debleed.models.denoiser import Denoiser, usable_providers
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+
+    def cdll(path, *a, **k):
+        raise OSError(f"{path}: libcublasLt.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    assert usable_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(DebleedError, match="'CUDAExecutionProvider' is not available here"):
+        Denoiser(providers=["CUDAExecutionProvider"]).prepare(48000, 64)
+    assert "[E:onnxruntime" not in capfd.readouterr().err
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: object())
+    assert usable_providers() == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

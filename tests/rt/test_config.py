@@ -165,3 +165,21 @@ def test_missing_and_broken_files(tmp_path):
 def test_missing_required_keys():
     with pytest.raises(ConfigError, match="channel: required key is missing"):
         parse_config({"inputs": {"a": []}})
+
+
+@pytest.mark.parametrize("depth", [100, 5000])
+def test_a_deeply_nested_array_is_a_config_error_not_a_recursion_error(tmp_path, depth):
+    p = tmp_path / "deep.toml"
+    p.write_text("[inputs]\nsnare = " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("line", ['threshold_db = "-20"', 'hold_ms = "30"', 'midi_channel = "2"', 'bypass = "true"',
+                                  "bypass = 1"])
+def test_numbers_and_booleans_written_as_strings_are_refused(line):
+    import tomllib
+
+    text = f'[inputs]\nsnare = []\n[[channel]]\nname = "s"\ninput = "snare"\nkey = "midi:38"\n{line}\n'
+    with pytest.raises(ConfigError, match=line.split(" = ")[0]):
+        parse_config(tomllib.loads(text))

@@ -195,3 +195,23 @@ def test_stats_json_has_counters_and_callback_times(run):
 
 def test_sigterm_stops_cleanly_with_a_message(run):
     assert "stopped after" in run["info"]["log"]
+
+
+def test_a_second_instance_under_a_name_in_use_refuses_to_start(jack_server, tmp_path):
+    import subprocess
+    import sys
+
+    text = "[client]\nname = \"dbl-twice\"\n[inputs]\nmic = []\n[[channel]]\nname = \"c\"\ninput = \"mic\"\n"
+    with live(jack_server, text, tmp_path, engine="python") as info:
+        first = info["proc"].pid
+        r = subprocess.run([sys.executable, "-m", "debleed.cli", "live", "--config", str(info["config"]),
+                            "--engine", "python", "--no-osc", "--quiet", "--duration", "0.5"],
+                           env=jack_server.env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stdout + r.stderr
+        err = r.stderr
+        assert "JACK client name 'dbl-twice' is already in use" in err and f"pid {first}" in err, err
+        assert "--name NAME" in err and "Traceback" not in err and "engine running" not in r.stdout
+        r = subprocess.run([sys.executable, "-m", "debleed.cli", "live", "--config", str(info["config"]),
+                            "--engine", "python", "--no-osc", "--quiet", "--duration", "0.2", "--name", "dbl-second"],
+                           env=jack_server.env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "as 'dbl-second'" in r.stdout, r.stdout + r.stderr

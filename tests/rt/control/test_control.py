@@ -308,3 +308,11 @@ def test_denoiser_settings_go_to_the_stage_and_are_saved(tmp_path):
     cfg = load_config(path)
     assert cfg.channel[0].denoise_mix == 0.5 and cfg.channel[0].denoise_limit_db == -18.0
     assert "denoise = true  # the snare denoiser" in path.read_text()
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o444, 0o640])
+def test_save_keeps_the_gig_file_mode(running, gig, mode):
+    gig.chmod(mode)
+    running.set("snare", "threshold_db", -21.0)
+    running.save()
+    assert gig.stat().st_mode & 0o7777 == mode and load_config(gig).channel[0].threshold_db == -21.0
