@@ -31,6 +31,9 @@ def test_demo_runs_on_real_drums_and_reports_a_measured_bleed_reduction(tmp_path
     assert rows["snare_dn"]["mode"] == "bypass+dn"
     assert rows["snare_dn"]["latency_samples"] == 63
     assert rows["snare_dn"]["bleed_reduction_db"] > 10.0, rows["snare_dn"]
+    # live (the kernels in the callback) against `debleed denoise` (onnxruntime) on the same input
+    dn = report["offline_denoise"]["snare_dn"]
+    assert abs(dn["live_db"] - dn["offline_db"]) <= 0.5, dn
     assert report["live"]["denoiser"]["nonfinite_resets"] == [0]
     assert "denoiser (+dn): in the audio callback" in r.stdout
     assert report["live"]["callbacks"] > 1000 and report["live"]["engine"] == "cfunc"
