@@ -38,9 +38,9 @@ SMOKE = dict(repeats=2, run_s=0.5, soak_s=1.0, periods=(64,), channels=(1,), pee
              denoiser_n_blocks=50, live_hogs=("no_hog",), soak_modes=("nort",),
              control_periods=(128,), live_engine="python")
 #: ``--quick``: fewer repeats, shorter runs, one point of each grid where a section has several.
-QUICK = dict(repeats=3, run_s=1.0, soak_s=10.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
+QUICK = dict(repeats=3, run_s=1.0, soak_s=5.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
              peer_channels=(8,), kernel_samples=1 << 16, offline_s=10.0, denoiser_n_blocks=300,
-             control_periods=(128,))
+             live_hogs=("hog",), control_periods=(128,))
 
 
 def options_from_args(args) -> Options:
@@ -146,8 +146,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="bench-report", help="report folder (default bench-report)")
     p.add_argument("--quick", action="store_true",
                    help="3 repeats, 1 s callback runs at 64/128 frames and 8 channels, peer at 128 frames and 8 "
-                        "channels, control at 128 frames, one denoiser worker mode, 10 s soaks (default: 5 "
-                        "repeats, 5 s runs, the full grids, 600 s soaks); under 5 minutes on 2 cores")
+                        "channels, control at 128 frames, the denoiser's live runs with a CPU hog and one worker mode "
+                        "only, 5 s soaks (default: 5 repeats, 5 s runs, the full grids, 600 s soaks); about 5 "
+                        "minutes on 2 cores")
     p.add_argument("--smoke", action="store_true",
                    help="the smallest grid of every section (2 repeats, 0.5 s runs, one period, one channel, 1 s "
                         "soak without -R): checks that everything runs and the report is whole, in about a "

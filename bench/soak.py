@@ -4,7 +4,7 @@ The gig: 8 channels at 128 frames (every key kind twice: piezo trigger, MIDI, ow
 band-passed mic key; lookahead on the trigger and MIDI channels), the denoiser on the two MIDI-
 keyed snare channels (``denoise = true``: the kernels inside the audio callback). The looping
 player feeds it a real-kit groove and its MIDI in real time for ``--soak-s`` seconds (600 by
-default, 10 with ``--quick``, 1 with ``--smoke``) while
+default, 5 with ``--quick``, 1 with ``--smoke``) while
 one ``lsp-plugins-sc-gate-mono -hl`` per channel runs in the same server (when installed), so
 the xruns jackd's log blames on debleed and on the LSP clients come from the same run.
 
