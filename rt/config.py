@@ -196,6 +196,10 @@ class GigConfig(_Strict):
             kind, _, ref = ch.key.partition(":")
             if kind in ("input", "trigger") and ref not in self.inputs:
                 raise ValueError(f"{where}: key {ch.key!r} names no defined input (defined: {defined})")
+            own = [d for d in ch.connect if d.startswith(f"{self.client.name}:in_")]
+            if own:
+                raise ValueError(f"{where}: connect names {own[0]!r}, an input of debleed itself: its output would "
+                                 "feed back into debleed (connect outputs to other clients' inputs)")
             for r in ch.denoise_refs:
                 if r not in self.inputs:
                     raise ValueError(f"{where}: denoise_refs names {r!r}, which is not a defined input (defined: {defined})")

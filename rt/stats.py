@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-(C_CALLBACKS, C_XRUNS, C_LATE, C_OVERSIZE, C_MIDI_DROPPED, C_MAX_NS, C_LAST_NS, C_SUM_NS,
- C_FRAMES) = range(9)
-N_COUNTERS = 9
-COUNTER_NAMES = ("callbacks", "xruns", "late_blocks", "oversize_blocks", "midi_dropped",
+(C_CALLBACKS, C_XRUNS, C_OVERSIZE, C_MIDI_DROPPED, C_MAX_NS, C_LAST_NS, C_SUM_NS, C_FRAMES) = range(8)
+N_COUNTERS = 8
+COUNTER_NAMES = ("callbacks", "xruns", "oversize_blocks", "midi_dropped",
                  "max_ns", "last_ns", "sum_ns", "frames")
 
 HIST_BIN_NS = 250
@@ -25,13 +24,20 @@ def new_counters():
     return np.zeros(N_COUNTERS, np.int64), np.zeros(HIST_BINS, np.int64)
 
 
-def percentile_us(hist: np.ndarray, q: float) -> float:
-    """The ``q``-th percentile (0-100) of callback time in us, from the histogram (bin upper edge)."""
+def percentile_us(hist: np.ndarray, q: float, max_us: float | None = None) -> float:
+    """The ``q``-th percentile (0-100) of callback time in us, from the histogram (bin upper edge).
+
+    A percentile that falls in the last bin (every callback slower than the histogram's range,
+    10 ms) has no upper edge: it is ``max_us`` (the longest callback, an upper bound) when
+    given, else infinity, never the histogram's range as if it were a measurement.
+    """
     total = int(hist.sum())
     if total == 0:
         return 0.0
     rank = np.ceil(q / 100.0 * total)
     idx = int(np.searchsorted(np.cumsum(hist), max(rank, 1)))
+    if idx >= hist.size - 1:
+        return float(max_us) if max_us is not None else float("inf")
     return (idx + 1) * HIST_BIN_NS / 1000.0
 
 
@@ -42,16 +48,17 @@ def summary(counters: np.ndarray, hist: np.ndarray, sample_rate: float, block: i
     return {
         "callbacks": c["callbacks"],
         "xruns": c["xruns"],
-        "late_blocks": c["late_blocks"],
         "oversize_blocks": c["oversize_blocks"],
         "midi_dropped": c["midi_dropped"],
         "frames": c["frames"],
         "callback_us": {
             "mean": c["sum_ns"] / n / 1000.0,
-            "p50": percentile_us(hist, 50.0),
-            "p99": percentile_us(hist, 99.0),
-            "p99.9": percentile_us(hist, 99.9),
+            "p50": percentile_us(hist, 50.0, c["max_ns"] / 1000.0),
+            "p99": percentile_us(hist, 99.0, c["max_ns"] / 1000.0),
+            "p99.9": percentile_us(hist, 99.9, c["max_ns"] / 1000.0),
             "max": c["max_ns"] / 1000.0,
+            # callbacks beyond the histogram's range: their percentiles read the max
+            "over_range": int(hist[-1]),
         },
         "deadline_us": 1e6 * block / sample_rate if sample_rate else None,
     }

@@ -335,6 +335,11 @@ def render_gig(config_path, input_dir, output_dir, *, block: int = 128, midi_pat
     names = cfg.input_names
     specs = cfg.channel_specs()
     dst.mkdir(parents=True, exist_ok=True)
+    # a re-run into a folder that holds an earlier run's outputs first removes the ones it will
+    # write (the report first): each output is then current and complete (written atomically)
+    # or absent, whenever the run is stopped, never an old one beside new ones
+    for f in ["report.json"] + [f"{ch.name}{ext}" for ch in cfg.channel for ext in (".wav", ".png")]:
+        (dst / f).unlink(missing_ok=True)
     report = {"config": str(config_path), "sample_rate": sr, "block": int(block), "frames": int(x.shape[1]),
               "seconds": x.shape[1] / sr, "inputs": files, "output_subtype": "FLOAT",
               "midi": None if midi_path is None else {

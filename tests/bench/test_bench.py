@@ -177,7 +177,7 @@ def test_quick_and_smoke_grids_and_explicit_flags_win():
 
     q = opt("--quick")
     assert (q.repeats, q.periods, q.channels, q.control_periods, q.live_hogs) == (3, (64, 128), (8,), (128,),
-                                                                                ("no_hog", "hog"))
+                                                                                ("hog",))
     s = opt("--smoke", "--periods", "32,64")
     assert (s.repeats, s.periods, s.channels, s.kernel_blocks, s.soak_modes) == (2, (32, 64), (1,), (64, 128),
                                                                                   ("nort",))

@@ -272,3 +272,34 @@ def test_render_at_other_sample_rates(tmp_path, sr):
     assert rep["midi"]["events"] == len(inside) and rep["midi"]["after_end"] == 2 * len(HITS_TICKS) - len(inside)
     info = sf.info(str(tmp_path / "out" / "midi.wav"))
     assert (info.samplerate, info.frames, info.subtype) == (sr, n, "FLOAT")
+
+
+def test_a_rerun_stopped_midway_leaves_no_old_output_beside_new_ones(gig, monkeypatch):
+    """A render re-run into a folder with an earlier run's outputs, stopped while writing: each
+    output is the new run's, complete, or absent; none is the old run's."""
+    from debleed.offline import render as render_mod
+
+    args = ["render", "--config", str(gig["config"]), "--input-dir", str(gig["dir"] / "takes"),
+            "--output-dir", str(gig["dir"] / "out"), "--midi", str(gig["dir"] / "takes" / "notes.mid"),
+            "--no-plots"]
+    assert main(args) == 0
+    out = gig["dir"] / "out"
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "report.json" in old and "trigger.wav" in old
+    cfg_text = gig["config"].read_text()
+    assert "threshold_db = -20.0" in cfg_text
+    gig["config"].write_text(cfg_text.replace("threshold_db = -20.0", "threshold_db = -26.0"))
+    real = render_mod.write_audio
+    written = []
+
+    def stop_after_two(path, *a, **k):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real(path, *a, **k)
+        written.append(path.name)
+
+    monkeypatch.setattr(render_mod, "write_audio", stop_after_two)
+    assert main(args) == 130
+    left = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    assert left == set(written)  # the two written by the new run; the rest (and the report) absent
+    assert any(old[name] != (out / name).read_bytes() for name in written)

@@ -183,3 +183,14 @@ def test_numbers_and_booleans_written_as_strings_are_refused(line):
     text = f'[inputs]\nsnare = []\n[[channel]]\nname = "s"\ninput = "snare"\nkey = "midi:38"\n{line}\n'
     with pytest.raises(ConfigError, match=line.split(" = ")[0]):
         parse_config(tomllib.loads(text))
+
+
+@pytest.mark.parametrize("channel, expect", [
+    ({"connect": ["debleed:in_snare"]}, "connect names 'debleed:in_snare', an input of debleed itself"),
+    ({"denoise": True, "denoise_refs": ["nope"]}, "denoise_refs names 'nope', which is not a defined input"),
+    ({"denoise_refs": ["snare"]}, "denoise_refs is set but denoise is not true"),
+])
+def test_routing_that_would_loop_or_name_nothing_is_an_error(channel, expect):
+    with pytest.raises(ConfigError) as e:
+        parse_config(base(**channel))
+    assert expect in str(e.value)

@@ -340,7 +340,12 @@ def test_a_burst_of_changes_is_taken_in_order(jack_server, tmp_path):
             b = OscMessageBuilder(address="/debleed/snare/threshold_db")
             b.add_arg(v)
             osc.sock.sendto(b.build().dgram, osc.to)
-        echoed = [osc_message.OscMessage(osc.sock.recvfrom(65536)[0]).params[0] for _ in values]
+        # sets replaced before the audio thread took them are coalesced (no reply); the ones
+        # applied are echoed in the order sent, ending with the last value
+        echoed = []
+        while not echoed or echoed[-1] != values[-1]:
+            echoed.append(osc_message.OscMessage(osc.sock.recvfrom(65536)[0]).params[0])
         final = osc.ask("/debleed/snare/threshold_db")
     assert run["rc"] == 0, run["out"]
-    assert echoed == values and final == ("/debleed/snare/threshold_db", [values[-1]])
+    assert echoed == sorted(echoed) and set(echoed) <= set(values)
+    assert final == ("/debleed/snare/threshold_db", [values[-1]])
