@@ -52,8 +52,10 @@ def denoise_file(src: Path, dst: Path, denoiser, block: int, limit_db: float = -
 
     from debleed.models.denoiser import denoise_signal
 
+    from debleed.offline.audiofile import audio_info
+
+    info = audio_info(src)  # names the path; a truncated WAV says how many frames are missing
     try:
-        info = sf.info(str(src))
         x, sr = sf.read(str(src), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise DebleedError(f"cannot read audio file {src}: {e}") from None

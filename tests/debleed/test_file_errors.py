@@ -151,6 +151,10 @@ def test_silently_accepted_inputs_are_refused(tmp_path, capsys):
     assert main(["clean-stems", "-q", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"{kick}: truncated WAV: its header says 24000 frames but the file holds 500 (23500 frames missing)" in err
+    # debleed denoise reads its input through the same check
+    assert main(["denoise", "--quiet", "-i", str(kick), "-o", str(tmp_path / "dn.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "truncated WAV" in err and "23500 frames missing" in err and not (tmp_path / "dn.wav").exists()
     # --duration nan, before anything starts
     (tmp_path / "g.toml").write_text('[inputs]\nmic = []\n[[channel]]\nname = "c"\ninput = "mic"\n')
     assert main(["live", "--config", str(tmp_path / "g.toml"), "--duration", "nan", "--no-osc"]) == 2
