@@ -26,7 +26,7 @@ from debleed.errors import EngineError
 def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: list | None = None,
                 midi_dest: list[str] | None = None, server_name: str | None = None,
                 freewheel: bool = True, tail_frames: int = 0, timeout_s: float = 120.0,
-                name: str = "dbtest", info: dict | None = None) -> np.ndarray:
+                name: str = "dbtest", info: dict | None = None, midi_capture: list[str] | None = None) -> np.ndarray:
     """Play ``sources`` and record ``capture``.
 
     Parameters
@@ -49,7 +49,11 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
         Give up after this long.
     info : dict, optional
         Filled while it runs: ``"first_frame_time"``, the JACK frame time of the cycle that
-        played the first frame (set as soon as it is played, so another thread can wait for it).
+        played the first frame (set as soon as it is played, so another thread can wait for it);
+        with ``midi_capture``, ``"midi"``: the MIDI events received, ``(frame, bytes)`` with
+        frames counted like the recording's.
+    midi_capture : list of str, optional
+        MIDI output ports to record (into ``info["midi"]``).
 
     Returns
     -------
@@ -79,6 +83,10 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
     outs = [play.outports.register(f"out_{i}") for i in range(len(signals))]
     mout = play.midi_outports.register("midi_out") if events else None
     ins = [recc.inports.register(f"in_{i}") for i in range(len(capture))]
+    min_ = recc.midi_inports.register("midi_in") if midi_capture else None
+    got_midi = []
+    if info is not None and midi_capture:
+        info["midi"] = got_midi
 
     def play_cb(frames):
         st["cycles"] += 1
@@ -113,6 +121,10 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
         m = min(frames, total - pos)
         for i, p in enumerate(ins):
             rec[i, pos:pos + m] = p.get_array()[:m]
+        if min_ is not None:
+            for offset, data in min_.incoming_midi_events():
+                if offset < m:
+                    got_midi.append((pos + offset, bytes(data)))
 
     def settle(n_cycles: int, deadline: float) -> None:
         start = st["cycles"]
@@ -135,6 +147,8 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
                     play.connect(mout, dst)
             for p, src in zip(ins, capture):
                 recc.connect(src, p)
+            for src in midi_capture or []:
+                recc.connect(src, min_)
         except jack.JackError as e:
             raise EngineError(f"play_record: cannot connect ports: {e}") from None
         deadline = time.monotonic() + timeout_s

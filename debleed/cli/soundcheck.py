@@ -26,8 +26,39 @@ OUT/report.md, OUT/report.json and PNGs.
 """
 
 
+def write_midi_file(path: Path, events, sample_rate: int) -> None:
+    """Write MIDI events ``(frame, bytes)`` as a standard MIDI file whose ticks are samples.
+
+    One tick is one sample (``ticks_per_beat = sample_rate / 2`` at 120 BPM, for rates up to
+    65534 Hz; otherwise ticks of two samples), so the frames read back exactly
+    (:func:`debleed.offline.render.midi_file_events`). Written atomically.
+    """
+    import mido
+
+    from debleed.fileio import atomic_path
+
+    step = 1 if sample_rate // 2 <= 32767 else 2
+    tpb = sample_rate // (2 * step)
+    mid = mido.MidiFile(ticks_per_beat=int(tpb))
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+    last = 0
+    for frame, data in sorted(events, key=lambda e: e[0]):
+        try:
+            msg = mido.Message.from_bytes(list(data))
+        except (ValueError, TypeError):
+            continue  # not a channel message (a clock, sysex fragment): not a key
+        t = int(frame) // step
+        tr.append(msg.copy(time=t - last))
+        last = t
+    with atomic_path(path) as tmp:
+        mid.save(str(tmp))
+
+
 def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None) -> None:
-    """Record ``seconds`` of every ``[inputs]`` entry's first source port into ``<input>.wav``.
+    """Record ``seconds`` of every ``[inputs]`` entry's first source port into ``<input>.wav``,
+    and the ``[midi] connect`` ports' MIDI into ``notes.mid`` (sample-exact).
 
     Raises
     ------
@@ -48,6 +79,8 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
                            "(e.g. kick = [\"system:capture_1\"])")
     takes_dir = Path(takes_dir)
     exist = [str(takes_dir / f"{n}.wav") for n in cfg.inputs if (takes_dir / f"{n}.wav").exists()]
+    if cfg.midi.connect and (takes_dir / "notes.mid").exists():
+        exist.append(str(takes_dir / "notes.mid"))
     if exist:
         raise DebleedError(f"--record would overwrite {', '.join(exist)}: give an empty --takes folder")
     try:
@@ -58,11 +91,16 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
     probe.close()
     print(f"soundcheck: recording {seconds:g} s of {len(cfg.inputs)} inputs at {sr} Hz: play each piece alone now",
           flush=True)
+    info: dict = {}
     rec = play_record({}, [ports[0] for ports in cfg.inputs.values()], server_name=server, freewheel=False,
-                      tail_frames=int(round(seconds * sr)), timeout_s=seconds + 60.0, name="debleed-soundcheck")
+                      tail_frames=int(round(seconds * sr)), timeout_s=seconds + 60.0, name="debleed-soundcheck",
+                      info=info, midi_capture=list(cfg.midi.connect) or None)
     takes_dir.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(cfg.inputs):
         write_audio(takes_dir / f"{name}.wav", np.asarray(rec[i], np.float32)[None], sr, subtype="FLOAT")
+    if cfg.midi.connect:
+        write_midi_file(takes_dir / "notes.mid", info.get("midi", []), sr)
+        print(f"soundcheck: {len(info.get('midi', []))} MIDI events recorded into {takes_dir / 'notes.mid'}")
 
 
 def cmd_soundcheck(args) -> int:
@@ -70,7 +108,10 @@ def cmd_soundcheck(args) -> int:
     from debleed.rt.config import load_config
 
     if args.record is not None:
-        record_takes(load_config(args.config), Path(args.takes), args.record, server=args.server)
+        cfg = load_config(args.config)
+        record_takes(cfg, Path(args.takes), args.record, server=args.server)
+        if args.midi is None and cfg.midi.connect:
+            args.midi = str(Path(args.takes) / "notes.mid")  # what --record just captured
     rep = run_soundcheck(args.config, args.takes, args.out, midi_path=args.midi, minutes=args.minutes,
                          device=args.device, block=args.block, progress=not args.quiet)
     print(f"soundcheck: wrote {rep['gig']} and {Path(args.out) / 'report.md'}")

@@ -424,3 +424,44 @@ def test_write_gig_writes_a_fitted_no_limit_and_turns_a_losing_denoiser_off(tmp_
     write_gig(gig, tmp_path / "b.toml", {"snare": ({"hold_ms": 40.0}, {}, (False, "the gate alone scores higher"))}, {}, {})
     snare = next(c for c in load_config(tmp_path / "b.toml").channel if c.name == "snare")
     assert snare.denoise is False and "denoise_mix" not in (tmp_path / "b.toml").read_text()
+
+
+def test_record_takes_records_the_midi_input_into_notes_mid(tmp_path):
+    """`--record` with a `[midi] connect` source also writes notes.mid, sample-exact: a source
+    client sends a note-on every 8 periods at offset 10; the file gives the same spacing."""
+    import jack
+
+    from debleed.cli.soundcheck import record_takes
+    from debleed.offline.render import midi_file_events
+    from debleed.testing import DummyServer
+
+    with DummyServer(sample_rate=48000, period=256) as srv:
+        src = jack.Client("notesrc", servername=srv.name)
+        port = src.midi_outports.register("out")
+        cycles = [0]
+
+        def send(frames):
+            port.clear_buffer()
+            if cycles[0] % 8 == 0:
+                port.write_midi_event(10, bytes([0x99, 38, 20 + cycles[0] // 8 % 100]))
+            cycles[0] += 1
+
+        src.set_process_callback(send)
+        src.activate()
+        try:
+            gig = tmp_path / "gig.toml"
+            gig.write_text('[inputs]\nsnare = ["system:capture_1"]\n[midi]\nconnect = ["notesrc:out"]\n\n'
+                           '[[channel]]\nname = "snare"\ninput = "snare"\nkey = "midi:38"\n')
+            record_takes(load_config(gig), tmp_path / "takes", 1.0, server=srv.name)
+        finally:
+            src.deactivate()
+            src.close()
+    ev = midi_file_events(tmp_path / "takes" / "notes.mid", 48000)
+    ons = ev[(ev[:, 1] == 0x99) & (ev[:, 2] == 38)]
+    assert len(ons) >= 15  # 1 s at one note per 8 x 256 frames: 23 or 24 (fewer if cycles were lost)
+    # sample-exact: every note at offset 10 of its period, 8 periods apart (a cycle the
+    # loaded machine lost in real time moves the rest by whole periods)
+    d = np.diff(ons[:, 0])
+    assert np.median(d) == 8 * 256 and np.all(d % 256 == 0)
+    assert np.all(ons[:, 0] % 256 == ons[0, 0] % 256)
+    assert np.all(np.diff(ons[:, 3]) >= 1)  # velocities in the order sent
