@@ -98,10 +98,12 @@ def clamp(name: str, value: float) -> float:
 def pieces_of_config(cfg) -> tuple[dict, list, list]:
     """The pieces of a gig, their close mics, the mics and the trigger inputs.
 
-    Inputs used as ``trigger:`` keys are triggers; every other input is a mic. The input of each
-    channel that is a mic is the close mic of one piece, named after the input: ``kick``,
-    ``snare``, ``hihat``, ``toms`` and ``cymbals`` (or names that say so, e.g. ``snare_top``,
-    ``floor_tom``, ``oh``) are those pieces; any other name is a piece of its own.
+    Inputs used as ``trigger:`` keys are triggers; every other input is a mic of the kit, whether
+    or not a channel processes it (a hi-hat or overhead mic listed in ``[inputs]`` only, so the
+    soundcheck can hear it, counts like the others). Each mic is the close mic of one piece,
+    named after the input: ``kick``, ``snare``, ``hihat``, ``toms`` and ``cymbals`` (or names that
+    say so, e.g. ``snare_top``, ``floor_tom``, ``oh``) are those pieces; any other name is a piece
+    of its own. Channel inputs come first, so a processed mic keeps the piece's name.
 
     Returns
     -------
@@ -119,11 +121,24 @@ def pieces_of_config(cfg) -> tuple[dict, list, list]:
         if ch.input in triggers:
             raise DebleedError(f"channel {ch.name!r}: input {ch.input!r} is also a trigger key; a soundcheck "
                                "needs the trigger on an input of its own")
-        piece = canonical_piece(ch.input)
-        if piece in close and close[piece] != ch.input:
-            piece = ch.input
-        close.setdefault(piece, ch.input)
+    ordered = list(dict.fromkeys([ch.input for ch in cfg.channel] + mics))
+    for m in ordered:
+        if m in close.values():
+            continue
+        piece = canonical_piece(m)
+        if piece in close:
+            piece = m
+        close[piece] = m
     return close, mics, triggers
+
+
+#: General MIDI drum notes -> piece (a ``midi:`` line check names its pieces by note).
+GM_PIECES = {**{n: "kick" for n in (35, 36)}, **{n: "snare" for n in (37, 38, 40)},
+             **{n: "hihat" for n in (42, 44, 46)}, **{n: "toms" for n in (41, 43, 45, 47, 48, 50)},
+             **{n: "cymbals" for n in (49, 51, 52, 53, 55, 57, 59)}}
+#: A note belongs to a hit whose first sample lies this far around it, ms (a module sends
+#: MIDI a few ms after the hit).
+NOTE_WINDOW_MS = (-10.0, 20.0)
 
 
 def canonical_piece(name: str) -> str:
@@ -147,6 +162,9 @@ class DetectedHit:
     piece: str
     levels: dict
     velocity: float = 1.0
+    #: how the piece was found: "midi" (its note), "loudest mic", "passage" (the majority of
+    #: its passage), "no note" (the loudest other mic: a piece with notes had none here)
+    by: str = "loudest mic"
 
 
 @njit(cache=True)
@@ -200,7 +218,8 @@ def first_sample(x: np.ndarray, around: int, sample_rate: int, *, before_ms: flo
     return w0 + first
 
 
-def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: float = CLAIM_MARGIN_DB) -> list:
+def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: float = CLAIM_MARGIN_DB,
+                events=None) -> list:
     """Find every hit in soundcheck takes and say which piece played it.
 
     Parameters
@@ -214,6 +233,11 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
         A hit goes to the close mic that hears it loudest if that mic hears it at least this
         much louder than the next close mic; otherwise it is a cymbal (``"cymbals"``) when no
         close mic is the cymbals' own, else it goes to the loudest.
+    events : int (k, 4), optional
+        The line check's MIDI ``(frame, status, data1, data2)``: a hit with a note-on of a
+        General MIDI drum note (:data:`GM_PIECES`) within :data:`NOTE_WINDOW_MS` of its first
+        sample is that piece; a hit without one is not a piece that has notes (often only the
+        snare or the kick has a trigger): it goes to the loudest mic of another piece.
 
     Returns
     -------
@@ -266,11 +290,15 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
         best = max(set(names), key=names.count)
         if names.count(best) >= 0.6 * len(names):
             for h in ps:
+                if h.piece != best:
+                    h.by = "passage"
                 h.piece = best
     for h in hits:
         mic = close.get(h.piece) or max(mics, key=lambda m: h.levels[m])
         h.frame = first_sample(takes[mic], h.frame, sr)
         h.levels = {m: float(np.max(env[m][max(0, h.frame):h.frame + w])) for m in mics}
+    if events is not None and len(events):
+        _identify_by_notes(hits, np.asarray(events, np.int64).reshape(-1, 4), sr, close, mics)
     for p in {h.piece for h in hits}:
         mic = close.get(p)
         own = [h for h in hits if h.piece == p]
@@ -280,8 +308,25 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
     return hits
 
 
+def _identify_by_notes(hits, events, sr: int, close: dict, mics: list) -> None:
+    """Name hits by their MIDI notes (see :func:`detect_hits`'s ``events``), in place."""
+    ons = events[((events[:, 1] & 0xF0) == 0x90) & (events[:, 3] > 0)]
+    noted = {GM_PIECES.get(int(n)) for n in ons[:, 2]} - {None}
+    lo, hi = (int(v * sr / 1000.0) for v in NOTE_WINDOW_MS)
+    for h in hits:
+        near = ons[(ons[:, 0] >= h.frame + lo) & (ons[:, 0] <= h.frame + hi)]
+        pieces = [GM_PIECES[int(n)] for n in near[:, 2] if int(n) in GM_PIECES and GM_PIECES[int(n)] in close]
+        if pieces:
+            h.piece, h.by = pieces[0], "midi"
+        elif h.piece in noted:
+            others = [p for p in close if p not in noted]
+            if others:
+                h.piece = max(others, key=lambda p: h.levels[close[p]])
+                h.by = "no note"
+
+
 def kit_from_takes(takes: dict, sample_rate: int, close: dict, hits: list | None = None, *,
-                   name: str = "soundcheck") -> tuple[MultiMicKit, list]:
+                   name: str = "soundcheck", events=None) -> tuple[MultiMicKit, list]:
     """Cut every hit of soundcheck takes across all mics into a :class:`MultiMicKit`.
 
     Each hit starts :data:`PRE_MS` before its first sample and ends before the next hit starts
@@ -289,7 +334,7 @@ def kit_from_takes(takes: dict, sample_rate: int, close: dict, hits: list | None
     """
     sr = int(sample_rate)
     if hits is None:
-        hits = detect_hits(takes, sr, close)
+        hits = detect_hits(takes, sr, close, events=events)
     mics = tuple(takes)
     x = np.stack([np.asarray(takes[m], np.float32) for m in mics])
     pre = int(PRE_MS * sr / 1000)
@@ -873,7 +918,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     say = (lambda s: print(s, flush=True)) if progress else (lambda s: None)  # noqa: E731
 
     # 1. hits
-    kit, hits = kit_from_takes(takes, sr, close)
+    kit, hits = kit_from_takes(takes, sr, close, events=events)
     if not kit.hits:
         raise DebleedError(f"no hits found in the takes of {src}: play each piece alone, a few seconds each")
     per_piece = {p: len(kit.of(piece=p)) for p in kit.pieces}
@@ -887,6 +932,8 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
 
     report = {"config": str(config_path), "takes": files, "sample_rate": sr, "seconds": x.shape[1] / sr,
               "block": block, "hits_per_piece": per_piece, "close_mics": close,
+              "hits_identified_by": {p: {by: sum(1 for h in hits if h.piece == p and h.by == by)
+                                         for by in sorted({h.by for h in hits if h.piece == p})} for p in per_piece},
               "bleed_matrix": {"mics": bm_mics, "pieces": bm_pieces, "db": [[None if np.isnan(v) else float(v) for v in r] for r in mat]},
               "channels": {}, "denoiser": {}}
 

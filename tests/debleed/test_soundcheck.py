@@ -465,3 +465,48 @@ def test_record_takes_records_the_midi_input_into_notes_mid(tmp_path):
     assert np.median(d) == 8 * 256 and np.all(d % 256 == 0)
     assert np.all(ons[:, 0] % 256 == ons[0, 0] % 256)
     assert np.all(np.diff(ons[:, 3]) >= 1)  # velocities in the order sent
+
+
+def test_every_mic_counts_and_midi_names_the_pieces():
+    """The natural config: channels for kick and snare only, the hi-hat mic listed in [inputs]
+    so the soundcheck hears it. Every hi-hat hit is a hi-hat hit (not the snare's, as when only
+    channel inputs counted); with MIDI for the snare only, a note names a snare hit and a hit
+    without one is another piece."""
+    import textwrap
+    import tomllib
+
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck import pieces_of_config
+
+    cfg = parse_config(tomllib.loads(textwrap.dedent("""
+        [inputs]
+        kick = []
+        snare = []
+        hihat = []
+        [[channel]]
+        name = "kick"
+        input = "kick"
+        [[channel]]
+        name = "snare"
+        input = "snare"
+        key = "midi:38"
+        """)))
+    close, mics, _ = pieces_of_config(cfg)
+    assert close == {"kick": "kick", "snare": "snare", "hihat": "hihat"} and mics == ["kick", "snare", "hihat"]
+    kit = synth_kit()
+    mx, played = takes_of(kit)
+    found = detect_hits(mx.mics, SR, close)
+    assert [h.piece for h in found] == [role_of(h.role) for h in played]
+    # without the hi-hat mic the hi-hat hits were taken for snare hits
+    wrong = detect_hits(mx.mics, SR, {"kick": "kick", "snare": "snare"})
+    assert sum(h.piece == "snare" for h in wrong) > sum(h.role == "snare" for h in played)
+    # MIDI for the snare only (3 ms after each snare hit): the snare hits are named by their note
+    notes = np.array([(h.frame + 144, 0x99, 38, 100) for h in played if h.role == "snare"], np.int64)
+    named = detect_hits(mx.mics, SR, {"kick": "kick", "snare": "snare"}, events=notes)
+    assert sum(h.piece == "snare" for h in named) == len(notes)
+    assert all(h.by == "midi" for h in named if h.piece == "snare")
+    assert all(h.piece != "snare" for h, p in zip(named, played) if p.role != "snare")
+
+
+def role_of(role):
+    return {"hihat_closed": "hihat"}.get(role, role)
