@@ -76,12 +76,12 @@ def _load_session(path: Path, providers, intra_op_threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # no busy-waiting intra/inter-op threads beside the audio thread (with one intra-op thread
-    # there are none; with more they would spin on the cores JACK needs); denormals as zero so
-    # the GRU never slows down on decaying state (measured neutral on the shipped models)
+    # no busy-waiting intra/inter-op threads (with one intra-op thread there are none; with more
+    # they would spin on the cores JACK needs)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    # no "session.set_denormal_as_zero": it sets the calling thread's FTZ/DAZ flags, which then
+    # stay set for everything else that thread runs (numpy, the chain's kernels)
     so.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), so, providers=list(providers))

@@ -22,8 +22,12 @@ from debleed.errors import EngineError
 from debleed.rt.server import _reclaim, popen_dies_with_parent, reap_stale_servers, registered_servers, server_running
 
 
+#: ``jackd -t``: how long a non-real-time dummy server waits for a client, ms.
+CLIENT_TIMEOUT_MS = 10000
+
+
 class DummyServer:
-    """Start ``jackd -n NAME --no-realtime -d dummy -r RATE -p PERIOD``; stop it on exit.
+    """Start ``jackd -n NAME --no-realtime -t 10000 -d dummy -r RATE -p PERIOD``; stop it on exit.
 
     With ``realtime=True`` the server runs ``jackd -R -P PRIORITY`` instead (SCHED_FIFO; needs
     root or an rtprio limit): used by the benchmarks' real-time soak.
@@ -73,7 +77,10 @@ class DummyServer:
         self._log = tempfile.TemporaryFile()
         cmd = [jackd, "-n", self.name]
         if not self.realtime:
-            cmd.append("--no-realtime")
+            # a client that a loaded machine does not schedule for a while is waited for, not
+            # timed out and dropped from the graph (JACK's default is 500 ms; a freewheel run,
+            # a bounce, must not lose a client for being slow)
+            cmd += ["--no-realtime", "-t", str(CLIENT_TIMEOUT_MS)]
         else:
             cmd += ["-R", "-P", str(self.realtime_priority)]
         cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
