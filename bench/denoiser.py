@@ -38,12 +38,9 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(d
 
 
 def find_denoiser():
-    """``(Denoiser class or None, [onnx paths], note)``."""
-    try:
-        from debleed.models.denoiser import Denoiser
-    except ImportError as e:
-        return None, [], f"debleed.models.denoiser cannot be imported ({e})"
+    """``(Denoiser class, [onnx paths], note)``: the models shipped next to the package."""
     import debleed.models
+    from debleed.models.denoiser import Denoiser
 
     paths = sorted(Path(debleed.models.__file__).parent.glob("*.onnx"))
     if not paths:

@@ -173,14 +173,8 @@ def _message(address: str, *args) -> bytes:
 
 
 def _osc_value(v):
-    """A parameter value as an OSC argument (None becomes an empty string)."""
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, float):
-        return v
-    return v
+    """A parameter value as an OSC argument: None (an unset path) becomes an empty string."""
+    return "" if v is None else v
 
 
 def _from_osc(name: str, v):

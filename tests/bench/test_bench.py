@@ -118,7 +118,7 @@ def test_denoiser_and_soak(report):
     s = report[1]["sections"]
     d = s["denoiser"]
     # the shipped models are part of the package: the section must measure both, not skip
-    assert sorted(d["models"]) == ["snare_denoiser_44k1.onnx", "snare_denoiser_48k.onnx"]
+    assert {"snare_denoiser_44k1.onnx", "snare_denoiser_48k.onnx"} <= set(d["models"])
     for name, m in d["models"].items():
         assert "error" not in m, (name, m["error"])
         assert m["latency_samples"] == 63 and m["sample_rate"] in (44100, 48000)
