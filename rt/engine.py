@@ -46,7 +46,7 @@ MIN_MAX_BLOCK = 4096
 class EngineBase:
     """What every engine shares: the chain, the denoiser stage, counters, meters and stats.
 
-    Subclasses open the audio device in ``start()``, set ``sample_rate``, ``block`` and
+    Subclasses open the audio device in ``start()``, set ``sample_rate``, ``period_frames`` (the JACK period) and
     ``max_block``, then call :meth:`_prepare_buffers`.
     """
 
@@ -63,7 +63,7 @@ class EngineBase:
         self.started_at = None
         self.closed = False
         self.client_name = config.client.name
-        self.sample_rate, self.block, self.max_block = 0, 0, 0
+        self.sample_rate, self.period_frames, self.max_block = 0, 0, 0
 
     def _prepare_buffers(self) -> None:
         """Prepare the chain, the input/output arrays and the denoisers; warm the kernel up."""
@@ -140,7 +140,7 @@ class EngineBase:
         ``gr``: gain reduction per channel, dB (default: :meth:`read_meters`). With more than
         :attr:`STATUS_CHANNELS` channels only the deepest are named, and the others counted.
         """
-        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        s = summary(self.counters, self.hist, self.sample_rate, self.period_frames)
         gr = self.read_meters() if gr is None else gr
         names = [ch.name for ch in self.config.channel]
         order = sorted(range(len(names)), key=lambda c: gr[c])[:self.STATUS_CHANNELS]
@@ -156,13 +156,13 @@ class EngineBase:
 
     def stats(self) -> dict:
         """Everything the counters and meters say, JSON-ready."""
-        s = summary(self.counters, self.hist, self.sample_rate, self.block)
+        s = summary(self.counters, self.hist, self.sample_rate, self.period_frames)
         s.update({
             "backend": self.backend,
             "engine": self.engine,
             "client": self.client_name,
             "sample_rate": self.sample_rate,
-            "period_frames": self.block,
+            "period_frames": self.period_frames,
             "dsp_load_percent": self.dsp_load(),
             "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
             "denoiser": None if self.stage is None else self.stage.stats(),
@@ -241,8 +241,8 @@ class JackEngine(EngineBase):
         client = self.client
         self.client_name = client.name
         self.sample_rate = client.samplerate
-        self.block = client.blocksize
-        self.max_block = max(MIN_MAX_BLOCK, self.block)
+        self.period_frames = client.blocksize
+        self.max_block = max(MIN_MAX_BLOCK, self.period_frames)
         try:
             self._prepare_buffers()
         except BaseException:
@@ -371,7 +371,7 @@ class JackEngine(EngineBase):
         self.counters[C_XRUNS] += 1
 
     def _on_blocksize(self, blocksize):
-        self.block = blocksize
+        self.period_frames = blocksize
         if blocksize > self.max_block:
             print(f"debleed: warning: JACK period {blocksize} frames exceeds the {self.max_block} "
                   "allocated; outputs are silent until debleed restarts", file=sys.stderr)

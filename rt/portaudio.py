@@ -53,8 +53,8 @@ class PortAudioEngine(EngineBase):
         if not 16 <= int(period) <= 4096:
             raise EngineError(f"period must be 16-4096 frames, got {period!r}")
         self.device, self.midi_name = device, midi_in
-        self.sample_rate, self.block = int(sample_rate), int(period)
-        self.max_block = max(MIN_MAX_BLOCK, self.block)
+        self.sample_rate, self.period_frames = int(sample_rate), int(period)
+        self.max_block = max(MIN_MAX_BLOCK, self.period_frames)
         self._midi_queue = collections.deque(maxlen=1024)
         self.stream = None
         self.midi = None
@@ -80,13 +80,13 @@ class PortAudioEngine(EngineBase):
         if self.config.uses_midi:
             self._open_midi()
         try:
-            self.stream = sd.Stream(device=self.device, samplerate=self.sample_rate, blocksize=self.block,
+            self.stream = sd.Stream(device=self.device, samplerate=self.sample_rate, blocksize=self.period_frames,
                                     channels=(n_in, n_out), dtype="float32", latency="low",
                                     callback=self._callback, finished_callback=self._finished)
             self.stream.start()
         except sd.PortAudioError as e:
             raise EngineError(f"cannot open PortAudio device {info['name']!r} at {self.sample_rate} Hz, "
-                              f"{self.block} frames: {e}") from None
+                              f"{self.period_frames} frames: {e}") from None
         self.client_name = f"{info['name']} (PortAudio)"
         self.started_at = time.monotonic()
 

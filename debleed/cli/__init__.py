@@ -35,7 +35,7 @@ def _startup_line(eng, cfg) -> str:
     ports = f"{n_in} in, {n_ch} out{midi}"
     if n_in + n_ch <= 12 and eng.backend != "portaudio":
         ports += " (" + ", ".join(p.name for p in eng.inports + eng.outports) + ")"
-    return (f"debleed: {eng.engine} engine running {where} at {eng.sample_rate} Hz, {eng.block} frames; "
+    return (f"debleed: {eng.engine} engine running {where} at {eng.sample_rate} Hz, {eng.period_frames} frames; "
             f"{n_ch} channel(s), latency {latency}; ports: {ports}")
 
 

@@ -289,7 +289,7 @@ class LiveControl:
     # --- log and save ------------------------------------------------------------------------
     def log_header(self) -> dict:
         return {"debleed_changes": CHANGES_FORMAT, "sample_rate": self.engine.sample_rate,
-                "period": self.engine.block, "config": str(self.config_path) if self.config_path else None}
+                "period": self.engine.period_frames, "config": str(self.config_path) if self.config_path else None}
 
     def write_log(self, path) -> None:
         """Write the header and every change so far to ``path`` (JSON lines), atomically."""

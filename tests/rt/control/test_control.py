@@ -56,7 +56,7 @@ def running(gig):
 def test_a_change_takes_effect_at_a_block_boundary_and_is_logged(running):
     e = running.set("snare", "threshold_db", -24.0)
     assert e["channel"] == "snare" and e["param"] == "threshold_db" and e["value"] == -24.0
-    assert e["frame"] % running.engine.block == 0
+    assert e["frame"] % running.engine.period_frames == 0
     assert e["frame"] == running.chain.ctl[K_DONE_FRAME]
     assert running.get("snare", "threshold_db") == -24.0
     assert running.chain.ptab[0, 0] == -24.0  # P_THR of the bank the audio side reads
@@ -226,7 +226,7 @@ def test_meters_rows_and_status_line_with_many_channels(tmp_path):
         from debleed.dsp.chain import K_FRAMES
 
         t_end = time.monotonic() + 30.0
-        while ctl.chain.ctl[K_FRAMES] < 4 * eng.block and time.monotonic() < t_end:
+        while ctl.chain.ctl[K_FRAMES] < 4 * eng.period_frames and time.monotonic() < t_end:
             time.sleep(0.01)
         ctl.poll_meters()
         rows = ctl.meter_rows()
