@@ -401,3 +401,37 @@ def _tidy_initializers(m, prefix: str = "") -> None:
         keep.append(node)
     del m.graph.node[:]
     m.graph.node.extend(keep)
+
+
+def onnx_weight_layout(path) -> list:
+    """Where each network parameter sits in an exported model: a list of ``(parameter,
+    initializer name, shape, consuming node type, note)``.
+
+    Named parameters keep their names (``encoder.weight``, ``cq.weight``, ``inp.bias``,
+    ``out.bias``, ``decoder.weight``); the exporter gives the input and output layers' weights and
+    the GRU's tensors generated names, so they are found by the node that reads them: the first
+    ``MatMul`` with an initializer is ``inp`` (its weight transposed, (features, hidden)), the
+    last is ``out`` ((hidden, n_filters)); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
+    ``linear_before_reset=1``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
+    rows = []
+    for name in ("encoder.weight", "cq.weight", "inp.bias", "out.bias", "decoder.weight"):
+        if name in inits:
+            users = sorted({n.op_type for n in m.graph.node if name in n.input})
+            rows.append((name, name, tuple(inits[name]), "/".join(users), ""))
+    mats = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    if mats:
+        rows.append(("inp.weight (transposed)", mats[0].input[1], tuple(inits[mats[0].input[1]]), "MatMul",
+                     "features x hidden"))
+        rows.append(("out.weight (transposed)", mats[-1].input[1], tuple(inits[mats[-1].input[1]]), "MatMul",
+                     "hidden x n_filters"))
+    for layer, node in enumerate(n for n in m.graph.node if n.op_type == "GRU"):
+        for i, what in ((1, "W (input weights, gates z, r, h)"), (2, "R (recurrent weights, gates z, r, h)"),
+                        (3, "B (Wb then Rb, gates z, r, h)")):
+            rows.append((f"gru layer {layer} {what}", node.input[i], tuple(inits[node.input[i]]), "GRU", ""))
+    return rows

@@ -60,6 +60,12 @@ def test_export_contract_names_ops_initializers_and_metadata(informed):
     # the reference mics go through the mic's encoder: one Conv per mic and reference, same weight
     convs = [n for n in m.graph.node if n.op_type == "Conv" and n.input[1] == "encoder.weight"]
     assert len(convs) == 1 + r
+    from debleed.models.net import onnx_weight_layout
+
+    layout = {row[0]: row for row in onnx_weight_layout(path)}
+    assert layout["inp.weight (transposed)"][2] == (net.n_features, net.hidden)
+    assert layout["out.weight (transposed)"][2] == (net.hidden, net.n_filters)
+    assert layout["encoder.weight"][3] == "Conv" and layout["decoder.weight"][3] == "ConvTranspose"
     meta = {p.key: p.value for p in m.metadata_props}
     cfg = json.loads(meta["config"])
     assert cfg.get("n_refs", 0) == r and cfg.get("key", False) == k
