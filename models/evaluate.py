@@ -24,6 +24,11 @@ Metrics (:mod:`debleed.models.metrics`): SI-SDR against the clean snare; bleed r
 the snare is silent; hit loss over the first 30 ms of loud hits (velocity >= 0.6) and ghost
 notes (< 0.2), against the mic (the project's metric) and against the clean snare. Outputs are
 aligned by each processor's latency before measuring.
+
+``debleed eval --informed MODEL`` (:func:`evaluate_informed`) evaluates an informed model (reference
+mics and key) instead: every held-out kit, loud stage, the model with its mic only, with the key,
+with key and reference mics, against the shipped model, the self-keyed gate, a key gate with
+look-ahead (:func:`key_gate_signal`) and the oracle mask.
 """
 
 from __future__ import annotations

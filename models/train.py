@@ -36,6 +36,9 @@ ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL}
 #: zeros ("not connected"), so one model serves mic-only channels, key only, and key and refs.
 DROP_KEY = 0.3
 DROP_REF = 0.3
+#: ... and the probability that all reference mics at once are (a mic-only or key-only channel);
+#: 0 in the first stage, where both refs are missing in only 9 % of the examples.
+DROP_ALL_REFS = 0.0
 
 
 def model_path(sample_rate: int, folder=MODELS_DIR) -> Path:
@@ -264,10 +267,11 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_key: float = 0.0,
-           drop_ref: float = 0.0):
+           drop_ref: float = 0.0, drop_all_refs: float = 0.0):
     """``batch`` random crops ``(noisy, clean)``, each (batch, length); informed: also ``refs``
     (batch, R, length) and ``key`` (batch, length), each dropped to zeros with its probability
-    per example (the draws come after the crop positions, so the plain crops stay as they were)."""
+    per example, and all refs of an example at once with ``drop_all_refs`` (the draws come after
+    the crop positions, so the plain crops stay as they were)."""
     idx = rng.integers(0, data["noisy"].shape[0], batch)
     start = rng.integers(0, data["noisy"].shape[1] - length, batch)
     x = np.stack([data["noisy"][i, s:s + length] for i, s in zip(idx, start)])
@@ -279,6 +283,8 @@ def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_k
     if drop_key > 0.0 or drop_ref > 0.0:
         key *= (rng.random(batch) >= drop_key)[:, None]
         refs *= (rng.random((batch, refs.shape[1])) >= drop_ref)[:, :, None]
+    if drop_all_refs > 0.0:
+        refs *= (rng.random(batch) >= drop_all_refs)[:, None, None]
     return x, y, refs, key
 
 
@@ -306,7 +312,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
-          max_seconds: float | None = None) -> dict:
+          max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
+          drop_all_refs: float = DROP_ALL_REFS) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -343,6 +350,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     init_onnx : path, optional
         Start from the weights of an exported model (:func:`model_from_onnx`) instead of a
         checkpoint, e.g. a shipped model; not together with ``init``.
+    drop_key, drop_ref, drop_all_refs : float
+        Informed models: per example, the probability that the key, each reference mic, and all
+        reference mics at once read as zeros (not connected); defaults :data:`DROP_KEY`,
+        :data:`DROP_REF`, :data:`DROP_ALL_REFS`.
     max_seconds : float, optional
         Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
         schedule is stretched over the steps the first ones say fit in that time.
@@ -396,6 +407,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and np.isfinite(max_seconds)
                                         and max_seconds > 0):
         raise DebleedError(f"max_seconds must be a finite number > 0, got {max_seconds!r}")
+    for name, v in (("drop_key", drop_key), ("drop_ref", drop_ref), ("drop_all_refs", drop_all_refs)):
+        if not (isinstance(v, (int, float, np.floating)) and 0.0 <= v <= 1.0):
+            raise DebleedError(f"{name} must be a probability from 0 to 1, got {v!r}")
     if init_onnx is not None and not Path(init_onnx).is_file():
         raise DebleedError(f"init_onnx model {init_onnx} does not exist (or is not a file)")
     if init is not None and not Path(init).is_file():
@@ -521,7 +535,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     model.train()
     while step < steps:
         c = [torch.from_numpy(a).to(device) for a in _crops(data, rng, batch, length, informed=informed,
-                                                             drop_key=DROP_KEY, drop_ref=DROP_REF)]
+                                                             drop_key=drop_key, drop_ref=drop_ref,
+                                                             drop_all_refs=drop_all_refs)]
         x, y = c[0], c[1]
         est = model.run(x, *c[2:])[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
@@ -604,6 +619,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="architecture from scratch: default (mic only, 256 filters, GRU 2x192) or informed "
                         "(hi-hat and overhead mics and the key, 128 filters, GRU 96); default that of --init, "
                         "else default")
+    p.add_argument("--drop-key", type=float, default=DROP_KEY,
+                   help=f"informed models: probability that an example's key is zeros (default {DROP_KEY})")
+    p.add_argument("--drop-ref", type=float, default=DROP_REF,
+                   help=f"informed models: probability that each reference mic is zeros (default {DROP_REF})")
+    p.add_argument("--drop-all-refs", type=float, default=DROP_ALL_REFS,
+                   help=f"informed models: probability that all reference mics are zeros (default {DROP_ALL_REFS})")
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -628,7 +649,8 @@ def run_from_args(args) -> int:
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight},
-                    device=args.device, taps=args.taps,
+                    device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
+                    drop_all_refs=args.drop_all_refs,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

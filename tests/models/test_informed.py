@@ -217,3 +217,39 @@ def test_informed_training_smoke_and_fine_tuning(torch_installed, tmp_path):
     from debleed.models.denoiser import model_info
 
     assert model_info(tmp_path / "m44.onnx")["config"]["n_refs"] == 2
+
+
+def test_crops_drop_inputs_per_example():
+    from debleed.models.train import _crops
+
+    n, rng = 4000, np.random.default_rng(0)
+    data = {"noisy": np.ones((3, n), np.float32), "clean": np.ones((3, n), np.float32),
+            "refs": np.ones((3, 2, n), np.float32), "key": np.ones((3, n), np.float32)}
+    x, y, refs, key = _crops(data, rng, 400, 64, informed=True, drop_key=0.3, drop_ref=0.0, drop_all_refs=0.5)
+    key_on = key.max(axis=1) > 0
+    refs_on = refs.max(axis=2) > 0
+    assert 0.6 < key_on.mean() < 0.8
+    assert np.array_equal(refs_on[:, 0], refs_on[:, 1]) and 0.4 < refs_on[:, 0].mean() < 0.6
+    assert np.all(x == 1) and np.all(y == 1)
+
+
+def test_train_refuses_a_drop_probability_outside_0_1(torch_installed, tmp_path):
+    from debleed.models.train import train
+
+    with pytest.raises(DebleedError, match="drop_all_refs must be a probability"):
+        train(sample_rate=48000, steps=1, work_dir=tmp_path, drop_all_refs=1.5, progress=False)
+    assert not list(tmp_path.iterdir())  # refused before rendering anything
+
+
+def test_key_gate_opens_before_a_late_key_with_its_look_ahead():
+    from debleed.models.evaluate import key_gate_signal
+
+    sr, n = 48000, 48000
+    x = np.zeros(n)
+    x[10000:10480] = 1.0  # a 10 ms hit
+    key = np.zeros(n, np.float32)
+    key[10000 + 240] = 0.8  # the key 5 ms late
+    y, lat = key_gate_signal(x, key, sr, hold_ms=20.0, release_ms=10.0, lookahead_ms=7.0)
+    assert lat == 336
+    assert np.allclose(y[10000 + lat:10480 + lat], 1.0)  # the whole hit passes
+    assert np.max(np.abs(y[:10000 + lat])) == 0.0 and np.max(np.abs(y[20000:])) < 1e-3
