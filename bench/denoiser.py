@@ -4,7 +4,9 @@ blocks over their deadline under a CPU hog.
 Measured against the streaming wrapper's interface (``debleed.models.denoiser.Denoiser``:
 ``Denoiser(model_path, providers=..., intra_op_threads=1)``, ``prepare(sample_rate, max_block)``,
 ``process(x, out)`` on mono float32 blocks, ``reset()``, ``latency_samples``) and against raw
-onnxruntime sessions on each shipped ``.onnx`` file (``models/*.onnx``), whose input and output
+onnxruntime sessions on each shipped default model (``debleed.models.denoiser.SHIPPED``: the
+mic-only models the wrapper loads; the informed ``*_informed.onnx`` files beside them are
+measured in the model card), whose input and output
 names, shapes and types are read from the session (dynamic dimensions: the last one of the
 first input is the block length, the others 1).
 
@@ -43,12 +45,12 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(d
 def find_denoiser():
     """``(Denoiser class or None, [onnx paths], note)``."""
     try:
-        from debleed.models.denoiser import Denoiser
+        from debleed.models.denoiser import SHIPPED, Denoiser
     except ImportError as e:
         return None, [], f"debleed.models.denoiser cannot be imported ({e})"
     import debleed.models
 
-    paths = sorted(Path(debleed.models.__file__).parent.glob("*.onnx"))
+    paths = sorted(p for p in SHIPPED.values() if p.is_file())
     if not paths:
         return Denoiser, [], f"no .onnx file in {Path(debleed.models.__file__).parent}"
     return Denoiser, paths, ""
