@@ -40,13 +40,22 @@ test: system venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Reproduces the shipped denoisers (fixed seeds; resumes from train-cache/ checkpoints; about
-# 110 minutes on 2 cores): 48 kHz from scratch, a 48 kHz fine-tuning stage with the SI-SDR term
-# weighted 10 times higher, then 44.1 kHz fine-tuned from that with the same loss.
+# 110 minutes on 2 cores for the mic-only models): 48 kHz from scratch, a 48 kHz fine-tuning stage
+# with the SI-SDR term weighted 10 times higher, then 44.1 kHz fine-tuned from that with the same
+# loss. Then the small informed models (hi-hat and overhead mics and the key; models/README.md):
+# 48 kHz from scratch (about 5 minutes of rendering and 40-55 minutes on one torch thread), a
+# 48 kHz stage with the key and all reference mics dropped in half the examples (15 minutes),
+# and 44.1 kHz fine-tuned from the first 48 kHz stage (5 minutes of rendering, 10 of training):
+# about 3 hours in all.
 TRAIN_STEPS_48K    ?= 7000
 TRAIN_STEPS_48K_FT ?= 1000
 TRAIN_STEPS_44K1   ?= 1000
 TRAIN_SISDR_FT     ?= 0.5
 TRAIN_THREADS      ?= 2
+TRAIN_STEPS_INF_48K  ?= 2400
+TRAIN_STEPS_INF_48K_FT ?= 800
+TRAIN_STEPS_INF_44K1 ?= 500
+TRAIN_SISDR_INF      ?= 0.2
 train: system venv
 	$(PY) -m pip install -q -e '.[train,test]'
 	mkdir -p train-cache
@@ -57,6 +66,16 @@ train: system venv
 	  --log train-cache/train_48k_ft.jsonl
 	$(PY) -m debleed.models.train --rate 44100 --steps $(TRAIN_STEPS_44K1) --threads $(TRAIN_THREADS) --lr 3e-4 \
 	  --sisdr-weight $(TRAIN_SISDR_FT) --init train-cache/ckpt_48k_ft.pt --log train-cache/train_44k1.jsonl
+	$(PY) -m debleed.models.train --arch informed --rate 48000 --steps $(TRAIN_STEPS_INF_48K) --batch 10 --threads 1 \
+	  --sisdr-weight $(TRAIN_SISDR_INF) --ckpt-name ckpt_48k_informed.pt \
+	  --out train-cache/snare_denoiser_48k_informed_base.onnx --log train-cache/train_48k_informed.jsonl
+	$(PY) -m debleed.models.train --arch informed --rate 48000 --steps $(TRAIN_STEPS_INF_48K_FT) --batch 10 --threads 1 \
+	  --lr 3e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.5 --drop-all-refs 0.5 \
+	  --init train-cache/ckpt_48k_informed.pt --ckpt-name ckpt_48k_informed_ft.pt \
+	  --out models/snare_denoiser_48k_informed.onnx --log train-cache/train_48k_informed_ft.jsonl
+	$(PY) -m debleed.models.train --rate 44100 --steps $(TRAIN_STEPS_INF_44K1) --batch 10 --threads 1 --lr 3e-4 \
+	  --sisdr-weight $(TRAIN_SISDR_INF) --init train-cache/ckpt_48k_informed.pt --ckpt-name ckpt_44k1_informed.pt \
+	  --out models/snare_denoiser_44k1_informed.onnx --log train-cache/train_44k1_informed.jsonl
 
 bench: system-bench venv
 	$(VENV)/bin/debleed bench --out bench-report

@@ -2,7 +2,8 @@
 
 The live engines run the denoiser's data-plane kernels (:mod:`debleed.models.streaming`) inside
 the audio callback; onnxruntime runs the same ``.onnx`` files for the batch ``debleed denoise``.
-For each shipped model (``models/*.onnx``):
+For each model shipped in ``models/`` (the defaults and the informed ``*_informed.onnx``, whose
+reference mics are silent here: the same cost):
 
 - ``kernels``: :meth:`StreamingStage.process` per block (one channel; the call the Python engine
   makes, the cfunc calls the same kernel without the dispatch) for 64, 128, 256 and 1024 frames
@@ -42,6 +43,7 @@ def find_denoiser():
     import debleed.models
     from debleed.models.denoiser import Denoiser
 
+    # every model shipped next to the package: the defaults and the informed ones
     paths = sorted(Path(debleed.models.__file__).parent.glob("*.onnx"))
     if not paths:
         return Denoiser, [], f"no .onnx file in {Path(debleed.models.__file__).parent}"

@@ -22,6 +22,10 @@ MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped model file per supported sample rate (Hz).
 SHIPPED = {48000: MODELS_DIR / "snare_denoiser_48k.onnx", 44100: MODELS_DIR / "snare_denoiser_44k1.onnx"}
 STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+#: The extra inputs of an informed model (reference mics, key) and its extra state; the
+#: onnxruntime wrapper feeds zeros to ``refs`` and ``key`` (a mic-only channel).
+INFORMED_INPUTS = ("refs", "key")
+INFORMED_STATE = ("ref_state",)
 
 
 #: Providers whose shared library onnxruntime loads on first use (file name in onnxruntime/capi/).
@@ -93,7 +97,7 @@ def _load_session(path: Path, providers, intra_op_threads: int):
                                f"for {path} (active: {', '.join(sess.get_providers())}); check the CUDA "
                                "driver and libraries, or use CPUExecutionProvider")
     names = {i.name for i in sess.get_inputs()}
-    if names != {"audio", *STATE_NAMES}:
+    if not ({"audio", *STATE_NAMES} <= names <= {"audio", *STATE_NAMES, *INFORMED_INPUTS, *INFORMED_STATE}):
         raise DebleedError(f"denoiser model {path} has inputs {sorted(names)}; expected "
                            f"{['audio', *STATE_NAMES]} (not a debleed streaming denoiser)")
     meta = sess.get_modelmeta().custom_metadata_map
@@ -222,8 +226,15 @@ class Denoiser:
         self.max_block = int(max_block)
         hop = self._hop
         shapes = {i.name: i.shape for i in self._sess.get_inputs()}
+        # state inputs in graph order; the outputs after ``denoised`` are their next values
+        self._state_names = tuple(i.name for i in self._sess.get_inputs() if i.name.endswith("_state"))
         self._state = {k: np.zeros([1 if not isinstance(d, int) else d for d in shapes[k]], np.float32)
-                       for k in STATE_NAMES}
+                       for k in self._state_names}
+        # an informed model run mic-only: its reference mics and key read as not connected (zeros)
+        n_refs = shapes["refs"][1] if "refs" in shapes else 0
+        chunk = (self.max_block // hop + 2) * hop
+        self._zeros = {"refs": np.zeros((1, n_refs, chunk), np.float32), "key": np.zeros((1, chunk), np.float32)}
+        self._zeros = {k: v for k, v in self._zeros.items() if k in shapes}
         self._in = np.zeros(hop, np.float32)
         self._scratch = np.zeros(self.max_block, np.float32)
         self._chunk = np.zeros((1, (self.max_block // hop + 2) * hop), np.float32)
@@ -300,10 +311,15 @@ class Denoiser:
             c[0, self._fill:] = s[:used]
             feed = self._feed
             feed["audio"] = c
+            for k, z in self._zeros.items():
+                feed[k] = z[..., :m]
             res = self._sess.run(None, feed)
             y = res[0][0]
-            if _all_finite(y, res[1], res[2], res[3]):
-                for k, v in zip(STATE_NAMES, res[1:]):  # the outputs become the next state
+            ok = _all_finite(y, res[1], res[2], res[3])
+            if ok and len(res) > 4:  # an informed model's ref_state
+                ok = _all_finite(res[4], res[4], res[4], res[4])
+            if ok:
+                for k, v in zip(self._state_names, res[1:]):  # the outputs become the next state
                     self._state[k] = feed[k] = v
             else:
                 y = np.zeros(m, np.float32)

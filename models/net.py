@@ -18,7 +18,13 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
   filterbank). It reaches ``window + (taps - 1) * hop`` samples into the past, sharpening the
   frequency resolution the output can have without adding latency. The head starts at zero, so a
   model with taps starts as the same model without them (fine-tuning from one);
-- decoder: ``ConvTranspose1d(n_filters, 1, window, stride=hop)`` with overlap-add.
+- decoder: ``ConvTranspose1d(n_filters, 1, window, stride=hop)`` with overlap-add;
+- informed inputs (``n_refs > 0``, ``key``): reference mics (e.g. the hi-hat close mic and an
+  overhead) go through the same encoder (shared weights, same window and hop) and their log
+  power joins the features; the channel's key (a per-sample signal: onsets with velocity, zeros
+  elsewhere) joins as one value per frame, its maximum over the hop that just completed. The mask
+  still applies to the mic's frames only. Zeros in place of a key or a reference mic mean "not
+  connected" (training drops them at random), so one model serves every configuration.
 
 :meth:`SnareDenoiserNet.forward` is the streaming step and also the training forward: it takes
 a chunk of whole hops plus the state (last ``hop`` input samples, GRU hidden state, pending
@@ -36,6 +42,18 @@ import torch
 from torch import nn
 
 STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+
+
+def input_names(n_refs: int = 0, key: bool = False) -> tuple:
+    """The ONNX graph inputs of a model, in order: ``audio``, ``refs`` (when ``n_refs > 0``), ``key``
+    (when ``key``), ``enc_state``, ``ref_state`` (when ``n_refs > 0``), ``gru_state``, ``ola_state``."""
+    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ()) + ("enc_state",)
+            + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state"))
+
+
+def state_names(n_refs: int = 0) -> tuple:
+    """The state inputs of a model, in graph order (each has an output ``<name>_out``)."""
+    return ("enc_state",) + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state")
 
 
 def constant_q_kernels(context: int, n_bins: int, sample_rate: float, *, f_min: float = 40.0,
@@ -88,16 +106,21 @@ class SnareDenoiserNet(nn.Module):
     taps : int
         Frames the output filter spans per filter (1: a mask on the current frame only; the
         default). Needs ``window + (taps - 1) * hop <= context``.
+    n_refs : int
+        Reference mics (0 to 4; default 0), each encoded by the same encoder.
+    key : bool
+        Whether the model takes the channel's key signal; default False.
 
     Raises
     ------
     ValueError
         ``context`` not a multiple of ``hop`` or below ``window``; ``taps`` below 1 or reaching
-        past ``context``.
+        past ``context``; ``n_refs`` outside 0 to 4.
     """
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
-                 context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1):
+                 context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
+                 n_refs: int = 0, key: bool = False):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -110,13 +133,16 @@ class SnareDenoiserNet(nn.Module):
             raise ValueError(f"taps must be >= 1 with window + (taps - 1) * hop <= context "
                              f"({self.window} + (taps - 1) * {self.hop} <= {self.context}), got {taps}")
         self.sample_rate = int(sample_rate)
+        self.n_refs, self.key = int(n_refs), bool(key)
+        if not 0 <= self.n_refs <= 4:
+            raise ValueError(f"n_refs must be 0 to 4, got {n_refs}")
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
         if self.cq_bins:
             self.cq = nn.Conv1d(1, 2 * self.cq_bins, self.context, stride=hop, bias=False)
             with torch.no_grad():
                 self.cq.weight.copy_(constant_q_kernels(self.context, self.cq_bins, self.sample_rate).unsqueeze(1))
             self.cq.weight.requires_grad_(False)
-        self.inp = nn.Linear(n_filters + self.cq_bins, hidden)
+        self.inp = nn.Linear(self.n_features, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
         if self.taps > 1:
@@ -147,6 +173,26 @@ class SnareDenoiserNet(nn.Module):
             self.decoder.weight.copy_(basis.unsqueeze(1))
             nn.init.constant_(self.out.bias, 2.0)
 
+    @property
+    def n_features(self) -> int:
+        """Features per frame: mic filterbank, constant-Q bins, each reference's filterbank, key."""
+        return self.n_filters * (1 + self.n_refs) + self.cq_bins + int(self.key)
+
+    @property
+    def informed(self) -> bool:
+        """Whether the model takes reference mics or a key (the seven-argument :meth:`forward`)."""
+        return bool(self.n_refs or self.key)
+
+    def macs_per_hop(self) -> dict:
+        """Multiply-adds per hop of the streaming step, by part (dense counts: every constant-Q
+        kernel tap, every GRU gate; the sigmoid, tanh and log are not counted)."""
+        n, h, w = self.n_filters, self.hidden, self.window
+        parts = {"encoder": n * w * (1 + self.n_refs), "constant_q": 2 * self.cq_bins * self.context,
+                 "inp": self.n_features * h, "gru": sum(3 * (h + h) * h for _ in range(self.layers)),
+                 "out": h * n * self.taps, "decoder": n * w}
+        parts["total"] = sum(parts.values())
+        return parts
+
     def config(self) -> dict:
         """Constructor arguments (saved in checkpoints and ONNX metadata)."""
         cfg = {"hop": self.hop, "n_filters": self.n_filters, "hidden": self.hidden, "layers": self.layers}
@@ -154,24 +200,42 @@ class SnareDenoiserNet(nn.Module):
             cfg.update(context=self.context, cq_bins=self.cq_bins, sample_rate=self.sample_rate)
         if self.taps > 1:
             cfg["taps"] = self.taps
+        if self.n_refs:
+            cfg["n_refs"] = self.n_refs
+        if self.key:
+            cfg["key"] = True
         return cfg
 
     def zero_state(self, batch: int = 1):
-        """Zero streaming state ``(enc_state (B, context - hop), gru_state (layers, B, hidden),
-        ola_state (B, hop))``."""
+        """Zero streaming state, in :func:`state_names` order: ``enc_state (B, context - hop)``,
+        ``ref_state (B, n_refs, window - hop)`` (informed models with refs only), ``gru_state
+        (layers, B, hidden)``, ``ola_state (B, hop)``."""
         dev = self.encoder.weight.device
-        return (torch.zeros(batch, self.context - self.hop, device=dev),
-                torch.zeros(self.layers, batch, self.hidden, device=dev), torch.zeros(batch, self.hop, device=dev))
+        enc = torch.zeros(batch, self.context - self.hop, device=dev)
+        rest = (torch.zeros(self.layers, batch, self.hidden, device=dev), torch.zeros(batch, self.hop, device=dev))
+        if self.n_refs:
+            return (enc, torch.zeros(batch, self.n_refs, self.window - self.hop, device=dev)) + rest
+        return (enc,) + rest
 
-    def forward(self, audio, enc_state, gru_state, ola_state):
+    def forward(self, audio, *args):
         """One streaming step over a chunk of whole hops.
+
+        ``forward(audio, enc_state, gru_state, ola_state)`` for a mic-only model;
+        ``forward(audio, refs, key, enc_state, ref_state, gru_state, ola_state)`` for an informed
+        one (``refs`` and ``ref_state`` None when ``n_refs`` is 0, ``key`` None without a key).
 
         Parameters
         ----------
         audio : Tensor (B, T * hop)
             Input samples, T >= 1.
+        refs : Tensor (B, n_refs, T * hop)
+            The reference mics, same samples as ``audio`` (zeros: not connected).
+        key : Tensor (B, T * hop)
+            The key: onset velocities in (0, 1] at onset samples, zeros elsewhere (all zeros: no key).
         enc_state : Tensor (B, context - hop)
             The previous ``context - hop`` input samples (zeros at start).
+        ref_state : Tensor (B, n_refs, window - hop)
+            The previous ``window - hop`` samples of each reference mic.
         gru_state : Tensor (layers, B, hidden)
         ola_state : Tensor (B, hop)
             Overlap-add tail of the previous chunk (zeros at start).
@@ -180,19 +244,40 @@ class SnareDenoiserNet(nn.Module):
         -------
         denoised : Tensor (B, T * hop)
             Clean estimate, delayed by ``hop`` samples.
-        enc_state_out, gru_state_out, ola_state_out :
-            The state for the next chunk.
+        enc_state_out, [ref_state_out,] gru_state_out, ola_state_out :
+            The state for the next chunk (same order as the state inputs).
         """
+        if self.informed:
+            if len(args) != 6:
+                raise TypeError("an informed model takes (audio, refs, key, enc_state, ref_state, gru_state, "
+                                f"ola_state), got {1 + len(args)} arguments")
+            refs, key, enc_state, ref_state, gru_state, ola_state = args
+        else:
+            if len(args) != 3:
+                raise TypeError(f"takes (audio, enc_state, gru_state, ola_state), got {1 + len(args)} arguments")
+            refs = key = ref_state = None
+            enc_state, gru_state, ola_state = args
         hop = self.hop
         x = torch.cat([enc_state, audio], dim=-1)                  # (B, context - hop + T * hop)
         past = (self.taps - 1) * hop
         frames_all = self.encoder(x[:, self.context - self.window - past:].unsqueeze(1))  # (B, N, taps - 1 + T)
         frames = frames_all[:, :, self.taps - 1:]                  # (B, N, T)
-        feat = 0.1 * torch.log(frames * frames + 1e-9)
+        feats = [0.1 * torch.log(frames * frames + 1e-9)]
         if self.cq_bins:
             c = self.cq(x.unsqueeze(1))                           # (B, 2K, T)
             c = c * c
-            feat = torch.cat([feat, 0.1 * torch.log(c[:, :self.cq_bins] + c[:, self.cq_bins:] + 1e-9)], dim=1)
+            feats.append(0.1 * torch.log(c[:, :self.cq_bins] + c[:, self.cq_bins:] + 1e-9))
+        ref_out = None
+        if self.n_refs:
+            rx = torch.cat([ref_state, refs], dim=-1)               # (B, R, window - hop + T * hop)
+            for r in range(self.n_refs):                           # the mic's encoder, shared weights
+                e = self.encoder(rx[:, r:r + 1])                   # (B, N, T)
+                feats.append(0.1 * torch.log(e * e + 1e-9))
+            ref_out = rx[:, :, -(self.window - hop):]
+        if self.key:
+            k = key.reshape(key.shape[0], -1, hop).amax(dim=-1)    # (B, T): max over each frame's newest hop
+            feats.append(k.unsqueeze(1))
+        feat = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         feat = feat.transpose(1, 2)
         z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
         mask = torch.sigmoid(self.out(z)).transpose(1, 2)         # (B, N, T)
@@ -206,20 +291,54 @@ class SnareDenoiserNet(nn.Module):
         y = self.decoder(filtered).squeeze(1)                      # (B, (T + 1) * hop)
         y = torch.cat([y[:, :hop] + ola_state, y[:, hop:]], dim=-1)
         n = audio.shape[-1]
+        if self.n_refs:
+            return y[:, :n], x[:, -(self.context - hop):], ref_out, gru_out, y[:, n:]
         return y[:, :n], x[:, -(self.context - hop):], gru_out, y[:, n:]
 
-    def run(self, audio):
-        """Whole-signal (one-shot) output from zero state; ``audio`` (B, T * hop)."""
-        return self.forward(audio, *self.zero_state(audio.shape[0]))[0]
+    def run(self, audio, refs=None, key=None):
+        """Whole-signal (one-shot) output from zero state; ``audio`` (B, T * hop), ``refs``
+        (B, n_refs, T * hop) and ``key`` (B, T * hop) for an informed model (None: zeros)."""
+        b = audio.shape[0]
+        state = self.zero_state(b)
+        if not self.informed:
+            return self.forward(audio, *state)[0]
+        if self.n_refs and refs is None:
+            refs = audio.new_zeros(b, self.n_refs, audio.shape[-1])
+        if self.key and key is None:
+            key = audio.new_zeros(b, audio.shape[-1])
+        enc = state[0]
+        ref_state = state[1] if self.n_refs else None
+        gru, ola = state[-2:]
+        return self.forward(audio, refs if self.n_refs else None, key if self.key else None,
+                            enc, ref_state, gru, ola)[0]
+
+
+class _ExportStep(nn.Module):
+    """The streaming step with exactly the graph inputs of :func:`input_names` (absent ones dropped)."""
+
+    def __init__(self, net: SnareDenoiserNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, *inputs):
+        net = self.net
+        if not net.informed:
+            return net(*inputs)
+        named = dict(zip(input_names(net.n_refs, net.key), inputs))
+        return net(named["audio"], named.get("refs"), named.get("key"), named["enc_state"],
+                   named.get("ref_state"), named["gru_state"], named["ola_state"])
 
 
 def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int = 17) -> None:
     """Export the streaming step to ONNX with named state inputs and outputs.
 
-    Inputs ``audio`` (1, n) with n a multiple of ``hop``, ``enc_state`` (1, context - hop), ``gru_state``
-    (layers, 1, hidden), ``ola_state`` (1, hop); outputs ``denoised`` (1, n) and
-    ``enc_state_out``, ``gru_state_out``, ``ola_state_out``. The metadata holds ``hop``,
-    ``window``, ``sample_rate`` and the constructor arguments.
+    Inputs (:func:`input_names`) ``audio`` (1, n) with n a multiple of ``hop``, ``refs`` (1, n_refs, n)
+    when the model has reference mics, ``key`` (1, n) when it takes a key, ``enc_state`` (1,
+    context - hop), ``ref_state`` (1, n_refs, window - hop) with reference mics, ``gru_state``
+    (layers, 1, hidden), ``ola_state`` (1, hop); outputs ``denoised`` (1, n) and ``<state>_out``
+    for each state input, in the same order. The metadata holds ``hop``, ``window``,
+    ``sample_rate`` and the constructor arguments (``config`` JSON, with ``n_refs`` and ``key``
+    for an informed model).
     """
     import json
     import warnings
@@ -227,17 +346,92 @@ def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int =
     import onnx
 
     model = model.eval()
-    args = (torch.zeros(1, 4 * model.hop),) + model.zero_state(1)
+    n = 4 * model.hop
+    names = input_names(model.n_refs, model.key)
+    states = state_names(model.n_refs)
+    example = {"audio": torch.zeros(1, n), "refs": torch.zeros(1, model.n_refs, n), "key": torch.zeros(1, n),
+               **dict(zip(states, model.zero_state(1)))}
+    args = tuple(example[k] for k in names)
+    dynamic = {"audio": {1: "n"}, "denoised": {1: "n"}}
+    if model.n_refs:
+        dynamic["refs"] = {2: "n"}
+    if model.key:
+        dynamic["key"] = {1: "n"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), input_names=["audio", *STATE_NAMES],
-                          output_names=["denoised"] + [s + "_out" for s in STATE_NAMES],
-                          dynamic_axes={"audio": {1: "n"}, "denoised": {1: "n"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(_ExportStep(model), args, str(path), input_names=list(names),
+                          output_names=["denoised"] + [s + "_out" for s in states],
+                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     m = onnx.load(str(path))
+    _tidy_initializers(m, prefix="net." if model.informed else "")
     meta = {"hop": str(model.hop), "window": str(model.window), "sample_rate": str(int(sample_rate)),
             "config": json.dumps(model.config()), "producer": "debleed snare denoiser"}
     for k, v in meta.items():
         p = m.metadata_props.add()
         p.key, p.value = k, v
     onnx.save(m, str(path))
+
+
+def _tidy_initializers(m, prefix: str = "") -> None:
+    """Give every weight its parameter's name in the exported graph ``m`` (in place).
+
+    Strips the export wrapper's ``prefix`` from initializer names, and replaces an ``Identity``
+    of an initializer (the exporter's way of sharing a tensor that two parameters hold with equal
+    values, e.g. encoder and decoder at their initial filterbank) by a copy under the second
+    parameter's name, so each named parameter is its own initializer and the graph uses only
+    the operators the real-time kernels know.
+    """
+    from onnx import numpy_helper
+
+    def strip(name):
+        return name[len(prefix):] if prefix and name.startswith(prefix) else name
+
+    for init in m.graph.initializer:
+        init.name = strip(init.name)
+    inits = {i.name: i for i in m.graph.initializer}
+    keep = []
+    for node in m.graph.node:
+        node.input[:] = [strip(i) for i in node.input]
+        node.output[:] = [strip(o) for o in node.output]
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = numpy_helper.from_array(numpy_helper.to_array(inits[node.input[0]]), name=node.output[0])
+            m.graph.initializer.append(copy)
+            inits[copy.name] = copy
+            continue
+        keep.append(node)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+
+
+def onnx_weight_layout(path) -> list:
+    """Where each network parameter sits in an exported model: a list of ``(parameter,
+    initializer name, shape, consuming node type, note)``.
+
+    Named parameters keep their names (``encoder.weight``, ``cq.weight``, ``inp.bias``,
+    ``out.bias``, ``decoder.weight``); the exporter gives the input and output layers' weights and
+    the GRU's tensors generated names, so they are found by the node that reads them: the first
+    ``MatMul`` with an initializer is ``inp`` (its weight transposed, (features, hidden)), the
+    last is ``out`` ((hidden, n_filters)); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
+    ``linear_before_reset=1``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
+    rows = []
+    for name in ("encoder.weight", "cq.weight", "inp.bias", "out.bias", "decoder.weight"):
+        if name in inits:
+            users = sorted({n.op_type for n in m.graph.node if name in n.input})
+            rows.append((name, name, tuple(inits[name]), "/".join(users), ""))
+    mats = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    if mats:
+        rows.append(("inp.weight (transposed)", mats[0].input[1], tuple(inits[mats[0].input[1]]), "MatMul",
+                     "features x hidden"))
+        rows.append(("out.weight (transposed)", mats[-1].input[1], tuple(inits[mats[-1].input[1]]), "MatMul",
+                     "hidden x n_filters"))
+    for layer, node in enumerate(n for n in m.graph.node if n.op_type == "GRU"):
+        for i, what in ((1, "W (input weights, gates z, r, h)"), (2, "R (recurrent weights, gates z, r, h)"),
+                        (3, "B (Wb then Rb, gates z, r, h)")):
+            rows.append((f"gru layer {layer} {what}", node.input[i], tuple(inits[node.input[i]]), "GRU", ""))
+    return rows

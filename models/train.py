@@ -19,7 +19,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
-from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, recipe_tag
+from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, informed_recipe_tag, recipe_tag
 
 MODELS_DIR = Path(__file__).resolve().parent
 RATE_TAG = {48000: "48k", 44100: "44k1"}
@@ -27,6 +27,18 @@ RATE_TAG = {48000: "48k", 44100: "44k1"}
 
 #: The shipped architecture (see models/README.md): 1024 samples of causal context, GRU 192.
 DEFAULT_MODEL = {"hop": 32, "n_filters": 256, "hidden": 192, "layers": 2, "context": 1024, "cq_bins": 64}
+#: The small informed architecture (issue 20; see models/README.md): it also hears the hi-hat and
+#: overhead mics and the key; about 173k multiply-adds per 32-sample hop.
+INFORMED_MODEL = {"hop": 32, "n_filters": 128, "hidden": 96, "layers": 1, "context": 512, "cq_bins": 32,
+                  "n_refs": 2, "key": True}
+ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL}
+#: Per training example, the probability that the key, and each reference mic, is replaced by
+#: zeros ("not connected"), so one model serves mic-only channels, key only, and key and refs.
+DROP_KEY = 0.3
+DROP_REF = 0.3
+#: ... and the probability that all reference mics at once are (a mic-only or key-only channel);
+#: 0 in the first stage, where both refs are missing in only 9 % of the examples.
+DROP_ALL_REFS = 0.0
 
 
 def model_path(sample_rate: int, folder=MODELS_DIR) -> Path:
@@ -254,12 +266,26 @@ def _atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _crops(data, rng, batch: int, length: int):
+def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_key: float = 0.0,
+           drop_ref: float = 0.0, drop_all_refs: float = 0.0):
+    """``batch`` random crops ``(noisy, clean)``, each (batch, length); informed: also ``refs``
+    (batch, R, length) and ``key`` (batch, length), each dropped to zeros with its probability
+    per example, and all refs of an example at once with ``drop_all_refs`` (the draws come after
+    the crop positions, so the plain crops stay as they were)."""
     idx = rng.integers(0, data["noisy"].shape[0], batch)
     start = rng.integers(0, data["noisy"].shape[1] - length, batch)
     x = np.stack([data["noisy"][i, s:s + length] for i, s in zip(idx, start)])
     y = np.stack([data["clean"][i, s:s + length] for i, s in zip(idx, start)])
-    return x, y
+    if not informed:
+        return x, y
+    refs = np.stack([data["refs"][i, :, s:s + length] for i, s in zip(idx, start)])
+    key = np.stack([data["key"][i, s:s + length] for i, s in zip(idx, start)])
+    if drop_key > 0.0 or drop_ref > 0.0:
+        key *= (rng.random(batch) >= drop_key)[:, None]
+        refs *= (rng.random((batch, refs.shape[1])) >= drop_ref)[:, :, None]
+    if drop_all_refs > 0.0:
+        refs *= (rng.random(batch) >= drop_all_refs)[:, None, None]
+    return x, y, refs, key
 
 
 def _check_settings(**kw) -> None:
@@ -286,7 +312,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           progress: bool = True, model_kwargs: dict | None = None, valid_scenes: int = 12,
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
-          max_seconds: float | None = None) -> dict:
+          max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
+          drop_all_refs: float = DROP_ALL_REFS) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -323,6 +350,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     init_onnx : path, optional
         Start from the weights of an exported model (:func:`model_from_onnx`) instead of a
         checkpoint, e.g. a shipped model; not together with ``init``.
+    drop_key, drop_ref, drop_all_refs : float
+        Informed models: per example, the probability that the key, each reference mic, and all
+        reference mics at once read as zeros (not connected); defaults :data:`DROP_KEY`,
+        :data:`DROP_REF`, :data:`DROP_ALL_REFS`.
     max_seconds : float, optional
         Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
         schedule is stretched over the steps the first ones say fit in that time.
@@ -376,6 +407,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and np.isfinite(max_seconds)
                                         and max_seconds > 0):
         raise DebleedError(f"max_seconds must be a finite number > 0, got {max_seconds!r}")
+    for name, v in (("drop_key", drop_key), ("drop_ref", drop_ref), ("drop_all_refs", drop_all_refs)):
+        if not (isinstance(v, (int, float, np.floating)) and 0.0 <= v <= 1.0):
+            raise DebleedError(f"{name} must be a probability from 0 to 1, got {v!r}")
     if init_onnx is not None and not Path(init_onnx).is_file():
         raise DebleedError(f"init_onnx model {init_onnx} does not exist (or is not a file)")
     if init is not None and not Path(init).is_file():
@@ -385,7 +419,16 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     work = Path(work_dir)
     tag = RATE_TAG[int(sample_rate)]
     work.mkdir(parents=True, exist_ok=True)
-    recipe = recipe_tag()
+    if model_kwargs is not None:
+        arch = model_kwargs
+    elif init is not None:  # fine-tuning keeps the architecture of the start weights
+        arch = torch.load(init, weights_only=False, map_location="cpu")["config"]
+    elif init_onnx is not None:
+        arch = model_from_onnx(init_onnx).config()
+    else:
+        arch = DEFAULT_MODEL
+    informed = bool(arch.get("n_refs") or arch.get("key"))
+    recipe = informed_recipe_tag() if informed else recipe_tag()
     train_npz = work / f"train_{tag}_{n_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
     valid_npz = work / f"valid_{tag}_{valid_scenes}x{scene_s:g}s_seed{seed}_{recipe}.npz"
     if data is not None:
@@ -396,13 +439,17 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         recipe = f"{train_npz.name}|{valid_npz.name}"
     if not train_npz.exists():
         build_cache(train_npz, kits=TRAIN_KITS, sample_rate=sample_rate, n_scenes=n_scenes,
-                    seconds=scene_s, seed=seed + 1, progress=progress)
+                    seconds=scene_s, seed=seed + 1, progress=progress, informed=informed)
     if not valid_npz.exists():
         build_cache(valid_npz, kits=(VALID_KIT,), sample_rate=sample_rate, n_scenes=valid_scenes,
-                    seconds=scene_s, seed=seed + 2, progress=progress)
+                    seconds=scene_s, seed=seed + 2, progress=progress, informed=informed)
     # float32 whatever the cache holds (a cache may be stored as float16 to move it around)
-    data = {k: np.asarray(v, np.float32) for k, v in np.load(train_npz).items() if k in ("noisy", "clean")}
-    valid = {k: np.asarray(v, np.float32) for k, v in np.load(valid_npz).items() if k in ("noisy", "clean")}
+    keys = ("noisy", "clean", "refs", "key") if informed else ("noisy", "clean")
+    data = {k: np.asarray(v, np.float32) for k, v in np.load(train_npz).items() if k in keys}
+    valid = {k: np.asarray(v, np.float32) for k, v in np.load(valid_npz).items() if k in keys}
+    if informed and not {"refs", "key"} <= set(data) & set(valid):
+        raise DebleedError(f"an informed model needs training data with reference mics and a key "
+                           f"('refs', 'key'); {train_npz.name} / {valid_npz.name} have {sorted(data)} / {sorted(valid)}")
     init_state = torch.load(init, weights_only=False, map_location="cpu") if init is not None else None
     if init_onnx is not None:
         start = model_from_onnx(init_onnx)
@@ -462,13 +509,14 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     loss_fn = Loss(**(loss_kwargs or {}))
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
-    vx, vy = _crops(valid, np.random.default_rng(99), 8, vlen)
-    vx, vy = torch.from_numpy(vx).to(device), torch.from_numpy(vy).to(device)
+    vc = [torch.from_numpy(a).to(device)
+          for a in _crops(valid, np.random.default_rng(99), 8, vlen, informed=informed)]
+    vx, vy, vextra = vc[0], vc[1], vc[2:]  # informed: every input connected
 
     def validate():
         model.eval()
         with torch.no_grad():
-            est = model.run(vx)[:, hop:]
+            est = model.run(vx, *vextra)[:, hop:]
             v, parts = loss_fn(est, vy[:, :-hop], vx[:, :-hop])
         model.train()
         return float(v), parts
@@ -486,9 +534,11 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
                file=sys.stderr, mininterval=5.0)
     model.train()
     while step < steps:
-        x, y = _crops(data, rng, batch, length)
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        est = model.run(x)[:, hop:]
+        c = [torch.from_numpy(a).to(device) for a in _crops(data, rng, batch, length, informed=informed,
+                                                             drop_key=drop_key, drop_ref=drop_ref,
+                                                             drop_all_refs=drop_all_refs)]
+        x, y = c[0], c[1]
+        est = model.run(x, *c[2:])[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
         opt.zero_grad()
         loss.backward()
@@ -565,6 +615,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sisdr-weight", type=float, default=0.05, help="weight of -SI-SDR (dB) in the loss (default 0.05)")
     p.add_argument("--ckpt-name", default=None,
                    help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
+                   help="architecture from scratch: default (mic only, 256 filters, GRU 2x192) or informed "
+                        "(hi-hat and overhead mics and the key, 128 filters, GRU 96); default that of --init, "
+                        "else default")
+    p.add_argument("--drop-key", type=float, default=DROP_KEY,
+                   help=f"informed models: probability that an example's key is zeros (default {DROP_KEY})")
+    p.add_argument("--drop-ref", type=float, default=DROP_REF,
+                   help=f"informed models: probability that each reference mic is zeros (default {DROP_REF})")
+    p.add_argument("--drop-all-refs", type=float, default=DROP_ALL_REFS,
+                   help=f"informed models: probability that all reference mics are zeros (default {DROP_ALL_REFS})")
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -589,7 +649,9 @@ def run_from_args(args) -> int:
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight},
-                    device=args.device, taps=args.taps)
+                    device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
+                    drop_all_refs=args.drop_all_refs,
+                    model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:
             log.close()

@@ -115,7 +115,15 @@ def cmd_denoise(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from debleed.models.evaluate import evaluate, markdown_table
+    from debleed.models.evaluate import evaluate, evaluate_informed, informed_table, markdown_table
+
+    if args.informed:
+        res = evaluate_informed(model_path=args.informed, out_dir=args.out, sample_rate=args.rate,
+                                kits=args.kits, scenes=args.scenes, seconds=args.seconds, seed=args.seed,
+                                baseline_path=args.model, progress=not args.quiet)
+        print(informed_table(res), end="")
+        print(f"debleed: wrote {Path(args.out) / 'informed.md'} and informed.json")
+        return 0
 
     res = evaluate(out_dir=args.out, sample_rate=args.rate, kit=args.kit, scenes=args.scenes,
                    seconds=args.seconds, seed=args.seed, model_path=args.model, progress=not args.quiet)
@@ -170,6 +178,11 @@ def register(sub) -> None:
     e.add_argument("--seconds", type=float, default=10.0, help="length of each scene, s (default 10)")
     e.add_argument("--seed", type=int, default=1000, help="scene seed (default 1000)")
     e.add_argument("--model", default=None, help="ONNX model (default: the shipped one for --rate)")
+    e.add_argument("--informed", default=None, metavar="MODEL",
+                   help="instead: evaluate this informed ONNX model (reference mics and key) on the held-out "
+                        "kits, loud stage, mic only / with key / with key and refs, against --model (default the "
+                        "shipped one), the key gate and the oracle mask")
+    e.add_argument("--kits", nargs="+", default=None, help="with --informed: kits (default: every held-out kit)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 

@@ -1,0 +1,255 @@
+"""The informed denoiser (reference mics and key): streaming, ONNX export contract, training data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from debleed.errors import DebleedError
+
+SMALL = {"hop": 32, "n_filters": 64, "hidden": 24, "layers": 1, "context": 256, "cq_bins": 8}
+#: The ONNX operators the real-time kernels are written from.
+ALLOWED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Log", "Relu", "Sigmoid", "GRU", "Concat",
+               "Slice", "Transpose", "Unsqueeze", "Squeeze", "Reshape", "ReduceMax", "Constant", "Shape", "Gather"}
+
+
+def _signals(n, n_refs=2, seed=0):
+    rng = np.random.default_rng(seed)
+    env = np.exp(-np.arange(n) / 3000.0)
+    x = (rng.standard_normal(n) * env * 0.3).astype(np.float32)
+    refs = (rng.standard_normal((n_refs, n)) * 0.2).astype(np.float32)
+    key = np.zeros(n, np.float32)
+    key[rng.choice(n, 12, replace=False)] = rng.uniform(0.05, 1.0, 12)
+    return x, refs, key
+
+
+@pytest.fixture(scope="module", params=[(2, True), (0, True), (2, False)], ids=["refs+key", "key", "refs"])
+def informed(request, torch_installed, tmp_path_factory):
+    """A random informed network of the shipped informed architecture, exported."""
+    torch = torch_installed
+    from debleed.models.net import SnareDenoiserNet, export_onnx
+    from debleed.models.train import INFORMED_MODEL
+
+    n_refs, key = request.param
+    torch.manual_seed(0)
+    net = SnareDenoiserNet(**dict(INFORMED_MODEL, n_refs=n_refs, key=key)).eval()
+    with torch.no_grad():  # a varying mask, and inputs that matter, so the comparison means something
+        net.out.bias.normal_(0.0, 1.0)
+        net.inp.weight.mul_(4.0)
+    path = tmp_path_factory.mktemp("informed") / "net.onnx"
+    export_onnx(net, path, sample_rate=48000)
+    return net, path
+
+
+def test_export_contract_names_ops_initializers_and_metadata(informed):
+    import onnx
+
+    net, path = informed
+    m = onnx.load(str(path))
+    r, k = net.n_refs, net.key
+    want_in = ["audio"] + ["refs"] * bool(r) + ["key"] * k + ["enc_state"] + ["ref_state"] * bool(r) + \
+        ["gru_state", "ola_state"]
+    assert [i.name for i in m.graph.input] == want_in
+    states = [n for n in want_in if n.endswith("_state")]
+    assert [o.name for o in m.graph.output] == ["denoised"] + [s + "_out" for s in states]
+    assert {n.op_type for n in m.graph.node} <= ALLOWED_OPS
+    gru = [n for n in m.graph.node if n.op_type == "GRU"]
+    assert len(gru) == 1 and any(a.name == "linear_before_reset" and a.i == 1 for a in gru[0].attribute)
+    names = {i.name for i in m.graph.initializer}
+    assert {"encoder.weight", "decoder.weight", "cq.weight", "inp.bias", "out.bias"} <= names
+    # the reference mics go through the mic's encoder: one Conv per mic and reference, same weight
+    convs = [n for n in m.graph.node if n.op_type == "Conv" and n.input[1] == "encoder.weight"]
+    assert len(convs) == 1 + r
+    from debleed.models.net import onnx_weight_layout
+
+    layout = {row[0]: row for row in onnx_weight_layout(path)}
+    assert layout["inp.weight (transposed)"][2] == (net.n_features, net.hidden)
+    assert layout["out.weight (transposed)"][2] == (net.hidden, net.n_filters)
+    assert layout["encoder.weight"][3] == "Conv" and layout["decoder.weight"][3] == "ConvTranspose"
+    meta = {p.key: p.value for p in m.metadata_props}
+    cfg = json.loads(meta["config"])
+    assert cfg.get("n_refs", 0) == r and cfg.get("key", False) == k
+    assert meta["hop"] == "32" and meta["window"] == "64"
+
+
+def test_export_matches_torch_in_chunks(informed, torch_installed):
+    import onnxruntime as ort
+
+    torch = torch_installed
+    net, path = informed
+    n = 32 * 150
+    x, refs, key = _signals(n, max(net.n_refs, 1))
+    refs = refs[:net.n_refs]
+    with torch.no_grad():
+        ref = net.run(torch.from_numpy(x[None]), torch.from_numpy(refs[None]) if net.n_refs else None,
+                      torch.from_numpy(key[None]) if net.key else None)[0].numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for chunk in (32, 96, 320, n):
+        state = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+                 for i in sess.get_inputs() if i.name.endswith("_state")}
+        outs = []
+        for i in range(0, n, chunk):
+            feed = {"audio": x[None, i:i + chunk], **state}
+            if net.n_refs:
+                feed["refs"] = refs[None, :, i:i + chunk]
+            if net.key:
+                feed["key"] = key[None, i:i + chunk]
+            res = sess.run(None, feed)
+            outs.append(res[0][0])
+            state = dict(zip(state, res[1:]))
+        assert np.max(np.abs(ref)) > 1e-3
+        assert np.max(np.abs(np.concatenate(outs) - ref)) <= 1e-4, chunk
+
+
+def test_informed_inputs_change_the_output_and_zeros_mean_not_connected(informed, torch_installed):
+    torch = torch_installed
+    net, _ = informed
+    x, refs, key = _signals(32 * 80, 2, seed=3)
+    xt = torch.from_numpy(x[None])
+    with torch.no_grad():
+        plain = net.run(xt)  # missing inputs read as zeros
+        zeros = net.run(xt, torch.zeros(1, net.n_refs, x.size) if net.n_refs else None,
+                        torch.zeros(1, x.size) if net.key else None)
+        full = net.run(xt, torch.from_numpy(refs[None, :net.n_refs]) if net.n_refs else None,
+                       torch.from_numpy(key[None]) if net.key else None)
+    assert torch.equal(plain, zeros)
+    assert (full - plain).abs().max() > 1e-4
+
+
+def test_model_from_onnx_and_the_wrapper_run_an_informed_export(informed, torch_installed):
+    torch = torch_installed
+    from debleed.models.denoiser import Denoiser
+    from debleed.models.train import model_from_onnx
+
+    net, path = informed
+    back = model_from_onnx(path)
+    assert back.config() == net.config()
+    for a, b in zip(net.state_dict().values(), back.state_dict().values()):
+        assert torch.allclose(a, b)
+    # the onnxruntime wrapper runs it mic-only (refs and key not connected), block by block
+    x, _, _ = _signals(4800)
+    n = x.size // 32 * 32
+    with torch.no_grad():
+        ref = net.run(torch.from_numpy(x[None, :n]))[0].numpy()
+    d = Denoiser(path)
+    d.prepare(48000, 100)
+    y = np.zeros_like(x)
+    for i in range(0, x.size, 100):
+        d.process(x[i:i + 100], y[i:i + 100])
+    got = y[31:31 + n]
+    assert np.max(np.abs(got - ref[:got.size])) <= 1e-4
+
+
+def test_plain_model_config_and_signature_unchanged(torch_installed):
+    torch = torch_installed
+    from debleed.models.net import SnareDenoiserNet
+
+    net = SnareDenoiserNet(**SMALL)
+    assert "n_refs" not in net.config() and "key" not in net.config()
+    assert len(net.zero_state(1)) == 3
+    y, *state = net(torch.zeros(1, 64), *net.zero_state(1))
+    assert y.shape == (1, 64) and len(state) == 3
+    with pytest.raises(TypeError, match="informed"):
+        SnareDenoiserNet(**SMALL, key=True)(torch.zeros(1, 64), *net.zero_state(1))
+    with pytest.raises(ValueError, match="n_refs"):
+        SnareDenoiserNet(**SMALL, n_refs=5)
+
+
+def test_informed_model_costs_under_the_budget(torch_installed):
+    from debleed.models.net import SnareDenoiserNet
+    from debleed.models.train import INFORMED_MODEL
+
+    net = SnareDenoiserNet(**INFORMED_MODEL)
+    macs = net.macs_per_hop()
+    assert macs["total"] <= 200_000
+    assert net.window - 1 == 63  # latency: overlap-add hop plus hop buffering
+
+
+def test_key_signal_timing_misses_and_false_triggers():
+    from debleed.models.kit import Hit
+    from debleed.models.synth import KEY_MIDI_DELAY_MS, KEY_PIEZO_DELAY_MS, key_signal
+
+    sr = 48000
+    hits = [Hit(4800 * i, "snare", 0.8) for i in range(1, 40)] + [Hit(4800 * i + 2400, "kick", 0.9) for i in range(40)]
+    hits.sort(key=lambda h: h.frame)
+    lo = min(KEY_MIDI_DELAY_MS[0], KEY_PIEZO_DELAY_MS[0]) * sr / 1000
+    hi = (max(KEY_MIDI_DELAY_MS[1], KEY_PIEZO_DELAY_MS[1]) + 0.5) * sr / 1000 + 1
+    n_snare = n_false = 0
+    for seed in range(20):
+        key = key_signal(hits, 4800 * 41, sr, np.random.default_rng(seed))
+        on = np.flatnonzero(key)
+        assert np.all((key[on] > 0) & (key[on] <= 1))
+        d = on % 4800
+        snare = (d >= lo) & (d <= hi)
+        n_snare += snare.sum()
+        n_false += ((d >= 2400 + lo) & (d <= 2400 + hi)).sum()
+        assert snare.sum() + ((d >= 2400 + lo) & (d <= 2400 + hi)).sum() == on.size  # nothing else
+    # 0-5 % missed, a few false triggers on loud kicks
+    assert 0.93 * 39 * 20 <= n_snare <= 39 * 20
+    assert 0 < n_false < 0.1 * 40 * 20
+
+
+def test_informed_scene_keeps_the_snare_mic_and_renders_refs_and_key():
+    from debleed.models.synth import REF_MICS, render_scene
+
+    kw = dict(kit="sonic-pi", sample_rate=48000, seconds=1.5, seed=3)
+    plain = render_scene(**kw)
+    inf = render_scene(**kw, informed=True)
+    assert np.array_equal(plain.noisy, inf.noisy) and np.array_equal(plain.clean, inf.clean)
+    assert inf.refs.shape == (len(REF_MICS), plain.noisy.size) and inf.refs.dtype == np.float32
+    assert np.all(np.abs(inf.refs).max(axis=1) > 1e-3)
+    assert np.count_nonzero(inf.key) >= 0.9 * inf.hit_frames.size
+    with pytest.raises(DebleedError, match="room"):
+        render_scene(**kw, informed=True, room=False)
+
+
+def test_informed_training_smoke_and_fine_tuning(torch_installed, tmp_path):
+    from debleed.models.train import train
+
+    kw = dict(work_dir=tmp_path / "work", batch=2, crop_s=0.2, n_scenes=2, scene_s=1.0, valid_scenes=1,
+              ckpt_every=2, progress=False)
+    res = train(sample_rate=48000, steps=2, out=tmp_path / "m.onnx", model_kwargs=dict(SMALL, n_refs=2, key=True), **kw)
+    assert res["steps"] == 2 and np.isfinite(res["valid_loss"])
+    assert sorted(np.load(next((tmp_path / "work").glob("train_48k_*.npz")))) == ["clean", "key", "noisy", "refs",
+                                                                                 "sample_rate"]
+    # fine-tuning at 44.1 kHz keeps the informed architecture and renders informed scenes for it
+    res = train(sample_rate=44100, steps=1, out=tmp_path / "m44.onnx", init=tmp_path / "work" / "ckpt_48k.pt", **kw)
+    from debleed.models.denoiser import model_info
+
+    assert model_info(tmp_path / "m44.onnx")["config"]["n_refs"] == 2
+
+
+def test_crops_drop_inputs_per_example():
+    from debleed.models.train import _crops
+
+    n, rng = 4000, np.random.default_rng(0)
+    data = {"noisy": np.ones((3, n), np.float32), "clean": np.ones((3, n), np.float32),
+            "refs": np.ones((3, 2, n), np.float32), "key": np.ones((3, n), np.float32)}
+    x, y, refs, key = _crops(data, rng, 400, 64, informed=True, drop_key=0.3, drop_ref=0.0, drop_all_refs=0.5)
+    key_on = key.max(axis=1) > 0
+    refs_on = refs.max(axis=2) > 0
+    assert 0.6 < key_on.mean() < 0.8
+    assert np.array_equal(refs_on[:, 0], refs_on[:, 1]) and 0.4 < refs_on[:, 0].mean() < 0.6
+    assert np.all(x == 1) and np.all(y == 1)
+
+
+def test_train_refuses_a_drop_probability_outside_0_1(torch_installed, tmp_path):
+    from debleed.models.train import train
+
+    with pytest.raises(DebleedError, match="drop_all_refs must be a probability"):
+        train(sample_rate=48000, steps=1, work_dir=tmp_path, drop_all_refs=1.5, progress=False)
+    assert not list(tmp_path.iterdir())  # refused before rendering anything
+
+
+def test_key_gate_opens_before_a_late_key_with_its_look_ahead():
+    from debleed.models.evaluate import key_gate_signal
+
+    sr, n = 48000, 48000
+    x = np.zeros(n)
+    x[10000:10480] = 1.0  # a 10 ms hit
+    key = np.zeros(n, np.float32)
+    key[10000 + 240] = 0.8  # the key 5 ms late
+    y, lat = key_gate_signal(x, key, sr, hold_ms=20.0, release_ms=10.0, lookahead_ms=7.0)
+    assert lat == 336
+    assert np.allclose(y[10000 + lat:10480 + lat], 1.0)  # the whole hit passes
+    assert np.max(np.abs(y[:10000 + lat])) == 0.0 and np.max(np.abs(y[20000:])) < 1e-3
