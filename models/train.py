@@ -118,12 +118,13 @@ def _require_torch():
                            "`pip install -e '.[train]'` in the venv, or `make train`") from None
 
 
-def si_sdr_db(est, ref, eps: float = 1e-8):
-    """Per-item scale-invariant SDR, dB, of ``est`` against ``ref`` (B, n) (Le Roux et al. 2019)."""
+def batch_si_sdr_db(reference, estimate, eps: float = 1e-8):
+    """Per-item scale-invariant SDR, dB, of ``estimate`` against ``reference``, torch (B, n)
+    (Le Roux et al. 2019); the argument order of :func:`debleed.models.metrics.si_sdr_db`."""
     import torch
 
-    ref = ref - ref.mean(-1, keepdim=True)
-    est = est - est.mean(-1, keepdim=True)
+    ref = reference - reference.mean(-1, keepdim=True)
+    est = estimate - estimate.mean(-1, keepdim=True)
     a = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
     t = a * ref
     return 10.0 * torch.log10(t.pow(2).sum(-1) / ((est - t).pow(2).sum(-1) + eps) + eps)
@@ -252,7 +253,7 @@ class Loss:
         lev = frame_level_loss(est, ref)
         bl = bleed_loss(est, ref, mix / rms, **self.bleed_kw) if self.bleed_weight else est.new_zeros(())
         has_snare = (ref.pow(2).mean(-1) > 1e-8).float()
-        sisdr = (si_sdr_db(est, ref).clamp(max=50.0) * has_snare).sum() / has_snare.sum().clamp(min=1.0)
+        sisdr = (batch_si_sdr_db(ref, est).clamp(max=50.0) * has_snare).sum() / has_snare.sum().clamp(min=1.0)
         loss = (l1 + spec + self.compressed_weight * comp + self.level_weight * lev + self.bleed_weight * bl
                 - self.sisdr_weight * sisdr)
         return loss, {"l1": l1.item(), "stft": spec.item(), "comp": comp.item(), "level": lev.item(),
