@@ -109,7 +109,8 @@ class ServerGoneError(EngineError):
     exit_status = 1
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0; one we may not signal exists too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -144,7 +145,7 @@ def registered_servers() -> list[tuple[int, str, bool]]:
         raw = data[o + 4:o + stride].split(b"\0", 1)[0].decode(errors="replace")
         parts = raw.split(":")  # "jack-<uid>:<name>:"
         name = parts[1] if raw.startswith("jack-") and len(parts) >= 2 else raw
-        out.append((pid, name, _alive(pid)))
+        out.append((pid, name, pid_alive(pid)))
     return out
 
 

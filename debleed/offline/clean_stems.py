@@ -18,6 +18,7 @@ from pathlib import Path
 
 from debleed.dsp.params import PARAMS
 from debleed.errors import DebleedError, ParameterError
+from debleed.rt.server import pid_alive
 
 _STEM = re.compile(r"^[A-Za-z0-9_.]+$")
 
@@ -56,16 +57,6 @@ _STOP = None  # multiprocessing.Event in worker processes: set when the batch is
 PARENT_CHECK_S = 0.5
 
 
-def _parent_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _init_worker(stop, parent_pid: int) -> None:
     """Worker initializer: remember the stop flag, and die with the process that made the pool.
 
@@ -86,13 +77,13 @@ def _init_worker(stop, parent_pid: int) -> None:
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    if not _parent_alive(parent_pid):  # it died before the line above
+    if not pid_alive(parent_pid):  # it died before the line above
         os._exit(1)
 
     def watchdog():
         while True:
             time.sleep(PARENT_CHECK_S)
-            if not _parent_alive(parent_pid):
+            if not pid_alive(parent_pid):
                 os._exit(1)
 
     threading.Thread(target=watchdog, name="debleed-parent-watchdog", daemon=True).start()
