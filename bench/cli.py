@@ -36,7 +36,7 @@ def _ints(text: str, what: str, allowed=None) -> tuple:
 SMOKE = dict(repeats=2, run_s=0.5, soak_s=1.0, periods=(64,), channels=(1,), peer_periods=(128,), peer_channels=(1,),
              kernel_samples=4096, kernel_blocks=(64, 128), offline_s=1.0, rt_periods=(128,), denoiser_blocks=(64,),
              denoiser_n_blocks=50, live_hogs=("no_hog",), soak_modes=("nort",),
-             control_periods=(128,), live_engine="python")
+             control_periods=(128,), live_engine="python", engines=("python",))
 #: ``--quick``: fewer repeats, shorter runs, one point of each grid where a section has several.
 QUICK = dict(repeats=3, run_s=1.0, soak_s=5.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
              peer_channels=(8,), kernel_samples=1 << 16, offline_s=10.0, denoiser_n_blocks=300,
@@ -66,7 +66,7 @@ def options_from_args(args) -> Options:
                   else d["soak_modes"])
     if not soak_modes or any(m not in ("nort", "rt") for m in soak_modes):
         raise ParameterError(f"--soak-modes must be among nort,rt, got {args.soak_modes!r}")
-    engines = tuple(args.engines.split(",")) if args.engines else ENGINES
+    engines = tuple(args.engines.split(",")) if args.engines else base.get("engines", ENGINES)
     if any(e not in ENGINES for e in engines):
         raise ParameterError(f"--engines must be among {', '.join(ENGINES)}, got {args.engines!r}")
     d.update(

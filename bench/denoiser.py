@@ -123,8 +123,8 @@ def _feeds(sess, block: int) -> dict:
     for k, inp in enumerate(sess.get_inputs()):
         dims = list(inp.shape)
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
-        if k == 0 and dims and not (isinstance(dims[-1], int) and dims[-1] > 0):
-            shape[-1] = block
+        if dims and not (isinstance(dims[-1], int) and dims[-1] > 0):
+            shape[-1] = block  # the audio (and an informed model's refs and key): one block
         dtype = _DTYPES.get(inp.type, np.float32)
         feeds[inp.name] = (np.random.default_rng(k).standard_normal(shape) * 0.1).astype(dtype)
     return feeds

@@ -67,7 +67,9 @@ def test_kernels(report):
 
 def test_callback(report):
     c = report[1]["sections"]["callback"]
-    assert {(r["engine"], r["period"], r["channels"]) for r in c["runs"]} == {("cfunc", 64, 1), ("python", 64, 1)}
+    # smoke: the Python engine only (the cfunc compiles in every process; its callback is
+    # measured by the full and --quick grids, and tested in tests/rt)
+    assert {(r["engine"], r["period"], r["channels"]) for r in c["runs"]} == {("python", 64, 1)}
     for r in c["runs"]:
         assert r["deadline_us"] == pytest.approx(1e6 * 64 / 48000)
         cb = r["callback_us"]

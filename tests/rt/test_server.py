@@ -41,7 +41,9 @@ def _names() -> set[str]:
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as in a terminal, even when the test runs where SIGINT is ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from debleed.rt.server import sigterm_raises
     from debleed.testing import DummyServer
     with sigterm_raises():

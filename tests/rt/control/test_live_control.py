@@ -216,7 +216,9 @@ def osc_live(server, tmp_path):
     gig = tmp_path / "gig.toml"
     gig.write_text(GIG)
     port = free_port()
-    proc, _ = start(gig, server, "--osc-port", str(port))
+    # the control plane is the same for both engines; the Python one starts without compiling the
+    # cfunc (the cfunc's live changes are tested by the render-replay test above)
+    proc, _ = start(gig, server, "--osc-port", str(port), "--engine", "python")
     info = {"gig": gig, "osc": OscClient(port)}
     try:
         yield info
@@ -300,7 +302,7 @@ def test_nsm_announce_open_save_and_quit(jack_server, tmp_path):
     nsm = FakeNsm()
     port = free_port()
     env = {**jack_server.env, "NSM_URL": nsm.url}
-    cmd = [sys.executable, "-m", "debleed.cli", "live", "--config", str(template), "--quiet",
+    cmd = [sys.executable, "-m", "debleed.cli", "live", "--config", str(template), "--quiet", "--engine", "python",
            "--osc-port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
