@@ -149,7 +149,7 @@ def test_denoiser_and_soak(report):
         assert r["callbacks"] > 0 and r["rss_kib"]["start"] > 0 and r["rss_kib"]["end"] > 0
         assert sum(r["denoiser"]["hops"]) > 0 and r["denoiser"]["latency_samples"] == [63, 63]
         assert r["blamed_debleed"] >= 0 and r["blamed_lsp"] >= 0
-        assert r["lsp_clients"] == (8 if lsp_available() else 0)
+        assert r["lsp_clients"] == 0  # --smoke runs the soak without the peer gates
 
 
 def test_parse_jackd_log():
