@@ -15,7 +15,7 @@ from tqdm import tqdm
 from debleed.bench.common import CHANNELS, ENGINES, PERIODS, SECTIONS, Context, Options
 
 #: ``--quick`` callback grid (the full one: PERIODS x CHANNELS).
-QUICK_PERIODS = (64, 128)
+QUICK_PERIODS = (128,)
 QUICK_CHANNELS = (8,)
 from debleed.errors import ParameterError
 
@@ -35,12 +35,12 @@ def _ints(text: str, what: str, allowed=None) -> tuple:
 #: ``--smoke``: the smallest grid of every section (for tests of the report's structure).
 SMOKE = dict(repeats=2, run_s=0.5, soak_s=1.0, periods=(64,), channels=(1,), peer_periods=(128,), peer_channels=(1,),
              kernel_samples=4096, kernel_blocks=(64, 128), offline_s=1.0, rt_periods=(128,), denoiser_blocks=(64,),
-             denoiser_n_blocks=50, live_hogs=("no_hog",), soak_modes=("nort",),
+             denoiser_n_blocks=50, live_hogs=("no_hog",), soak_modes=("nort",), denoiser_rates=(48000,),
              control_periods=(128,), live_engine="python", engines=("python",))
 #: ``--quick``: fewer repeats, shorter runs, one point of each grid where a section has several.
-QUICK = dict(repeats=3, run_s=1.0, soak_s=5.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
+QUICK = dict(repeats=2, run_s=1.0, soak_s=5.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
              peer_channels=(8,), kernel_samples=1 << 16, offline_s=10.0, denoiser_n_blocks=300,
-             live_hogs=("hog",), control_periods=(128,))
+             live_hogs=("hog",), control_periods=(128,), soak_modes=("nort",), denoiser_rates=(48000,))
 
 
 def options_from_args(args) -> Options:

@@ -68,6 +68,8 @@ class Options:
         Block sizes of the denoiser section.
     denoiser_n_blocks : int
         Blocks timed per repeat in the denoiser section.
+    denoiser_rates : tuple of int
+        The denoiser section measures the models of these sample rates (Hz).
     live_hogs : tuple of str
         Runs of ``debleed live`` with denoised channels: without and/or with a CPU hog
         (``no_hog``, ``hog``).
@@ -99,6 +101,7 @@ class Options:
     denoiser_blocks: tuple = (64, 128, 256, 1024)
     denoiser_n_blocks: int = 3000
     live_hogs: tuple = ("no_hog", "hog")
+    denoiser_rates: tuple = (44100, 48000)
     control_periods: tuple = (64, 128)
     live_engine: str = "cfunc"
 

@@ -195,6 +195,8 @@ def run(ctx: Context, progress) -> dict:
     audio = ctx.multitrack().mics["snare"].astype(np.float32)
     models = {}
     for path in paths:
+        if model_rate(path) not in opt.denoiser_rates:
+            continue
         m = {"file": path.name, "kernels": {}, "wrapper": {}, "raw": {}, "deadline": {}}
         try:
             rate = model_rate(path)

@@ -120,7 +120,7 @@ def test_denoiser_and_soak(report):
     s = report[1]["sections"]
     d = s["denoiser"]
     # the shipped models are part of the package: the section must measure both, not skip
-    assert {"snare_denoiser_44k1.onnx", "snare_denoiser_48k.onnx"} <= set(d["models"])
+    assert {"snare_denoiser_48k.onnx", "snare_denoiser_48k_informed.onnx"} <= set(d["models"])  # smoke: 48 kHz
     for name, m in d["models"].items():
         assert "error" not in m, (name, m["error"])
         assert m["latency_samples"] == 63 and m["sample_rate"] in (44100, 48000)
@@ -178,8 +178,9 @@ def test_quick_and_smoke_grids_and_explicit_flags_win():
         return options_from_args(build_parser().parse_args(["bench", *argv]))
 
     q = opt("--quick")
-    assert (q.repeats, q.periods, q.channels, q.control_periods, q.live_hogs) == (3, (64, 128), (8,), (128,),
+    assert (q.repeats, q.periods, q.channels, q.control_periods, q.live_hogs) == (2, (128,), (8,), (128,),
                                                                                 ("hog",))
+    assert q.soak_modes == ("nort",) and q.denoiser_rates == (48000,)
     s = opt("--smoke", "--periods", "32,64")
     assert (s.repeats, s.periods, s.channels, s.kernel_blocks, s.soak_modes) == (2, (32, 64), (1,), (64, 128),
                                                                                   ("nort",))
