@@ -18,7 +18,7 @@ import numpy as np
 
 from debleed.bench.common import (SAMPLE_RATE, Context, LoopPlayer, Processes, gig_config, run_live_window,
                                   stat)
-from debleed.testing import DummyServer
+from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
 PCTS = ("p50", "p99", "p99.9", "max")
 
@@ -35,7 +35,7 @@ def run(ctx: Context, progress) -> dict:
     rows = []
     for period in opt.periods:
         procs = Processes()
-        with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
             try:
                 for engine in opt.engines:

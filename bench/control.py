@@ -19,7 +19,7 @@ import time
 
 from debleed.bench.common import (GIG_INPUTS, fmt, fmt_mm, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes, gig_config,
                                   live_stats, parse_jackd_log, stat)
-from debleed.testing import DummyServer
+from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
 CHANNELS = 8
 RATE_HZ = 100.0
@@ -112,7 +112,7 @@ def run(ctx: Context, progress) -> dict:
     for period in _periods(ctx):
         procs = Processes()
         runs = {"quiet": [], "changes": []}
-        with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
             try:
                 for r in range(opt.repeats):

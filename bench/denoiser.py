@@ -260,13 +260,13 @@ def live_denoised(ctx: Context) -> dict:
     """``debleed live`` with 2 denoised channels at 64 frames, without and with a hog: callback
     p99.9 and max (us) against the deadline, xruns."""
     from debleed.bench.common import LoopPlayer, gig_config, run_live_window
-    from debleed.testing import DummyServer
+    from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
     opt = ctx.options
     out = {"period_frames": 64, "deadline_us": 1e6 * 64 / SAMPLE_RATE}
     procs = Processes()
     try:
-        with DummyServer(sample_rate=SAMPLE_RATE, period=64) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=64) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):

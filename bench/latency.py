@@ -39,7 +39,7 @@ from debleed.errors import EngineError
 from debleed.rt import _jackptr
 from debleed.testing import start_live, stop_live
 from debleed.rt.player import play_record
-from debleed.testing import DummyServer
+from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
 TRUTH_PERIOD = 128
 RT_PERIODS = (64, 128)
@@ -99,7 +99,7 @@ def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, s
     results = {name: [] for name in spec}
     peaks = {name: [] for name in spec}
     engine = engine or opt.live_engine
-    with DummyServer(sample_rate=sample_rate, period=period) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=sample_rate, period=period) as srv:
         proc = procs.add(start_live(cfg, srv.env, engine=engine))
         try:
             reported = reported_latency(srv.name, out_ports)
@@ -190,7 +190,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
     n = max(opt.repeats, 5)
     cfg = ctx.workdir() / f"roundtrip-{period}.toml"
     cfg.write_text(_config({"gate": _GATE}, "debleed"))
-    with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
         proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine))
         rt = None
         try:

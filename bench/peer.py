@@ -28,7 +28,7 @@ from debleed.bench.common import (GIG_KINDS, LSP_BINARY, SAMPLE_RATE, SETTLE_S, 
                                   gig_config, parse_jackd_log, run_live_window, stat)
 from debleed.errors import EngineError
 from debleed.rt.server import popen_dies_with_parent
-from debleed.testing import DummyServer
+from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
 LSP_CLIENT = "sc_gate_mono"
 
@@ -84,7 +84,7 @@ def run(ctx: Context, progress) -> dict:
         for n_ch in opt.peer_channels:
             procs = Processes()
             base, dbl, lsp, lsp_blamed, dbl_blamed = [], [], [], 0, 0
-            with DummyServer(sample_rate=SAMPLE_RATE, period=period) as srv:
+            with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
                 player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
                 try:
                     for r in range(opt.repeats):

@@ -25,7 +25,7 @@ import numpy as np
 from debleed.bench.common import (GIG_INPUTS, SAMPLE_RATE, SETTLE_S, Context, LoopPlayer, Processes, gig_config,
                                   live_denoise_supported, live_stats, parse_jackd_log, rss_kib)
 from debleed.testing import start_live, stop_live
-from debleed.testing import DummyServer
+from debleed.testing import JACK_CLIENT_TIMEOUT_MS, DummyServer
 
 PERIOD = 128
 CHANNELS = 8
@@ -70,7 +70,7 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
     procs, lsp_procs = Processes(), Processes()
     rss, load = [], []
     lsp_clients: list[str] = []
-    with DummyServer(sample_rate=SAMPLE_RATE, period=PERIOD, realtime=realtime) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=PERIOD, realtime=realtime) as srv:
         player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
         try:
             realtime_ok = bool(player.client.realtime)
