@@ -40,7 +40,8 @@ SMOKE = dict(repeats=2, run_s=0.5, soak_s=1.0, periods=(64,), channels=(1,), pee
 #: ``--quick``: fewer repeats, shorter runs, one point of each grid where a section has several.
 QUICK = dict(repeats=2, run_s=1.0, soak_s=5.0, periods=QUICK_PERIODS, channels=QUICK_CHANNELS, peer_periods=(128,),
              peer_channels=(8,), kernel_samples=1 << 16, offline_s=10.0, denoiser_n_blocks=300,
-             live_hogs=("hog",), control_periods=(128,), soak_modes=("nort",), denoiser_rates=(48000,))
+             live_hogs=("hog",), control_periods=(128,), soak_modes=("nort",), denoiser_rates=(48000,),
+             denoiser_blocks=(64, 128))
 
 
 def options_from_args(args) -> Options:

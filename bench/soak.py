@@ -76,9 +76,10 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
             realtime_ok = bool(player.client.realtime)
             if realtime and not realtime_ok:
                 return {"skipped": "jackd -R started without real-time scheduling (no rtprio here)"}
-            # before debleed: their start-up load is not part of debleed's run (--smoke checks the
-            # report's structure, not the comparison: no peer gates, which take a minute to start)
-            if lsp_available() and not opt.smoke:
+            # before debleed: their start-up load is not part of debleed's run (--smoke and --quick
+            # run the soak without them: 8 gates take about a minute to start; --quick's peer
+            # section compares debleed with them)
+            if lsp_available() and not (opt.smoke or opt.quick):
                 lsp_clients = _start_lsp(srv, player, CHANNELS, lsp_procs)
             log_off = len(srv.log())
             proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine, stats_json=stats_path))
