@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import DebleedError, ParameterError
 
@@ -754,9 +755,7 @@ class StreamingStage:
                  informed=None):
         from debleed.models.denoiser import SHIPPED
 
-        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
-            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
-        self.max_block = int(max_block)
+        self.max_block = check_int("max_block", max_block, 1, MAX_BLOCK)
 
         rows = [(int(a), int(b)) for a, b in rows]
         k = len(rows)
@@ -1016,8 +1015,7 @@ class StreamingDenoiser:
         DebleedError
             A missing or unreadable model.
         """
-        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
-            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
+        check_int("max_block", max_block, 1, MAX_BLOCK)
         if self.stage is None or self.sample_rate != int(sample_rate) or self.max_block != int(max_block):
             self.stage = StreamingStage([(0, 1)], int(sample_rate), models=[self.model_path], max_block=int(max_block))
         self.sample_rate, self.max_block = int(sample_rate), int(max_block)
