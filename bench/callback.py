@@ -35,7 +35,7 @@ def run(ctx: Context, progress) -> dict:
     rows = []
     for period in opt.periods:
         procs = Processes()
-        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=period) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
             try:
                 for engine in opt.engines:

@@ -112,7 +112,7 @@ def run(ctx: Context, progress) -> dict:
     for period in _periods(ctx):
         procs = Processes()
         runs = {"quiet": [], "changes": []}
-        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=period) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
             try:
                 for r in range(opt.repeats):

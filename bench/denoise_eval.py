@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from debleed.dsp.processor import ProcessSpec
 
 KITS = ("The Black Pearl 1.0", "avldrums:Red_Zeppelin_4_LV2")
 LIMITS_DB = (-100.0, -40.0, -30.0, -24.0, -18.0, -12.0, -6.0)
@@ -46,7 +47,7 @@ def _key_gate(x: np.ndarray, sr: int, hits, lead: int, hold_ms: float, release_m
                             trigger_threshold_db=-20.0, retrigger_ms=30.0, attack_ms=0.3,
                             hold_ms=hold_ms + 1000.0 * lead / sr, release_ms=release_ms, range_db=-80.0)],
                n_inputs=2)
-    ch.prepare(sr, 1024)
+    ch.prepare(ProcessSpec(sr, 1024, ch.n_channels))
     return ch.render(np.stack([np.asarray(x, np.float32), trig]), block=1024)[0]
 
 
@@ -56,7 +57,7 @@ def run(out_dir="denoise-eval", scenes: int = 3, seconds: float = 8.0, sample_ra
     from debleed.models.synth import render_scene
 
     den = Denoiser()
-    den.prepare(sample_rate, 1024)
+    den.prepare(ProcessSpec(sample_rate, 1024))
     lat = den.latency_samples  # the denoiser stage's latency: the key leads the denoised audio by it
     res = {"setup": {"kits": KITS, "scenes": scenes, "seconds": seconds, "sample_rate": sample_rate,
                      "limits_db": LIMITS_DB, "key_lead_samples": lat, "holds_ms": HOLDS_MS,

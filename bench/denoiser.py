@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from debleed.bench.common import SAMPLE_RATE, Context, Processes, cpu_hog, stat
+from debleed.dsp.processor import ProcessSpec
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
@@ -83,7 +84,7 @@ def time_wrapper(Denoiser, path, block: int, audio: np.ndarray, n_blocks: int, p
                  rate: int = SAMPLE_RATE) -> np.ndarray:
     """Per-block ``process`` times, ns (int64, (n_blocks,)), the model prepared at ``rate`` Hz."""
     d = Denoiser(path, providers=providers, intra_op_threads=1)
-    d.prepare(rate, block)
+    d.prepare(ProcessSpec(rate, block))
     out = np.zeros(block, np.float32)
     for i in range(4):  # warm up (session, first-run allocations)
         d.process(audio[i * block:(i + 1) * block], out)
@@ -202,7 +203,7 @@ def run(ctx: Context, progress) -> dict:
             rate = model_rate(path)
             m["sample_rate"] = rate
             lat = Denoiser(path, intra_op_threads=1)
-            lat.prepare(rate, max(blocks))
+            lat.prepare(ProcessSpec(rate, max(blocks)))
             m["latency_samples"] = int(lat.latency_samples)
         except Exception as e:  # noqa: BLE001 - reported, the bench goes on
             m["error"] = f"{type(e).__name__}: {e}"
@@ -266,7 +267,7 @@ def live_denoised(ctx: Context) -> dict:
     out = {"period_frames": 64, "deadline_us": 1e6 * 64 / SAMPLE_RATE}
     procs = Processes()
     try:
-        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=64) as srv:
+        with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=64) as srv:
             player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
             try:
                 for label, hog in (("no_hog", False), ("hog", True)):

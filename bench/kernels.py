@@ -30,6 +30,7 @@ from debleed.dsp.delay import LookaheadDelay
 from debleed.dsp.envelope import EnvelopeFollower
 from debleed.dsp.gain import GainComputer
 from debleed.dsp.keys import KeyFilter, MidiKey, TriggerDetector
+from debleed.dsp.processor import ProcessSpec
 
 N_CH = 8  # channels per processor instance (ns are divided by it)
 
@@ -69,7 +70,7 @@ def _processors(block: int):
     procs = [("envelope follower", env), ("gain computer", gain), ("key filter (hpf+lpf)", filt),
              ("trigger detector", trig), ("MIDI key", midi), ("lookahead delay 2 ms", delay)]
     for _, p in procs:
-        p.prepare(SAMPLE_RATE, block, N_CH)
+        p.prepare(ProcessSpec(SAMPLE_RATE, block, N_CH))
     return procs
 
 
@@ -119,7 +120,7 @@ def _chain_specs(kind: str) -> list[ChannelSpec]:
 def _time_chain(kind: str, x: np.ndarray, block: int) -> float:
     """ns per sample per channel of ``run_block`` for the chain ``kind``."""
     ch = Chain(_chain_specs(kind), n_inputs=2)
-    ch.prepare(SAMPLE_RATE, block)
+    ch.prepare(ProcessSpec(SAMPLE_RATE, block, ch.n_channels))
     out = np.zeros((ch.n_channels, block), np.float32)
     events, counts = _midi_events(block)
     args = (events, counts, *ch.arrays.args())
@@ -141,7 +142,7 @@ def offline_rtf(seconds: float = 60.0, block: int = 128) -> dict:
         specs.append(ChannelSpec(name=f"c{i}", input=i % 6, mode="gate", lookahead_ms=1.0,
                                  **{k: v for k, v in kw.items() if k != "lookahead_ms"}))
     ch = Chain(specs, n_inputs=7)
-    ch.prepare(SAMPLE_RATE, block)
+    ch.prepare(ProcessSpec(SAMPLE_RATE, block, ch.n_channels))
     n = int(seconds * SAMPLE_RATE) // block * block
     x = bursts(7, n, seed=3)
     y = np.empty((8, n), np.float32)

@@ -2,8 +2,8 @@
 
 ``chains``: one ``debleed live`` with one channel per chain on one mic input (gate with a
 self key and 0 ms attack, so the impulse opens it on its own sample; the same with 2 ms
-lookahead; bypass with 2 ms lookahead, the pure delay; the denoiser chains when the live
-engine has a ``denoise`` stage). :func:`debleed.rt.player.play_record` plays an impulse in
+lookahead; bypass with 2 ms lookahead, the pure delay; the denoiser chains when the shipped
+models are installed). :func:`debleed.rt.player.play_record` plays an impulse in
 freewheel and records every output sample-aligned; the measured latency is the frame of the
 output's peak minus the impulse's frame. The reported latency is the output port's capture
 latency range as JACK holds it (``jack_port_get_latency_range(CAPTURE_LATENCY)``, read from a
@@ -99,7 +99,7 @@ def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, s
     results = {name: [] for name in spec}
     peaks = {name: [] for name in spec}
     engine = engine or opt.live_engine
-    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=sample_rate, period=period) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=sample_rate, period_frames=period) as srv:
         proc = procs.add(start_live(cfg, srv.env, engine=engine))
         try:
             reported = reported_latency(srv.name, out_ports)
@@ -124,8 +124,7 @@ def impulse_truth(ctx: Context, procs: Processes, *, spec: dict | None = None, s
                      "match": m["n"] == opt.repeats and m["min"] == m["max"] == rep[0] == rep[1]}
     notes = [f"freewheel at {period} frames, {sample_rate} Hz, {engine} engine; impulse of 1.0 at frame 4800 + 37 x repeat"]
     if not denoise:
-        notes.append("denoiser chains skipped: the live engine has no denoise stage yet "
-                     "(debleed.rt.config.ChannelConfig has no 'denoise' field)")
+        notes.append("denoiser chains skipped: the shipped denoiser models are not installed")
     if any(v["measured_frames"]["n"] < opt.repeats for v in out.values()):
         notes.append("a chain's impulse did not come out above 0.01 in some repeat (counted as not measured); "
                      f"debleed's log: {log[-400:]}")
@@ -190,7 +189,7 @@ def round_trip(ctx: Context, period: int, procs: Processes) -> dict:
     n = max(opt.repeats, 5)
     cfg = ctx.workdir() / f"roundtrip-{period}.toml"
     cfg.write_text(_config({"gate": _GATE}, "debleed"))
-    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=period) as srv:
         proc = procs.add(start_live(cfg, srv.env, engine=opt.live_engine))
         rt = None
         try:

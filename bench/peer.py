@@ -84,7 +84,7 @@ def run(ctx: Context, progress) -> dict:
         for n_ch in opt.peer_channels:
             procs = Processes()
             base, dbl, lsp, lsp_blamed, dbl_blamed = [], [], [], 0, 0
-            with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=period) as srv:
+            with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=period) as srv:
                 player = LoopPlayer(srv.name, ctx.tracks(), mt.midi)
                 try:
                     for r in range(opt.repeats):

@@ -70,7 +70,7 @@ def run_one(ctx: Context, *, realtime: bool) -> dict:
     procs, lsp_procs = Processes(), Processes()
     rss, load = [], []
     lsp_clients: list[str] = []
-    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period=PERIOD, realtime=realtime) as srv:
+    with DummyServer(client_timeout_ms=JACK_CLIENT_TIMEOUT_MS, sample_rate=SAMPLE_RATE, period_frames=PERIOD, realtime=realtime) as srv:
         player = LoopPlayer(srv.name, ctx.tracks(), ctx.multitrack().midi)
         try:
             realtime_ok = bool(player.client.realtime)

@@ -48,22 +48,22 @@ def _offline_denoise(cfg, mt, sr: int, rows: list) -> dict:
         if not getattr(ch, "denoise", False) or ch.name not in live or ch.input not in PIECES:
             continue
         y = denoise_signal(mt.mics[ch.input], sr, limit_db=ch.denoise_limit_db, mix=ch.denoise_mix)
-        off = bleed_reduction_db(mt.mics[ch.input], y, mt.direct[ch.input], sr, 0)
+        off = bleed_reduction_db(mt.mics[ch.input], y, mt.own[ch.input], sr, 0)
         out[ch.name] = {"live_db": live[ch.name]["bleed_reduction_db"], "offline_db": off}
     return out
 
 
-def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", period: int = 128,
+def run_demo(out_dir="demo-out", seconds: float = 10.0, engine: str = "cfunc", period_frames: int = 128,
              kit: str = DEMO_KIT, freewheel: bool = False) -> int:
     """Run the demo; returns the process exit code (0 on success).
 
     SIGTERM stops it as Ctrl-C does: ``debleed live`` and the private server are stopped.
     """
     with sigterm_raises():
-        return _run_demo(out_dir, seconds, engine, period, kit, freewheel)
+        return _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel)
 
 
-def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
+def _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel) -> int:
     out = Path(out_dir)
     (out / "inputs").mkdir(parents=True, exist_ok=True)
     (out / "outputs").mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,9 @@ def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
     cfg = load_config(cfg_path)
     server = None
     if not server_running():
-        server = DummyServer(sample_rate=48000, period=period).start()
+        server = DummyServer(sample_rate=48000, period_frames=period_frames).start()
         env = server.env
-        print(f"demo: started a private dummy JACK server '{server.name}' (48000 Hz, {period} frames)")
+        print(f"demo: started a private dummy JACK server '{server.name}' (48000 Hz, {period_frames} frames)")
     else:
         import os
 
@@ -120,7 +120,7 @@ def _run_demo(out_dir, seconds, engine, period, kit, freewheel) -> int:
         rows.append({
             "channel": ch.name, "mode": ch.mode + ("+dn" if getattr(ch, "denoise", False) else ""),
             "key": "-" if ch.mode == "bypass" else ch.key, "hits": len(frames),
-            "bleed_reduction_db": bleed_reduction_db(mt.mics[piece], rec[c], mt.direct[piece], sr, lat[ch.name]),
+            "bleed_reduction_db": bleed_reduction_db(mt.mics[piece], rec[c], mt.own[piece], sr, lat[ch.name]),
             "hit_loss_db_loud": float(np.median(loss[vel >= 0.5])) if np.any(vel >= 0.5) else None,
             "hit_loss_db_ghost": float(np.median(loss[vel < 0.5])) if np.any(vel < 0.5) else None,
             "latency_samples": lat[ch.name],

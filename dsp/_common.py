@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.errors import DebleedError, ParameterError
+from debleed.errors import ParameterError
 
 
 def check_range(name, value, low, high, *, low_open=False, allow_inf=False):
@@ -69,28 +69,9 @@ def check_notes(notes):
         raise ParameterError(f"notes must be MIDI note numbers, integers in [0, 127], got {notes!r}") from None
 
 
-#: Sample rates and block lengths every ``prepare`` accepts.
+#: Sample rates and block lengths a :class:`~debleed.dsp.processor.ProcessSpec` accepts.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000.0, 384000.0
 MAX_BLOCK = 1 << 20
-
-
-def check_prepare(sample_rate, max_block, n_channels):
-    """Return ``(sample_rate, max_block, n_channels)`` as float, int, int for a ``prepare``.
-
-    Raises
-    ------
-    ParameterError
-        If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-        [1, 1048576] frames, or ``n_channels`` not an integer >= 1.
-    """
-    return (check_range("sample_rate", sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
-            check_int("max_block", max_block, 1, MAX_BLOCK), check_int("n_channels", n_channels, 1))
-
-
-def check_prepared(proc, method):
-    """Raise :class:`DebleedError` if ``proc`` has not been prepared (its ``_state`` is None)."""
-    if getattr(proc, "_state", None) is None:
-        raise DebleedError(f"{type(proc).__name__}.{method} called before prepare()")
 
 
 @njit(cache=True)
@@ -134,7 +115,7 @@ def check_events(events, n_events, n_frames):
 
 def check_block(proc, x, out):
     """Check the ``(n_channels, n_frames)`` float32 in/out pair of ``proc.process``; return n_frames."""
-    check_prepared(proc, "process")
+    proc.check_prepared("process")
     for label, a in (("input", x), ("output", out)):
         if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2:
             raise ParameterError(

@@ -27,21 +27,21 @@ from dataclasses import dataclass, field, make_dataclass, replace
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_choice, check_events, check_int, check_notes, check_prepare
-from debleed.dsp.params import PARAMS, RAMP_MS, SPEC_PARAMS
+from debleed.dsp._common import check_choice, check_events, check_int, check_notes
+from debleed.dsp.params import ALL_KEYS, PARAMS, RAMP_MS, SPEC_PARAMS
 from debleed.dsp.delay import _delay_step
 from debleed.dsp.envelope import SNAP, _ahr_step, _detect
 from debleed.dsp.gain import _gain_db, _hysteresis
+from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.dsp.keys import (EV_DATA1, EV_DATA2, EV_FRAME, EV_STATUS, IDENTITY, MAX_MIDI_EVENTS,
                               _biquad_step, _is_note_on, _trigger_step, biquad_coefs)
 from debleed.dsp.units import FLOOR_DB, ms_to_coef, ms_to_samples
 from debleed.errors import DebleedError, ParameterError
 
-MODES = ("bypass", "gate", "duck")
-KEY_KINDS = ("self", "input", "trigger", "midi")
-DETECTORS = ("peak", "rms")
-MODE_BYPASS, MODE_GATE, MODE_DUCK = 0, 1, 2
-KEY_SELF, KEY_INPUT, KEY_TRIGGER, KEY_MIDI = 0, 1, 2, 3
+# the integer codes of the tables, in the order of the parameter table's lists
+MODES, KEY_KINDS = PARAMS["mode"].choices, ALL_KEYS
+MODE_GATE, MODE_DUCK, MODE_BYPASS = (MODES.index(m) for m in ("gate", "duck", "bypass"))
+KEY_SELF, KEY_INPUT, KEY_TRIGGER, KEY_MIDI = (KEY_KINDS.index(k) for k in ("self", "input", "trigger", "midi"))
 
 # int table columns
 (I_MODE, I_INPUT, I_KEYKIND, I_KEYIDX, I_RMS, I_LINK, I_MIDICH, I_VELDEPTH, I_LOOKAHEAD,
@@ -395,7 +395,7 @@ class ChainArrays:
         return self._args
 
 
-class Chain:
+class Chain(Processor):
     """All channels of a gig, compiled to flat arrays and run block by block.
 
     Parameters
@@ -413,7 +413,8 @@ class Chain:
 
     Notes
     -----
-    Lifecycle: ``prepare(sample_rate, max_block)`` allocates everything; ``process`` allocates
+    Lifecycle: ``prepare(ProcessSpec(sample_rate, max_block, n_channels))`` (``n_channels``: the
+    number of channels) allocates everything; ``process`` allocates
     nothing and accepts 0..max_block frames; ``reset()`` restores the state of a fresh chain.
     ``latency_samples`` is the largest lookahead; ``channel_latency_samples`` gives each
     output's own.
@@ -425,7 +426,7 @@ class Chain:
     --------
     >>> import numpy as np
     >>> ch = Chain([ChannelSpec(name="snare", input=0, mode="gate", key="self")], n_inputs=1)
-    >>> ch.prepare(48000, 128)
+    >>> ch.prepare(ProcessSpec(48000, 128, n_channels=1))
     >>> x = np.zeros((1, 128), np.float32); y = np.zeros((1, 128), np.float32)
     >>> ch.process(x, y)
     >>> serial = ch.set_params([("snare", "threshold_db", -24.0)])
@@ -443,8 +444,6 @@ class Chain:
                 if (label == "input" or ch.key in ("input", "trigger")) and not 0 <= idx < self.n_inputs:
                     raise ParameterError(
                         f"channel {ch.name!r}: {label} index {idx} is outside [0, {self.n_inputs})")
-        self.sample_rate = None
-        self.max_block = 0
 
     @property
     def n_channels(self) -> int:
@@ -529,17 +528,13 @@ class Chain:
                 links.setdefault(ch.link, len(links))
         return links
 
-    def prepare(self, sample_rate: float, max_block: int) -> None:
-        """Compile the tables for ``sample_rate`` (Hz) and allocate for ``max_block`` frames.
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Compile the tables for ``spec.sample_rate`` and allocate for ``spec.max_block`` frames.
 
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576], or a key filter cutoff is not below Nyquist.
+        ``spec.n_channels`` must be the chain's number of outputs (its channels); a key filter
+        cutoff at or above Nyquist is a :class:`ParameterError` naming the channel.
         """
-        sr, max_block, _ = check_prepare(sample_rate, max_block, self.n_channels)
-        self.sample_rate, self.max_block = sr, max_block
+        check_channels(self, spec, self.n_channels, "its channels: " + ", ".join(ch.name for ch in self.channels))
         n_ch = self.n_channels
         self.itabs = np.zeros((2, n_ch, NI), np.int64)
         self.ptabs = np.zeros((2, n_ch, NP), np.float64)
@@ -556,19 +551,14 @@ class Chain:
         self.events = np.zeros((MAX_MIDI_EVENTS, 4), np.int32)
         self.arrays = ChainArrays(itabs=self.itabs, ptabs=self.ptabs, notes=self.notes, ctl=self.ctl,
                                   state=self.state, delay=self.delay, meters=self.meters, scratch=self.scratch)
-        self.reset()
 
-    def reset(self) -> None:
-        """Restore the state of a freshly prepared chain (gates closed, nothing ducked), with the
-        parameters in use now; the frame count restarts at 0.
+    def state_arrays(self) -> tuple:
+        """The running state: gain and detector state per channel, and the lookahead delay lines."""
+        return (self.state, self.delay)
 
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        if self.sample_rate is None:
-            raise DebleedError("Chain.reset called before prepare()")
+    def _clear(self) -> None:
+        """The state of a freshly prepared chain (gates closed, nothing ducked), with the
+        parameters in use now; the frame count restarts at 0."""
         it, pt = self.itab, self.ptab
         self.state[:] = 0.0
         mode = it[:, I_MODE]
@@ -659,8 +649,7 @@ class Chain:
         Control plane only (allocates). Writes the bank the audio thread is not reading, then
         publishes it by raising ``ctl[K_REQ]`` (:func:`run_block`).
         """
-        if self.sample_rate is None:
-            raise DebleedError("Chain.set_params called before prepare()")
+        self.check_prepared("set_params")
         if self.pending:
             raise DebleedError("an earlier parameter change is still pending (no block has run since)")
         specs = list(self.channels)
@@ -714,8 +703,7 @@ class Chain:
         DebleedError
             If called before :meth:`prepare`.
         """
-        if self.sample_rate is None:
-            raise DebleedError("Chain.process called before prepare()")
+        self.check_prepared("process")
         for label, a, rows in (("inputs", inputs, self.n_inputs), ("outputs", outputs, self.n_channels)):
             if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.ndim != 2 or a.shape[0] != rows:
                 raise ParameterError(
@@ -771,8 +759,7 @@ class Chain:
         DebleedError
             Before :meth:`prepare`.
         """
-        if self.sample_rate is None:
-            raise DebleedError("Chain.render called before prepare()")
+        self.check_prepared("render")
         if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 1 <= block <= self.max_block:
             raise ParameterError(f"block must be an integer from 1 to max_block={self.max_block} frames, got {block!r}")
         x = np.asarray(inputs, np.float32)

@@ -7,7 +7,9 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_prepare, check_prepared, check_range
+from debleed.dsp._common import check_block
+from debleed.dsp.params import PARAMS
+from debleed.dsp.processor import ProcessSpec, Processor
 from debleed.dsp.units import ms_to_samples
 
 
@@ -38,7 +40,7 @@ def _delay_kernel(x, out, bufs, widx, n, delay_n):
         widx[c] = w
 
 
-class LookaheadDelay:
+class LookaheadDelay(Processor):
     """Delay every channel by ``lookahead_ms``.
 
     Parameters
@@ -58,8 +60,7 @@ class LookaheadDelay:
     """
 
     def __init__(self, *, lookahead_ms=0.0):
-        self.lookahead_ms = check_range("lookahead_ms", lookahead_ms, 0.0, 100.0)
-        self._state = None
+        self.lookahead_ms = PARAMS["lookahead_ms"].check(lookahead_ms)
         self._delay_n = 0
 
     @property
@@ -67,31 +68,14 @@ class LookaheadDelay:
         """Delay in samples (valid after prepare)."""
         return self._delay_n
 
-    def prepare(self, sample_rate, max_block, n_channels):
-        """Allocate one ring of ``delay + 1`` samples per channel.
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """One ring of ``delay + 1`` samples per channel, and its write index."""
+        self._delay_n = ms_to_samples(self.lookahead_ms, spec.sample_rate)
+        self._bufs = np.zeros((spec.n_channels, self._delay_n + 1), np.float32)
+        self._state = np.zeros(spec.n_channels, np.int64)
 
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576] or ``n_channels`` not an integer >= 1.
-        """
-        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
-        self._delay_n = ms_to_samples(self.lookahead_ms, self.sample_rate)
-        self._bufs = np.zeros((self.n_channels, self._delay_n + 1), np.float32)
-        self._state = np.zeros(self.n_channels, np.int64)
-
-    def reset(self):
-        """Clear the delay line.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
-        self._bufs[:] = 0.0
-        self._state[:] = 0
+    def state_arrays(self) -> tuple:
+        return (self._bufs, self._state)
 
     def process(self, x, out):
         """Delay ``x`` into ``out``.

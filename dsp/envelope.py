@@ -11,15 +11,17 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared
+from debleed.dsp._common import check_block
 from debleed.dsp.params import PARAMS
+from debleed.dsp.processor import ProcessSpec, Processor
 from debleed.dsp.units import ms_to_coef, ms_to_samples
 
 #: Below this, state snaps to exactly 0 (denormal guard, as JUCE does). debleed snaps every
 #: sample rather than every block, so the output does not depend on the block size.
 SNAP = 1e-8
 
-DETECTORS = ("peak", "rms")
+#: The level detectors, as the parameter table lists them.
+DETECTORS = PARAMS["detector"].choices
 
 
 @njit(cache=True, inline="always")
@@ -85,7 +87,7 @@ def _envelope_kernel(x, out, state, n, a_att, a_rel, hold_n, rms, a_rms):
         state[c, 3] = y
 
 
-class EnvelopeFollower:
+class EnvelopeFollower(Processor):
     """Peak or RMS envelope with attack, hold and release.
 
     Parameters
@@ -120,7 +122,7 @@ class EnvelopeFollower:
     --------
     >>> import numpy as np
     >>> env = EnvelopeFollower(attack_ms=1.0, release_ms=50.0)
-    >>> env.prepare(48000, 256, 1)
+    >>> env.prepare(ProcessSpec(48000, 256, 1))
     >>> x = np.ones((1, 48), np.float32); y = np.empty_like(x)
     >>> env.process(x, y)
     >>> round(float(y[0, 47]), 3)   # 48 samples = 1 ms at 48 kHz
@@ -133,42 +135,20 @@ class EnvelopeFollower:
         self.attack_ms = PARAMS["attack_ms"].check(attack_ms)
         self.release_ms = PARAMS["release_ms"].check(release_ms)
         self.hold_ms = PARAMS["hold_ms"].check(hold_ms)
-        self.detector = check_choice("detector", detector, DETECTORS)
+        self.detector = PARAMS["detector"].check(detector)
         self.rms_ms = PARAMS["rms_ms"].check(rms_ms)
-        self._state = None
 
-    @property
-    def latency_samples(self) -> int:
-        """Latency added, in samples: always 0."""
-        return 0
-
-    def prepare(self, sample_rate: float, max_block: int, n_channels: int) -> None:
-        """Allocate state for ``n_channels`` and blocks up to ``max_block``; compute coefficients.
-
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576] or ``n_channels`` not an integer >= 1.
-        """
-        sr, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
-        self.sample_rate = sr
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Coefficients for ``spec.sample_rate``; 4 state values per channel."""
+        sr = spec.sample_rate
         self._a_att = ms_to_coef(self.attack_ms, sr)
         self._a_rel = ms_to_coef(self.release_ms, sr)
         self._a_rms = ms_to_coef(self.rms_ms, sr)
         self._hold_n = ms_to_samples(self.hold_ms, sr)
-        self._state = np.zeros((self.n_channels, 4), np.float64)
+        self._state = np.zeros((spec.n_channels, 4), np.float64)
 
-    def reset(self) -> None:
-        """Clear the envelope state; parameters are kept.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
-        self._state[:] = 0.0
+    def state_arrays(self) -> tuple:
+        return (self._state,)
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Write the envelope of ``x`` into ``out``.

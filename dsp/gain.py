@@ -30,10 +30,9 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import check_block, check_choice, check_prepare, check_prepared
-from debleed.dsp.params import PARAMS
-
-MODES = ("gate", "duck")
+from debleed.dsp._common import check_block, check_choice
+from debleed.dsp.params import GAIN_MODES, PARAMS
+from debleed.dsp.processor import ProcessSpec, Processor
 
 
 @njit(cache=True, inline="always")
@@ -94,7 +93,7 @@ def _gain_kernel(level_db, gain_db, state, n, thr, ratio, knee, rng, hyst, duck)
         state[c] = 1.0 if is_open else 0.0
 
 
-class GainComputer:
+class GainComputer(Processor):
     """Static gain curve of a gate or ducker, in dB, with hysteresis.
 
     Parameters
@@ -128,41 +127,19 @@ class GainComputer:
                  knee_db=PARAMS["knee_db"].default, range_db=PARAMS["range_db"].default,
                  hysteresis_db=PARAMS["hysteresis_db"].default):
         # ranges from the one parameter table (debleed.dsp.params)
-        self.mode = check_choice("mode", mode, MODES)
+        self.mode = check_choice("mode", mode, GAIN_MODES)
         self.threshold_db = PARAMS["threshold_db"].check(threshold_db)
         self.ratio = PARAMS["ratio"].check(ratio)
         self.knee_db = PARAMS["knee_db"].check(knee_db)
         self.range_db = PARAMS["range_db"].check(range_db)
         self.hysteresis_db = PARAMS["hysteresis_db"].check(hysteresis_db)
-        self._state = None
 
-    @property
-    def latency_samples(self) -> int:
-        """Latency added, in samples: always 0."""
-        return 0
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """The hysteresis state: one flag per channel (1 while open)."""
+        self._state = np.zeros(spec.n_channels, np.float64)
 
-    def prepare(self, sample_rate: float, max_block: int, n_channels: int) -> None:
-        """Allocate the hysteresis state (one flag per channel).
-
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576] or ``n_channels`` not an integer >= 1.
-        """
-        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
-        self._state = np.zeros(self.n_channels, np.float64)
-
-    def reset(self) -> None:
-        """Close every channel's hysteresis flag.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
-        self._state[:] = 0.0
+    def state_arrays(self) -> tuple:
+        return (self._state,)
 
     def gain_db(self, level_db):
         """Static curve without hysteresis, for any array of key levels in dB (not real-time)."""

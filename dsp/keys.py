@@ -27,9 +27,9 @@ import math
 import numpy as np
 from numba import njit
 
-from debleed.dsp._common import (check_block, check_events, check_notes, check_prepare,
-                                  check_prepared)
+from debleed.dsp._common import check_block, check_events, check_notes
 from debleed.dsp.params import PARAMS
+from debleed.dsp.processor import ProcessSpec, Processor
 from debleed.dsp.envelope import SNAP
 from debleed.dsp.units import ms_to_samples
 from debleed.errors import ParameterError
@@ -152,7 +152,7 @@ def _midi_kernel(events, n_events, notes, midi_channel, out, n):
                 out[c, f] = 1.0
 
 
-class KeyFilter:
+class KeyFilter(Processor):
     """High-pass and/or low-pass filter for a mic key (e.g. keep the snare band of a kick key).
 
     Parameters
@@ -181,35 +181,17 @@ class KeyFilter:
     def __init__(self, *, hpf_hz=0.0, lpf_hz=0.0):
         self.hpf_hz = PARAMS["key_hpf_hz"].check(hpf_hz, "hpf_hz")
         self.lpf_hz = PARAMS["key_lpf_hz"].check(lpf_hz, "lpf_hz")
-        self._state = None
 
-    latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Coefficients for ``spec.sample_rate`` (a cutoff at or above Nyquist is a
+        :class:`ParameterError`); 4 state values per channel."""
+        sr = spec.sample_rate
+        self._hp = np.array(biquad_coefs("highpass", self.hpf_hz, sr) if self.hpf_hz else IDENTITY)
+        self._lp = np.array(biquad_coefs("lowpass", self.lpf_hz, sr) if self.lpf_hz else IDENTITY)
+        self._state = np.zeros((spec.n_channels, 4), np.float64)
 
-    def prepare(self, sample_rate, max_block, n_channels):
-        """Compute coefficients for ``sample_rate``; allocate 4 state values per channel.
-
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576], ``n_channels`` not an integer >= 1, or a cutoff not below Nyquist.
-        """
-        sr, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
-        hp = np.array(biquad_coefs("highpass", self.hpf_hz, sr) if self.hpf_hz else IDENTITY)
-        lp = np.array(biquad_coefs("lowpass", self.lpf_hz, sr) if self.lpf_hz else IDENTITY)
-        self.sample_rate, self._hp, self._lp = sr, hp, lp
-        self._state = np.zeros((self.n_channels, 4), np.float64)
-
-    def reset(self):
-        """Clear the filter state.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
-        self._state[:] = 0.0
+    def state_arrays(self) -> tuple:
+        return (self._state,)
 
     def process(self, x, out):
         """Filter ``x`` (float32, (n_channels, n_frames), ``n_frames <= max_block``) into ``out``.
@@ -225,7 +207,7 @@ class KeyFilter:
         _filter_kernel(x, out, self._state, n, self._hp, self._lp)
 
 
-class TriggerDetector:
+class TriggerDetector(Processor):
     """Piezo trigger hit detector: one key pulse per hit.
 
     Parameters
@@ -252,34 +234,15 @@ class TriggerDetector:
                  retrigger_ms=PARAMS["retrigger_ms"].default):
         self.trigger_threshold_db = PARAMS["trigger_threshold_db"].check(trigger_threshold_db)
         self.retrigger_ms = PARAMS["retrigger_ms"].check(retrigger_ms)
-        self._state = None
 
-    latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
-
-    def prepare(self, sample_rate, max_block, n_channels):
-        """Allocate the mask counters.
-
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576] or ``n_channels`` not an integer >= 1.
-        """
-        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """The threshold as a linear level; one retrigger-mask counter per channel."""
         self._thr = 10.0 ** (self.trigger_threshold_db / 20.0)
-        self._mask_n = ms_to_samples(self.retrigger_ms, self.sample_rate)
-        self._state = np.zeros(self.n_channels, np.float64)
+        self._mask_n = ms_to_samples(self.retrigger_ms, spec.sample_rate)
+        self._state = np.zeros(spec.n_channels, np.float64)
 
-    def reset(self):
-        """Clear running masks.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
-        self._state[:] = 0.0
+    def state_arrays(self) -> tuple:
+        return (self._state,)
 
     def process(self, x, out):
         """Write hit pulses for the piezo signal ``x`` (float32, (n_channels, n_frames)) to ``out``.
@@ -295,7 +258,7 @@ class TriggerDetector:
         _trigger_kernel(x, out, self._state, n, self._thr, self._mask_n)
 
 
-class MidiKey:
+class MidiKey(Processor):
     """Key pulses from MIDI note-ons, at their exact frame offsets.
 
     Parameters
@@ -321,33 +284,11 @@ class MidiKey:
         if not self.notes:
             raise ParameterError(f"notes must be a non-empty list of MIDI notes in [0, 127], got {notes!r}")
         self.midi_channel = PARAMS["midi_channel"].check(midi_channel)
-        self._state = None
 
-    latency_samples = property(lambda self: 0, doc="Latency added, in samples: always 0.")
-
-    def prepare(self, sample_rate, max_block, n_channels):
-        """Build the note mask.
-
-        Raises
-        ------
-        ParameterError
-            If ``sample_rate`` is not in [8000, 384000] Hz, ``max_block`` not an integer in
-            [1, 1048576] or ``n_channels`` not an integer >= 1.
-        """
-        self.sample_rate, self.max_block, self.n_channels = check_prepare(sample_rate, max_block, n_channels)
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """The note mask (a MIDI key keeps no state between blocks)."""
         self._mask = np.zeros(128, np.bool_)
         self._mask[self.notes] = True
-        self._state = np.zeros(0)
-
-    def reset(self):
-        """Nothing to clear: a MIDI key keeps no state between blocks.
-
-        Raises
-        ------
-        DebleedError
-            If called before :meth:`prepare`.
-        """
-        check_prepared(self, "reset")
 
     def process(self, events, n_events, out):
         """Write a pulse (1.0) for each matching note-on into ``out``, zeros elsewhere.

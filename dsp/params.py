@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,30 @@ ALL_MODES = ("gate", "duck", "bypass")
 ALL_KEYS = ("self", "input", "trigger", "midi")
 GAIN_MODES = ("gate", "duck")
 AUDIO_KEYS = ("self", "input")
+
+#: The forms of a ``key`` value (a note is 0-127).
+KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
+_KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
+
+
+def parse_key(v) -> str:
+    """Check the form of a key string; return it stripped.
+
+    Raises
+    ------
+    ParameterError
+        If it is not ``self | input:<name> | trigger:<name> | midi:<note>[,<note>...]`` or a
+        note is outside 0-127.
+    """
+    m = _KEY.match(v.strip()) if isinstance(v, str) else None
+    if not m:
+        raise ParameterError(f"key must be {KEY_FORMS}, got {v!r}")
+    if m.group(4):
+        bad = [n for n in m.group(4).split(",") if not 0 <= int(n) <= 127]
+        if bad:
+            raise ParameterError(f"key notes must be MIDI notes in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
+    return v.strip()
+
 
 #: Largest finite ratio (the gain computer's limit; inf is allowed too).
 MAX_RATIO = 1e6
@@ -143,7 +168,12 @@ class Param:
             if value not in self.choices:
                 raise ParameterError(f"{name} must be one of {self.range_text()}, got {value!r}")
             return value
-        if self.kind in ("key", "path"):
+        if self.kind == "key":
+            try:
+                return parse_key(value)
+            except ParameterError as e:
+                raise ParameterError(str(e).replace("key", name, 1)) from None
+        if self.kind == "path":
             if value is not None and not isinstance(value, str):
                 raise ParameterError(f"{name} must be a string, got {value!r}")
             return value

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -110,7 +111,7 @@ def _load_session(path: Path, providers, intra_op_threads: int):
     return sess, hop, window, rate
 
 
-class Denoiser:
+class Denoiser(Processor):
     """Causal snare de-bleed denoiser, block by block, on onnxruntime.
 
     Parameters
@@ -149,7 +150,7 @@ class Denoiser:
     Examples
     --------
     >>> d = Denoiser()
-    >>> d.prepare(48000, 128)
+    >>> d.prepare(ProcessSpec(48000, 128))
     >>> x = np.zeros(128, np.float32); y = np.empty_like(x)
     >>> d.process(x, y)
     """
@@ -174,8 +175,6 @@ class Denoiser:
         if self._explicit is not None:
             self._sess, self._hop, self._window, self._rate = _load_session(self._explicit, self._providers, self._threads)
             self._path = self._explicit
-        self.sample_rate = None
-        self.max_block = 0
 
     @property
     def latency_samples(self) -> int:
@@ -192,38 +191,32 @@ class Denoiser:
         """The model file in use (None before :meth:`prepare` when using the shipped models)."""
         return self._path
 
-    def prepare(self, sample_rate: int, max_block: int) -> None:
-        """Load the model for ``sample_rate`` and allocate buffers for blocks up to ``max_block``.
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Load the model for ``spec.sample_rate`` and allocate buffers for ``spec.max_block``.
 
-        Parameters
-        ----------
-        sample_rate : int
-            Hz: 44100 or 48000 for the shipped models; an explicit model's own rate.
-        max_block : int
-            Longest block :meth:`process` will get, frames, 1 to 1048576.
+        ``spec.sample_rate``: 44100 or 48000 for the shipped models, an explicit model's own
+        rate; ``spec.n_channels`` must be 1 (the denoiser is mono).
 
         Raises
         ------
         ParameterError
-            Another sample rate (the message lists the allowed ones) or a bad ``max_block``.
+            Another sample rate (the message lists the allowed ones) or more than one channel.
         DebleedError
             The model for the rate is missing or unreadable (names the path).
         """
-        if isinstance(max_block, bool) or not isinstance(max_block, (int, np.integer)) or not 1 <= max_block <= 1 << 20:
-            raise ParameterError(f"max_block must be an integer from 1 to 1048576 frames, got {max_block!r}")
+        check_channels(self, spec, 1, "the denoiser is mono")
+        sample_rate = spec.sample_rate
         if self._explicit is None:
             if sample_rate not in SHIPPED:
-                raise ParameterError(f"the denoiser runs at 44100 or 48000 Hz, got sample_rate={sample_rate!r} "
+                raise ParameterError(f"the denoiser runs at 44100 or 48000 Hz, got sample_rate={sample_rate:g} "
                                      "(resample offline with `debleed denoise`, or run JACK at 44100/48000)")
             path = SHIPPED[int(sample_rate)]
             if self._path != path or self._sess is None:
                 self._sess, self._hop, self._window, self._rate = _load_session(path, self._providers, self._threads)
                 self._path = path
         elif sample_rate != self._rate:
-            raise ParameterError(f"model {self._path} was trained at {self._rate} Hz, got sample_rate={sample_rate!r} "
+            raise ParameterError(f"model {self._path} was trained at {self._rate} Hz, got sample_rate={sample_rate:g} "
                                  f"(allowed: {self._rate})")
-        self.sample_rate = int(sample_rate)
-        self.max_block = int(max_block)
         hop = self._hop
         shapes = {i.name: i.shape for i in self._sess.get_inputs()}
         # state inputs in graph order; the outputs after ``denoised`` are their next values
@@ -239,12 +232,9 @@ class Denoiser:
         self._scratch = np.zeros(self.max_block, np.float32)
         self._chunk = np.zeros((1, (self.max_block // hop + 2) * hop), np.float32)
         self._pend = np.zeros(self.max_block + 2 * hop, np.float32)
-        self.reset()
 
-    def reset(self) -> None:
+    def _clear(self) -> None:
         """Clear the streaming state (model state and hop buffers); the model stays loaded."""
-        if self.sample_rate is None:
-            return
         for v in self._state.values():
             v.fill(0.0)
         self._feed = {"audio": None, **self._state}
@@ -272,8 +262,7 @@ class Denoiser:
         ParameterError
             ``x`` not 1-D or longer than ``max_block``; ``out`` not a 1-D float array or too short.
         """
-        if self.sample_rate is None:
-            raise DebleedError("Denoiser.process called before prepare(sample_rate, max_block)")
+        self.check_prepared("process")
         if x.ndim != 1:
             raise ParameterError(f"x must be mono (n,), got shape {x.shape}")
         n = x.shape[0]
@@ -495,7 +484,7 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
     else:
         rate = int(sample_rate) if int(sample_rate) in SHIPPED else 48000
     limit_mix_gain(limit_db, mix)  # validate before any work
-    d.prepare(rate, block)
+    d.prepare(ProcessSpec(rate, block))
     lm = LimitMix(d.latency_samples)
     lat = d.latency_samples if compensate else 0
     out = np.zeros(xs.shape, np.float32)

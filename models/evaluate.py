@@ -42,6 +42,7 @@ from debleed.errors import DebleedError
 from debleed.fileio import atomic_path, atomic_write_text
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, TRAIN_KITS, VALID_KIT, render_scene
+from debleed.dsp.processor import ProcessSpec
 
 SCENARIOS = {"studio": -40.0, "loud stage": -10.0}
 #: Gate grid: -120 dB is a gate that never closes, so "best gate" is never worse than no gate.
@@ -57,7 +58,7 @@ def gate_signal(x: np.ndarray, sample_rate: int, threshold_db: float, release_ms
 
     ch = Chain([ChannelSpec(name="snare", input=0, mode="gate", key="self", threshold_db=threshold_db,
                             release_ms=release_ms, attack_ms=0.5, hold_ms=10.0, range_db=-80.0)], n_inputs=1)
-    ch.prepare(sample_rate, 1024)
+    ch.prepare(ProcessSpec(sample_rate, 1024, ch.n_channels))
     return ch.render(np.asarray(x, np.float32)[None, :], block=1024)[0]
 
 
@@ -214,7 +215,7 @@ def evaluate(*, out_dir, sample_rate: int = 48000, kit: str = VALID_KIT, scenes:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     den = Denoiser(model_path)
-    den.prepare(sample_rate, 1024)
+    den.prepare(ProcessSpec(sample_rate, 1024))
     lat = den.latency_samples
     results = {"setup": {"kit": kit, "sample_rate": sample_rate, "scenes": scenes, "seconds": seconds,
                          "seed": seed, "bleed": "room (pyroomacoustics)",
@@ -385,54 +386,114 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
     return sess.run(None, feed)[0][0][:n], hop
 
 
-def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kits=None, scenes: int = 4,
-                      seconds: float = 10.0, seed: int = 1000, baseline_path=None, bleed_db: float = -10.0,
-                      progress: bool = True) -> dict:
-    """The informed model against the mic-only shipped model and the key gate, per held-out kit.
+#: Where a DrumGizmo kit is looked for when none is given (``<dir>/<kit>/drumkit.xml``).
+DRUMGIZMO_DIRS = (Path("/usr/share/drumgizmo"), Path("/usr/local/share/drumgizmo"), Path.home() / ".drumgizmo")
 
-    Per kit (default :data:`~debleed.models.synth.HELD_OUT_KITS`), ``scenes`` loud-stage scenes
-    (``bleed_db``, the evaluation groove, informed: hi-hat and overhead reference mics and a key
-    with trigger timing, :func:`~debleed.models.synth.render_scene`) and these rows: ``raw``;
-    ``gate`` (self-keyed, best-tuned, as :func:`evaluate`); ``key gate`` (:func:`key_gate_signal`,
-    hold and release best-tuned on the scenes); the informed model with its mic only, with the key,
-    with key and reference mics (onnxruntime, one shot); ``model, key -> key gate`` (the key gate,
-    tuned again, after the model with its key); the baseline model (default today's shipped
-    model, through :class:`~debleed.models.denoiser.Denoiser`); the oracle mask. Writes
-    ``informed.md`` and ``informed.json`` into ``out_dir`` when given. Returns ``{kit: {row:
-    metrics}}`` plus ``"setup"``.
+
+def find_drumgizmo_kit() -> Path | None:
+    """The first ``drumkit.xml`` under :data:`DRUMGIZMO_DIRS` (one folder deep), or None."""
+    for d in DRUMGIZMO_DIRS:
+        if d.is_dir():
+            for xml in sorted(d.glob("*/drumkit.xml")) + sorted(d.glob("drumkit.xml")):
+                return xml
+    return None
+
+
+def _informed_rows(sc: list, model_path, base, sample_rate: int) -> dict:
+    """Every row of :func:`evaluate_informed` on the scenes ``sc`` of one kit and scenario."""
+    from debleed.models.denoiser import denoise_signal
+
+    res = {"raw": _metrics(sc, [s.noisy for s in sc], 0, sample_rate)}
+    res["gate"] = _best_gates(sc, [s.noisy for s in sc], sample_rate, 0)[0]
+    res["key gate"] = _best_key_gate(sc, [s.noisy for s in sc], sample_rate, 0)
+    outs, hop = {}, 0
+    for row, (use_key, use_refs) in INFORMED_INPUTS.items():
+        ys = []
+        for s in sc:
+            y, hop = run_onnx_one_shot(model_path, s.noisy, s.refs if use_refs else None, s.key if use_key else None)
+            ys.append(y)
+        outs[row] = ys
+        res[row] = _metrics(sc, ys, hop, sample_rate)
+    res["model, key -> key gate"] = _best_key_gate(sc, outs["model, key"], sample_rate, hop)
+    dn = [denoise_signal(s.noisy, sample_rate, denoiser=base, compensate=False) for s in sc]
+    res["baseline (mic only)"] = _metrics(sc, dn, base.latency_samples, sample_rate)
+    res["oracle mask (bound)"] = _metrics(sc, [oracle_mask_signal(s.noisy, s.clean) for s in sc], 0, sample_rate)
+    return res
+
+
+def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kits=None, scenes: int = 4,
+                      seconds: float = 10.0, seed: int = 1000, baseline_path=None, scenarios=None,
+                      drumgizmo=None, progress: bool = True) -> dict:
+    """The informed model against the mic-only shipped model and the key gate, per held-out kit
+    and scenario.
+
+    Per kit (default :data:`~debleed.models.synth.HELD_OUT_KITS`, never seen in training: held out
+    by kit) and scenario (default :data:`SCENARIOS`: studio, -40 dB of bleed, and loud stage,
+    -10 dB), ``scenes`` scenes (the evaluation groove, informed: hi-hat and overhead reference mics
+    and a key with trigger timing, :func:`~debleed.models.synth.render_scene`) and these rows:
+    ``raw``; ``gate`` (self-keyed, best-tuned, as :func:`evaluate`); ``key gate``
+    (:func:`key_gate_signal`, hold and release best-tuned on the scenes); the informed model with
+    its mic only, with the key, with key and reference mics (onnxruntime, one shot); ``model, key
+    -> key gate`` (the key gate, tuned again, after the model with its key); the baseline model
+    (default today's shipped model, through :class:`~debleed.models.denoiser.Denoiser`); the
+    oracle mask.
+
+    ``drumgizmo``: a DrumGizmo kit (its folder or ``drumkit.xml``; default the first one found
+    by :func:`find_drumgizmo_kit`) evaluated the same way, a real multi-mic recording: its snare
+    close mic, its own bleed (``loud stage`` adds 10 dB to it, ``studio`` takes 20 dB off), the
+    hi-hat and overhead mics as references (:func:`~debleed.models.kit.reference_mics`), grooves
+    mixed from its samples (:func:`~debleed.models.kit.kit_scene`). Without one, the setup says
+    so. Writes ``informed.md`` and ``informed.json`` into ``out_dir`` when given.
+
+    Returns
+    -------
+    dict
+        ``{kit: {scenario: {row: metrics}}}`` plus ``"setup"``.
+
+    Raises
+    ------
+    DebleedError
+        An unreadable DrumGizmo kit or model (named).
     """
     from tqdm import tqdm
 
-    from debleed.models.denoiser import SHIPPED, Denoiser, denoise_signal
+    from debleed.models.denoiser import SHIPPED, Denoiser
+    from debleed.models.kit import kit_from_drumgizmo, kit_scene
     from debleed.models.synth import HELD_OUT_KITS
 
     kits = tuple(kits) if kits is not None else HELD_OUT_KITS
+    scenarios = dict(SCENARIOS if scenarios is None else scenarios)
     baseline_path = Path(baseline_path) if baseline_path is not None else SHIPPED[int(sample_rate)]
     base = Denoiser(baseline_path)
-    base.prepare(sample_rate, 1024)
-    results = {"setup": {"kits": list(kits), "sample_rate": sample_rate, "scenes": scenes, "seconds": seconds,
-                         "seed": seed, "bleed_db": bleed_db, "model": str(model_path),
-                         "baseline": str(baseline_path), "key_gate_lookahead_ms": KEY_GATE_LOOKAHEAD_MS}}
-    for kit in tqdm(kits, desc="eval informed", disable=not progress):
-        sc = [render_scene(kit=kit, sample_rate=sample_rate, seconds=seconds, seed=seed + i, bleed_db=bleed_db,
-                           room=True, augment=False, informed=True) for i in range(scenes)]
-        res = {"raw": _metrics(sc, [s.noisy for s in sc], 0, sample_rate)}
-        res["gate"] = _best_gates(sc, [s.noisy for s in sc], sample_rate, 0)[0]
-        res["key gate"] = _best_key_gate(sc, [s.noisy for s in sc], sample_rate, 0)
-        outs = {}
-        for row, (use_key, use_refs) in INFORMED_INPUTS.items():
-            ys = []
-            for s in sc:
-                y, hop = run_onnx_one_shot(model_path, s.noisy, s.refs if use_refs else None,
-                                           s.key if use_key else None)
-                ys.append(y)
-            outs[row] = ys
-            res[row] = _metrics(sc, ys, hop, sample_rate)
-        res["model, key -> key gate"] = _best_key_gate(sc, outs["model, key"], sample_rate, hop)
-        dn = [denoise_signal(s.noisy, sample_rate, denoiser=base, compensate=False) for s in sc]
-        res["baseline (mic only)"] = _metrics(sc, dn, base.latency_samples, sample_rate)
-        res["oracle mask (bound)"] = _metrics(sc, [oracle_mask_signal(s.noisy, s.clean) for s in sc], 0, sample_rate)
-        results[kit] = res
+    base.prepare(ProcessSpec(sample_rate, 1024))
+    dg_path = Path(drumgizmo) if drumgizmo is not None else find_drumgizmo_kit()
+    results = {"setup": {"kits": list(kits), "scenarios": scenarios, "sample_rate": sample_rate, "scenes": scenes,
+                         "seconds": seconds, "seed": seed, "model": str(model_path),
+                         "baseline": str(baseline_path), "key_gate_lookahead_ms": KEY_GATE_LOOKAHEAD_MS,
+                         "drumgizmo": str(dg_path) if dg_path else None}}
+    bar = tqdm(total=(len(kits) + (dg_path is not None)) * len(scenarios), desc="eval informed", disable=not progress)
+    for kit in kits:
+        results[kit] = {}
+        for name, bleed_db in scenarios.items():
+            sc = [render_scene(kit=kit, sample_rate=sample_rate, seconds=seconds, seed=seed + i, bleed_db=bleed_db,
+                               room=True, augment=False, informed=True) for i in range(scenes)]
+            results[kit][name] = _informed_rows(sc, model_path, base, sample_rate)
+            bar.update()
+    if dg_path is not None:
+        dg = kit_from_drumgizmo(dg_path, sample_rate)
+        if "snare" not in dg.close_mic:
+            raise DebleedError(f"DrumGizmo kit {dg_path} has no snare instrument to evaluate")
+        label = f"DrumGizmo: {dg.name}"
+        results["setup"]["kits"].append(label)
+        results["setup"]["drumgizmo_refs"] = list(reference_mics_of(dg))
+        results[label] = {}
+        for name, bleed_db in scenarios.items():
+            off = bleed_db + 20.0  # on the kit's own bleed: loud stage (-10) +10 dB, studio (-40) -20 dB
+            sc = [kit_scene(dg, dg.close_mic["snare"], seconds=seconds, seed=seed + i, bleed_offset_db=off,
+                            augment=False, informed=True) for i in range(scenes)]
+            results[label][name] = _informed_rows(sc, model_path, base, sample_rate)
+            bar.update()
+    bar.close()
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -441,23 +502,35 @@ def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kit
     return results
 
 
+def reference_mics_of(kit) -> tuple:
+    """The reference mics :func:`evaluate_informed` gives a kit's snare denoiser."""
+    from debleed.models.kit import reference_mics
+
+    return reference_mics(kit, kit.close_mic["snare"])
+
+
 def informed_table(results: dict) -> str:
     """:func:`evaluate_informed`'s results as a markdown table."""
     s = results["setup"]
-    lines = [f"Held-out kits, loud stage ({s['bleed_db']:g} dB bleed), {s['sample_rate']} Hz, {s['scenes']} scenes x "
-             f"{s['seconds']:g} s per kit (seed {s['seed']}); model {Path(s['model']).name}, baseline "
-             f"{Path(s['baseline']).name}; key gate look-ahead {s['key_gate_lookahead_ms']:g} ms.", "",
-             "| kit | processor | SI-SDR dB | bleed reduction dB | hit loss loud dB (vs mic / vs clean) "
-             "| hit loss ghost dB (vs mic / vs clean) | tuned |", "|---|---|---:|---:|---:|---:|---|"]
+    scen = ", ".join(f"{k} ({v:g} dB bleed)" for k, v in s["scenarios"].items())
+    lines = [f"Held-out kits ({scen}), {s['sample_rate']} Hz, {s['scenes']} scenes x "
+             f"{s['seconds']:g} s per kit and scenario (seed {s['seed']}); model {Path(s['model']).name}, baseline "
+             f"{Path(s['baseline']).name}; key gate look-ahead {s['key_gate_lookahead_ms']:g} ms.",
+             "" if s.get("drumgizmo") else "No DrumGizmo kit installed: the real multi-mic row is missing "
+             "(pass --drumgizmo PATH, a kit's folder or drumkit.xml).", "",
+             "| kit | scenario | processor | SI-SDR dB | bleed reduction dB | hit loss loud dB (vs mic / vs clean) "
+             "| hit loss ghost dB (vs mic / vs clean) | tuned |", "|---|---|---|---:|---:|---:|---:|---|"]
     for kit in s["kits"]:
-        for proc, m in results[kit].items():
-            if "threshold_db" in m:
-                g = f"{m['threshold_db']} dB / {m['release_ms']:g} ms"
-            elif "hold_ms" in m:
-                g = f"hold {m['hold_ms']:g} ms / release {m['release_ms']:g} ms"
-            else:
-                g = ""
-            lines.append(f"| {kit} | {proc} | {m['si_sdr_db']:.1f} | {m['bleed_reduction_db']:.1f} | "
-                         f"{m['hit_loss_loud_db']:.2f} / {m['hit_loss_loud_vs_clean_db']:.2f} (n={m['n_loud']}) | "
-                         f"{m['hit_loss_ghost_db']:.2f} / {m['hit_loss_ghost_vs_clean_db']:.2f} (n={m['n_ghost']}) | {g} |")
+        for scenario, rows in results[kit].items():
+            for proc, m in rows.items():
+                if "threshold_db" in m:
+                    g = f"{m['threshold_db']} dB / {m['release_ms']:g} ms"
+                elif "hold_ms" in m:
+                    g = f"hold {m['hold_ms']:g} ms / release {m['release_ms']:g} ms"
+                else:
+                    g = ""
+                lines.append(f"| {kit} | {scenario} | {proc} | {m['si_sdr_db']:.1f} | {m['bleed_reduction_db']:.1f} | "
+                             f"{m['hit_loss_loud_db']:.2f} / {m['hit_loss_loud_vs_clean_db']:.2f} (n={m['n_loud']}) | "
+                             f"{m['hit_loss_ghost_db']:.2f} / {m['hit_loss_ghost_vs_clean_db']:.2f} "
+                             f"(n={m['n_ghost']}) | {g} |")
     return "\n".join(lines) + "\n"

@@ -31,8 +31,9 @@ import numpy as np
 
 from debleed.errors import DebleedError
 from debleed.models.groove import GM, PIECES, ROLES, Hit, groove, piezo_trigger, role_piece  # noqa: F401 (re-exported)
-from debleed.models.multitrack import _ROLES, DEFAULT_BLEED_DB, _read_sample, _strip_ns, load_kit, room_bleed_irs
-from debleed.models.synth import Scene
+from debleed.models.multitrack import (_ROLES, DEFAULT_BLEED_DB, Multitrack, _read_sample, _strip_ns, load_kit,
+                                      room_bleed_irs)
+from debleed.models.synth import REF_MICS, Scene, key_signal
 
 #: A role a kit lacks is played by this one (as the multitrack renderer does).
 ROLE_FALLBACK = {"hihat_open": "hihat_closed", "tom_low": "tom_mid", "tom_high": "tom_mid", "ride": "crash",
@@ -157,37 +158,8 @@ class MultiMicKit:
         return cands[int(order[int(rng.integers(0, k))])]
 
 
-@dataclass
-class KitMix:
-    """A multitrack mixed from a kit (:func:`mix`).
-
-    Attributes
-    ----------
-    sample_rate : int
-    mics : dict
-        ``{mic: float32 (n,)}``: every hit at every mic (own piece plus bleed).
-    own : dict
-        ``{mic: float32 (n,)}``: the mic's own pieces only (the clean target of that channel).
-    hits : list of Hit
-        The groove.
-    midi : list of (frame, bytes)
-        Note-on messages of the groove (channel 10, General MIDI), at the hits' frames plus the
-        ``midi_lag_s`` given to :func:`mix`.
-    """
-
-    sample_rate: int
-    mics: dict
-    own: dict
-    hits: list
-    midi: list
-
-    def piece_hits(self, piece: str) -> list[Hit]:
-        """The groove's hits of ``piece``."""
-        return [h for h in self.hits if role_piece(h.role) == piece]
-
-
 def mix(kit: MultiMicKit, hits: list[Hit], n_frames: int, *, bleed_offset_db=0.0, seed: int = 0,
-        midi_lag_s: float = 0.0) -> KitMix:
+        midi_lag_s: float = 0.0) -> Multitrack:
     """Mix ``hits`` (a groove) from ``kit`` into every mic.
 
     Parameters
@@ -207,7 +179,9 @@ def mix(kit: MultiMicKit, hits: list[Hit], n_frames: int, *, bleed_offset_db=0.0
 
     Returns
     -------
-    KitMix
+    Multitrack
+        ``mics`` and ``own`` keyed by the kit's mics; MIDI notes at the hits' frames plus
+        ``midi_lag_s``.
     """
     if int(n_frames) < 1:
         raise DebleedError(f"n_frames must be >= 1, got {n_frames!r}")
@@ -236,7 +210,7 @@ def mix(kit: MultiMicKit, hits: list[Hit], n_frames: int, *, bleed_offset_db=0.0
     lag = int(round(midi_lag_s * kit.sample_rate))
     midi = [(h.frame + lag, bytes([0x99, GM.get(h.role, GM["snare"]), max(1, min(127, int(round(h.velocity * 127))))]))
             for h in hits if 0 <= h.frame + lag < n]
-    return KitMix(sample_rate=kit.sample_rate, mics={m: v.astype(np.float32) for m, v in mics.items()},
+    return Multitrack(sample_rate=kit.sample_rate, mics={m: v.astype(np.float32) for m, v in mics.items()},
                   own={m: v.astype(np.float32) for m, v in own.items()}, hits=list(hits), midi=midi)
 
 
@@ -316,7 +290,7 @@ def _dg_role(name: str) -> str | None:
     for role, (pattern, exclude) in _ROLES.items():
         if re.search(pattern, low) and not re.search(exclude, low):
             return role
-    for word, role in (("kick", "kick"), ("bd", "kick"), ("snare", "snare"), ("sn", "snare"), ("hat", "hihat_closed"),
+    for word, role in (("kick", "kick"), ("bd", "kick"), ("snare", "snare"), ("sn", "snare"), ("hi.?hat", "hihat_closed"), ("hat", "hihat_closed"),
                        ("hh", "hihat_closed"), ("tom", "tom_mid"), ("crash", "crash"), ("ride", "ride"),
                        ("china", "crash"), ("splash", "crash"), ("cymbal", "crash")):
         if re.search(rf"\b{word}", low):
@@ -411,14 +385,32 @@ def kit_from_drumgizmo(path, sample_rate: int, *, max_seconds: float = 2.0, clos
     return kit
 
 
+def reference_mics(kit: MultiMicKit, mic: str, n: int = 2) -> tuple:
+    """The kit's mics an informed snare denoiser hears besides ``mic``: the hi-hat's close mic,
+    then the overheads (a mic that is no piece's close mic, preferring names with "oh",
+    "overhead" or "room"), at most ``n``; fewer where the kit has none (those inputs read as
+    not connected)."""
+    out = []
+    hh = kit.close_mic.get("hihat")
+    if hh and hh != mic:
+        out.append(hh)
+    close = set(kit.close_mic.values())
+    others = [m for m in kit.mics if m != mic and m not in close and m not in out]
+    others.sort(key=lambda m: not re.search(r"(^|[^a-z])(oh|overhead|room|amb)", m.lower()))
+    return tuple((out + others)[:n])
+
+
 def kit_scene(kit: MultiMicKit, mic: str, *, seconds: float, seed: int, bleed_offset_db: float = 0.0,
-              augment: bool = True):
+              augment: bool = True, informed: bool = False, refs=None):
     """A denoiser scene (:class:`debleed.models.synth.Scene`) for one close mic, mixed from ``kit``.
 
     The groove (:func:`groove`, random tempo 70-180 bpm; with ``augment`` random densities,
     swells and ride bars) is mixed by :func:`mix` with every piece's bleed offset by
     ``bleed_offset_db``; ``noisy`` is the mic, ``clean`` its own pieces, the hits those of the
-    mic's pieces.
+    mic's pieces. With ``informed``, the scene also has ``refs``, float32 (2, n): the mics named
+    in ``refs`` (default :func:`reference_mics`; a row of zeros for a missing one, as a reference
+    input that is not connected), and ``key``, float32 (n,): the snare's key with a trigger
+    module's timing, misses and false triggers (:func:`debleed.models.synth.key_signal`).
     """
 
     sr = kit.sample_rate
@@ -430,8 +422,16 @@ def kit_scene(kit: MultiMicKit, mic: str, *, seconds: float, seed: int, bleed_of
                       ride_prob=0.3)
     else:
         hits = groove(seconds, sr, bpm=bpm, seed=seed, swell_prob=0.5, ride_prob=0.3)
-    mx = mix(kit, hits, int(round(seconds * sr)), bleed_offset_db=bleed_offset_db, seed=seed)
+    n = int(round(seconds * sr))
+    mx = mix(kit, hits, n, bleed_offset_db=bleed_offset_db, seed=seed)
     pieces = set(kit.own_pieces(mic))
     own = [h for h in hits if role_piece(h.role) in pieces]
+    extra = {}
+    if informed:
+        names = tuple(reference_mics(kit, mic) if refs is None else refs)
+        r = np.zeros((len(REF_MICS), n), np.float32)
+        for i, m in enumerate(names[:len(REF_MICS)]):
+            r[i] = mx.mics[m]
+        extra = {"refs": r, "key": key_signal(hits, n, sr, np.random.default_rng([seed, 4244]))}
     return Scene(noisy=mx.mics[mic], clean=mx.own[mic], hit_frames=np.array([h.frame for h in own], np.int64),
-                 hit_velocities=np.array([h.velocity for h in own], np.float64), sample_rate=sr)
+                 hit_velocities=np.array([h.velocity for h in own], np.float64), sample_rate=sr, **extra)

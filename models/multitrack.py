@@ -12,14 +12,15 @@ written to disk):
 
 The licenses of the last two come from their packages' Debian copyright files.
 
-This module is the one-shot *source* of kits; the kit abstraction itself (pieces x hits x mics),
-the groove generator (:func:`groove`, :class:`Hit`, :func:`role_piece`), the piezo trigger and
-the multi-mic mixer live in :mod:`debleed.models.kit` (re-exported here, so existing imports
-keep working). :func:`render_multitrack` renders one-shots dry with per-pair bleed (the demo's
-and the training scenes' renderer, unchanged); :func:`debleed.models.kit.kit_from_oneshots`
-turns the same one-shots into a multi-mic kit in one simulated room for the mixer.
+This module is the one-shot *source* of kits and holds :class:`Multitrack`, the one result type of
+both mixers; the kit abstraction (pieces x hits x mics) and the multi-mic mixer live in
+:mod:`debleed.models.kit`, the groove generator (:func:`groove`, :class:`Hit`,
+:func:`role_piece`) and the piezo trigger in :mod:`debleed.models.groove`.
+:func:`render_multitrack` renders one-shots dry with per-pair bleed (the demo's and the training
+scenes' renderer); :func:`debleed.models.kit.kit_from_oneshots` turns the same one-shots into a
+multi-mic kit in one simulated room for the mixer.
 
-A render has, per piece (kick, snare, hihat, toms, cymbals): the *direct* signal (the piece
+A render has, per piece (kick, snare, hihat, toms, cymbals): the *own* signal (the piece
 alone, the clean target), and per close mic the *mic* signal: its own piece plus attenuated,
 delayed, low-passed copies of every other piece (the bleed), plus a piezo trigger for the kick
 and the groove's MIDI notes (General MIDI drum map).
@@ -455,32 +456,39 @@ DEFAULT_BLEED_DB = {
 
 @dataclass
 class Multitrack:
-    """A rendered multitrack.
+    """A drum multitrack: a groove played into every mic, and each mic's own pieces alone.
+
+    Both mixers return it: :func:`render_multitrack` (a groove on an installed kit, one close
+    mic per piece, bleed by delay and low-pass or room IRs) and :func:`debleed.models.kit.mix`
+    (a groove on a multi-mic kit, bleed as the kit's mics heard it).
 
     Attributes
     ----------
     sample_rate : int
-    direct : dict[str, ndarray]
-        Each piece alone at its own mic (the clean signals), float32 (n_frames,).
-    mics : dict[str, ndarray]
-        Each close mic: own piece plus bleed, float32 (n_frames,).
-    kick_trigger : ndarray
-        Piezo trigger signal of the kick, float32 (n_frames,).
+        Hz.
+    mics : dict
+        ``{mic: float32 (n_frames,)}``: each mic as it hears the groove (own pieces plus bleed).
+    own : dict
+        ``{mic: float32 (n_frames,)}``: each mic's own pieces only (the clean target of a
+        channel on that mic).
     hits : list of Hit
+        The groove.
     midi : list of (frame, bytes)
-        Note-on messages (channel 10) of the groove, General MIDI notes.
+        Note-on messages of the groove (channel 10, General MIDI notes).
+    kick_trigger : ndarray or None
+        Piezo trigger signal of the kick, float32 (n_frames,), where the mixer renders one.
     kit : str
-        Kit name; ``license`` its license text.
+        Kit name ("" where the mixer does not know it); ``license`` its license text.
     """
 
     sample_rate: int
-    direct: dict
     mics: dict
-    kick_trigger: np.ndarray
+    own: dict
     hits: list
     midi: list
-    kit: str
-    license: str
+    kick_trigger: np.ndarray | None = None
+    kit: str = ""
+    license: str = ""
 
     def piece_hits(self, piece: str) -> list[Hit]:
         """The hits that belong to ``piece`` (e.g. all toms for ``toms``)."""
@@ -572,7 +580,7 @@ def render_multitrack(*, kit: str = "ForzeeStereo", seconds: float = 8.0, sample
     trig = piezo_trigger(hits, n, sample_rate, piece="kick", crosstalk_db={"snare": -30.0})
     midi = [(h.frame, bytes([0x99, GM[h.role] if h.role in GM else GM["snare"], max(1, min(127, int(round(h.velocity * 127))))]))
             for h in hits]
-    return Multitrack(sample_rate=sample_rate, direct=direct, mics=mics, kick_trigger=trig, hits=hits,
+    return Multitrack(sample_rate=sample_rate, own=direct, mics=mics, kick_trigger=trig, hits=hits,
                       midi=midi, kit=kit, license=k.license)
 
 

@@ -48,6 +48,7 @@ from numba import njit
 
 from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
+from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
 
 #: Operators of the exported streaming graph that the kernels implement (anything else is refused).
@@ -975,9 +976,9 @@ class StreamingStage:
                 "latency_samples": [int(v) for v in self.lay[:, L_LAT]]}
 
 
-class StreamingDenoiser:
+class StreamingDenoiser(Processor):
     """One mono channel through the data-plane kernels, with :class:`~debleed.models.denoiser.Denoiser`'s
-    interface (``prepare(sample_rate, max_block)``, ``process(x, out)``, ``reset()``,
+    interface (``prepare(ProcessSpec(sample_rate, max_block))``, ``process(x, out)``, ``reset()``,
     ``latency_samples``).
 
     Parameters
@@ -987,16 +988,15 @@ class StreamingDenoiser:
 
     Examples
     --------
+    >>> from debleed.dsp.processor import ProcessSpec
     >>> d = StreamingDenoiser()
-    >>> d.prepare(48000, 128)
+    >>> d.prepare(ProcessSpec(48000, 128))
     >>> x = np.zeros(128, np.float32); y = np.empty_like(x)
     >>> d.process(x, y)
     """
 
     def __init__(self, model_path=None):
         self.model_path = model_path
-        self.sample_rate = None
-        self.max_block = 0
         self.stage = None
 
     @property
@@ -1004,28 +1004,27 @@ class StreamingDenoiser:
         """``window - 1`` samples (63 for the shipped models); 63 before :meth:`prepare`."""
         return self.stage.latency_samples if self.stage is not None else 63
 
-    def prepare(self, sample_rate: int, max_block: int) -> None:
-        """Load the weights for ``sample_rate`` (Hz) and allocate for blocks up to ``max_block``
-        frames (1 to 1048576).
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Load the weights for ``spec.sample_rate`` and allocate for ``spec.max_block`` frames;
+        ``spec.n_channels`` must be 1.
 
         Raises
         ------
         ParameterError
-            A bad ``max_block`` or a rate without a model.
+            A rate without a model, or more than one channel.
         DebleedError
             A missing or unreadable model.
         """
-        check_int("max_block", max_block, 1, MAX_BLOCK)
-        if self.stage is None or self.sample_rate != int(sample_rate) or self.max_block != int(max_block):
-            self.stage = StreamingStage([(0, 1)], int(sample_rate), models=[self.model_path], max_block=int(max_block))
-        self.sample_rate, self.max_block = int(sample_rate), int(max_block)
-        self._io = np.zeros((2, self.max_block), np.float32)
-        self.reset()
+        check_channels(self, spec, 1, "one mono channel")
+        st = self.stage
+        if st is None or st.sample_rate != int(spec.sample_rate) or st.max_block != spec.max_block:
+            self.stage = StreamingStage([(0, 1)], int(spec.sample_rate), models=[self.model_path],
+                                        max_block=spec.max_block)
+        self._io = np.zeros((2, spec.max_block), np.float32)
 
-    def reset(self) -> None:
+    def _clear(self) -> None:
         """Clear the streaming state; the weights stay loaded."""
-        if self.stage is not None:
-            self.stage.reset()
+        self.stage.reset()
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Denoise ``x`` (float (n,), n <= max_block) into ``out[:n]``, delayed by :attr:`latency_samples`.
@@ -1037,8 +1036,7 @@ class StreamingDenoiser:
         ParameterError
             ``x`` not 1-D or longer than ``max_block``, or ``out`` too short.
         """
-        if self.stage is None:
-            raise DebleedError("StreamingDenoiser.process called before prepare(sample_rate, max_block)")
+        self.check_prepared("process")
         n = x.shape[0]
         if x.ndim != 1 or n > self.max_block:
             raise ParameterError(f"x must be 1-D with at most max_block={self.max_block} frames, got shape {x.shape}")

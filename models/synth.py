@@ -307,7 +307,7 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
                   **{p: float(rng.uniform(*TRAIN_TUNING_OTHERS)) for p in ("kick", "toms")}}
     mt = render_multitrack(kit=kit, seconds=seconds, sample_rate=sample_rate, bpm=bpm, seed=seed,
                            bleed_db={"snare": per_piece}, hits=hits, bleed_irs=irs, tuning=tuning)
-    noisy, clean = mt.mics["snare"], mt.direct["snare"]
+    noisy, clean = mt.mics["snare"], mt.own["snare"]
     if augment:
         toned = _apply(snare_tone(rng, sample_rate), clean)
         # keep the snare's -6 dBFS peak so the bleed level stays relative to the snare
@@ -323,7 +323,7 @@ def render_scene(*, kit: str, sample_rate: int, seconds: float, seed: int,
         irng = np.random.default_rng([seed, 4243])
         room_rng = np.random.Generator(np.random.PCG64())
         room_rng.bit_generator.state = room_state
-        direct = dict(mt.direct)
+        direct = dict(mt.own)
         if augment:
             direct["snare"] = toned  # the snare as it sounds (its tone), before the snare mic's colouration
         n = noisy.size

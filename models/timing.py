@@ -15,6 +15,7 @@ import json
 import time
 
 import numpy as np
+from debleed.dsp.processor import ProcessSpec
 
 
 RUNTIMES = ("kernels", "onnxruntime")
@@ -29,7 +30,7 @@ def measure(rate: int = 48000, block: int = 128, seconds: float = 20.0, threads:
     x = render_multitrack(seconds=min(seconds, 10.0), sample_rate=rate, seed=11).mics["snare"]
     x = np.tile(x, int(np.ceil(seconds * rate / x.size)))[:int(seconds * rate)]
     d = StreamingDenoiser(model) if runtime == "kernels" else Denoiser(model, intra_op_threads=threads)
-    d.prepare(rate, block)
+    d.prepare(ProcessSpec(rate, block))
     y = np.empty(block, np.float32)
     for i in range(0, 50 * block, block):  # warm-up
         d.process(x[i:i + block], y)

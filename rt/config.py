@@ -3,11 +3,19 @@
 Validation uses pydantic; every error becomes a :class:`~debleed.errors.ConfigError` whose
 message names the file, the key, the value and what is allowed. An unknown key is an error:
 a typo must never silently do nothing. README.md documents every key with its unit and range.
+
+Every processing parameter is checked by its :meth:`~debleed.dsp.params.Param.check` and by
+nothing else; this module adds the routing rules (names, inputs, keys that name nothing).
+
+Why it lives in ``rt/``: a :class:`GigConfig` is what the engines are built from (port layout,
+the chain's routing, the denoised rows, the MIDI port), and the control plane resolves live key
+changes with it; the application (:mod:`debleed.cli`, :mod:`debleed.offline`,
+:mod:`debleed.soundcheck`) loads it and hands it down. In ``debleed/`` it would make ``rt``
+import the application, against the import direction ``debleed -> rt -> models -> dsp``.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from importlib import resources
@@ -17,31 +25,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from debleed.dsp.chain import Chain, ChannelSpec, KeyRoute
-from debleed.dsp.params import DENOISE_PARAMS, MAX_RATIO, PARAMS, SPEC_PARAMS
-from debleed.errors import ConfigError
+from debleed.dsp.params import DENOISE_PARAMS, PARAMS, SPEC_PARAMS, parse_key
+from debleed.errors import ConfigError, ParameterError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
-_KEY = re.compile(r"^(self|(input|trigger):([A-Za-z0-9_.-]+)|midi:(\d+(?:\s*,\s*\d+)*))$")
-KEY_FORMS = "self | input:<name> | trigger:<name> | midi:<note>[,<note>...]"
-
-
-def parse_key(v: str) -> str:
-    """Check the form of a key string; return it stripped.
-
-    Raises
-    ------
-    ValueError
-        If it is not ``self | input:<name> | trigger:<name> | midi:<note>[,<note>...]`` or a
-        note is outside 0-127.
-    """
-    m = _KEY.match(v.strip()) if isinstance(v, str) else None
-    if not m:
-        raise ValueError(f"must be {KEY_FORMS}, got {v!r}")
-    if m.group(4):
-        bad = [n for n in m.group(4).split(",") if not 0 <= int(n) <= 127]
-        if bad:
-            raise ValueError(f"MIDI notes must be in 0-127, got {', '.join(b.strip() for b in bad)} in {v!r}")
-    return v.strip()
 
 
 def _check_name(cls, v):
@@ -78,26 +65,23 @@ class MidiConfig(_Strict):
     connect: list[str] = Field(default_factory=list)
 
 
+_PY_TYPES = {"float": float, "int": int, "bool": bool, "choice": str, "key": str, "path": str | None,
+             "inputs": tuple}
+
+
 def _param_field(p):
-    """The pydantic type and field of one :data:`~debleed.dsp.params.PARAMS` entry."""
-    if p.kind == "choice":
-        return Literal[p.choices], Field(p.default, description=p.doc)
-    if p.kind == "bool":
-        return bool, Field(p.default, description=p.doc, strict=True)  # true/false, not "yes" or 1
-    if p.kind == "key":
-        return str, Field(p.default, description=p.doc)
-    if p.kind == "path":
-        return str | None, Field(p.default, description=p.doc)
-    if p.kind == "inputs":
-        return list[str], Field(default_factory=list, max_length=int(p.hi), description=p.doc)
-    bounds = {"gt" if p.lo_open else "ge": p.lo}
-    if not p.allow_inf:
-        bounds["le"] = p.hi
-    # strict: a number written as a string ("-20") is refused, not converted
-    return (int if p.kind == "int" else float), Field(p.default, description=p.doc, strict=True, **bounds)
+    """The type and field of one :data:`~debleed.dsp.params.PARAMS` entry: the type for the
+    schema and the model's attribute; :func:`_check_param` is its only validator."""
+    return _PY_TYPES[p.kind], Field(p.default, description=p.doc)
 
 
-_FLOAT_PARAMS = tuple(n for n, p in PARAMS.items() if p.kind == "float")
+def _check_param(cls, v, info):
+    """Every processing parameter is checked by its :meth:`~debleed.dsp.params.Param.check`
+    (type, range, form; a number written as a string is refused), and nothing else."""
+    try:
+        return PARAMS[info.field_name].check(v)
+    except ParameterError as e:
+        raise ValueError(str(e).removeprefix(f"{info.field_name} ")) from None
 
 
 class _ChannelBase(_Strict):
@@ -122,26 +106,8 @@ class _ChannelBase(_Strict):
 
     _name = field_validator("name")(_check_name)
 
-    @field_validator("key", check_fields=False)
-    @classmethod
-    def _key(cls, v):
-        return parse_key(v)
-
-    @field_validator(*_FLOAT_PARAMS, mode="before", check_fields=False)
-    @classmethod
-    def _finite(cls, v, info):
-        # before the range checks, so that NaN is named as such rather than as out of range
-        if isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and not (info.field_name == "ratio" and v > 0))):
-            raise ValueError("must be a finite number" + (" (or inf)" if info.field_name == "ratio" else "")
-                             + f", got {v!r}")
-        return v
-
-    @field_validator("ratio", check_fields=False)
-    @classmethod
-    def _ratio(cls, v):
-        if math.isfinite(v) and v > MAX_RATIO:
-            raise ValueError(f"must be 1 to {MAX_RATIO:g}, or inf, got {v!r}")
-        return v
+    _params = field_validator(*PARAMS, mode="wrap", check_fields=False)(
+        lambda cls, v, handler, info: _check_param(cls, v, info))
 
     @field_validator("link")
     @classmethod
@@ -203,8 +169,6 @@ class GigConfig(_Strict):
             for r in ch.denoise_refs:
                 if r not in self.inputs:
                     raise ValueError(f"{where}: denoise_refs names {r!r}, which is not a defined input (defined: {defined})")
-            if len(set(ch.denoise_refs)) != len(ch.denoise_refs):
-                raise ValueError(f"{where}: denoise_refs names an input twice: {ch.denoise_refs}")
         return self
 
     def key_kind(self, ch: ChannelConfig) -> str:
@@ -246,8 +210,8 @@ class GigConfig(_Strict):
         """
         try:
             key = parse_key(key)
-        except ValueError as e:
-            raise ConfigError(f"key {e}") from None
+        except ParameterError as e:
+            raise ConfigError(str(e)) from None
         kind, _, ref = key.partition(":")
         if kind in ("input", "trigger") and ref not in self.inputs:
             raise ConfigError(f"key {key!r} names no defined input (defined: {', '.join(self.inputs)})")

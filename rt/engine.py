@@ -26,6 +26,7 @@ from pathlib import Path
 import jack
 import numpy as np
 
+from debleed.dsp.processor import ProcessSpec
 from debleed.dsp.chain import K_CLOCK, M_BAD, M_GR, M_GR_RUN, run_block
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.errors import DebleedError, EngineError
@@ -67,7 +68,7 @@ class EngineBase:
 
     def _prepare_buffers(self) -> None:
         """Prepare the chain, the input/output arrays and the denoisers; warm the kernel up."""
-        self.chain.prepare(self.sample_rate, self.max_block)
+        self.chain.prepare(ProcessSpec(self.sample_rate, self.max_block, self.chain.n_channels))
         self.inputs = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
         self.outputs = np.zeros((self.chain.n_channels, self.max_block), np.float32)
         self.events = self.chain.events

@@ -32,7 +32,7 @@ class PortAudioEngine(EngineBase):
         sounddevice device (name substring or index); default: the default device.
     sample_rate : int
         Hz, default 48000.
-    period : int
+    period_frames : int
         Frames per callback, 16 to 4096; default 128.
     midi_in : str, optional
         Name substring of a MIDI input port (python-rtmidi) for ``midi:`` keys; default the first
@@ -47,13 +47,13 @@ class PortAudioEngine(EngineBase):
 
     backend = "portaudio"
 
-    def __init__(self, config: GigConfig, *, device=None, sample_rate: int = 48000, period: int = 128,
+    def __init__(self, config: GigConfig, *, device=None, sample_rate: int = 48000, period_frames: int = 128,
                  midi_in: str | None = None):
         super().__init__(config, engine="python")
-        if not 16 <= int(period) <= 4096:
-            raise EngineError(f"period must be 16-4096 frames, got {period!r}")
+        if not 16 <= int(period_frames) <= 4096:
+            raise EngineError(f"period_frames must be 16-4096 frames, got {period_frames!r}")
         self.device, self.midi_name = device, midi_in
-        self.sample_rate, self.period_frames = int(sample_rate), int(period)
+        self.sample_rate, self.period_frames = int(sample_rate), int(period_frames)
         self.max_block = max(MIN_MAX_BLOCK, self.period_frames)
         self._midi_queue = collections.deque(maxlen=1024)
         self.stream = None

@@ -22,7 +22,7 @@ def jack_server():
     """One private `jackd --no-realtime -d dummy` (48 kHz, 128 frames) for the session."""
     if shutil.which("jackd") is None:
         pytest.fail("jackd is not installed: `make test` installs jackd2; run it instead of bare pytest")
-    with DummyServer(sample_rate=48000, period=128) as srv:
+    with DummyServer(sample_rate=48000, period_frames=128) as srv:
         yield srv
 
 

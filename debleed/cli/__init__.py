@@ -92,7 +92,7 @@ def _run_live(args, config_path, nsm) -> int:
         if args.engine == "cfunc":
             raise DebleedError("--engine cfunc needs --backend jack; PortAudio runs a Python callback")
         device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-        eng = PortAudioEngine(cfg, device=device, sample_rate=args.samplerate, period=args.period,
+        eng = PortAudioEngine(cfg, device=device, sample_rate=args.samplerate, period_frames=args.period,
                               midi_in=args.midi_in)
     else:
         from debleed.rt.engine import JackEngine
@@ -195,7 +195,7 @@ def cmd_ports(args) -> int:
 def cmd_demo(args) -> int:
     from debleed.demo import run_demo
 
-    return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period=args.period,
+    return run_demo(out_dir=args.out, seconds=args.seconds, engine=args.engine, period_frames=args.period,
                     freewheel=args.freewheel)
 
 

@@ -120,7 +120,7 @@ def cmd_eval(args) -> int:
     if args.informed:
         res = evaluate_informed(model_path=args.informed, out_dir=args.out, sample_rate=args.rate,
                                 kits=args.kits, scenes=args.scenes, seconds=args.seconds, seed=args.seed,
-                                baseline_path=args.model, progress=not args.quiet)
+                                baseline_path=args.model, drumgizmo=args.drumgizmo, progress=not args.quiet)
         print(informed_table(res), end="")
         print(f"debleed: wrote {Path(args.out) / 'informed.md'} and informed.json")
         return 0
@@ -180,9 +180,12 @@ def register(sub) -> None:
     e.add_argument("--model", default=None, help="ONNX model (default: the shipped one for --rate)")
     e.add_argument("--informed", default=None, metavar="MODEL",
                    help="instead: evaluate this informed ONNX model (reference mics and key) on the held-out "
-                        "kits, loud stage, mic only / with key / with key and refs, against --model (default the "
-                        "shipped one), the key gate and the oracle mask")
+                        "kits, studio and loud stage, mic only / with key / with key and refs, against --model "
+                        "(default the shipped one), the key gate and the oracle mask")
     e.add_argument("--kits", nargs="+", default=None, help="with --informed: kits (default: every held-out kit)")
+    e.add_argument("--drumgizmo", default=None, metavar="PATH",
+                   help="with --informed: also evaluate on this DrumGizmo kit (its folder or drumkit.xml), a real "
+                        "multi-mic recording (default: the first kit found in /usr/share/drumgizmo, if any)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 

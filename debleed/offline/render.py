@@ -28,6 +28,7 @@ from debleed.errors import DebleedError, ParameterError
 from debleed.fileio import jsonable
 from debleed.offline.audiofile import atomic_output, audio_info, read_audio, write_audio
 from debleed.offline.stems import GainStats
+from debleed.dsp.processor import ProcessSpec
 
 #: Default tempo of a standard MIDI file, us per quarter note (120 bpm).
 DEFAULT_TEMPO_US = 500000
@@ -144,7 +145,7 @@ def render_arrays(cfg, inputs: np.ndarray, sample_rate: int, block: int = 128,
     n_ch = len(specs)
     n_rows = n_in + len(cfg.denoised())  # real inputs, then the denoised channels' virtual rows
     chain = Chain(specs + probe_specs(specs, n_rows), n_inputs=n_rows + 1)
-    chain.prepare(sample_rate, block)
+    chain.prepare(ProcessSpec(sample_rate, block, chain.n_channels))
     xin = np.ones((n_rows + 1, n), np.float32)
     xin[:n_in] = x
     from debleed.models.streaming import StreamingStage

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.dsp.params import PARAMS
 from debleed.dsp.chain import Chain, ChannelSpec
 from debleed.errors import DebleedError, ParameterError
@@ -103,7 +104,7 @@ def duck_specs(params: dict, n_key: int, n_target: int) -> list[ChannelSpec]:
     return specs
 
 
-class StemDucker:
+class StemDucker(Processor):
     """Duck a target stem by a key stem, block by block, through the chain.
 
     Parameters
@@ -115,6 +116,7 @@ class StemDucker:
 
     Notes
     -----
+    Prepared with ``ProcessSpec(sample_rate, max_block, n_channels=n_target_channels)``.
     ``process`` writes the chain's *raw* output: the target delayed by ``latency_samples``
     (the lookahead), as a live run would. :func:`compensated_blocks` removes that delay.
     """
@@ -124,12 +126,12 @@ class StemDucker:
         self.n_key, self.n_target = int(n_key_channels), int(n_target_channels)
         specs = duck_specs(self.params, self.n_key, self.n_target)
         self.chain = Chain(specs, n_inputs=self.n_target + self.n_key + 1)
-        self.max_block = 0
 
-    def prepare(self, sample_rate: float, max_block: int) -> None:
-        """Compile the chain for ``sample_rate`` (Hz) and allocate for ``max_block`` frames."""
-        self.chain.prepare(sample_rate, max_block)
-        self.max_block = int(max_block)
+    def _allocate(self, spec: ProcessSpec) -> None:
+        """Compile the chain for ``spec.sample_rate`` and allocate for ``spec.max_block`` frames;
+        ``spec.n_channels`` must be the target's channel count."""
+        check_channels(self, spec, self.n_target, "the target's channels")
+        self.chain.prepare(ProcessSpec(spec.sample_rate, spec.max_block, self.chain.n_channels))
         self._in = np.zeros((self.chain.n_inputs, self.max_block), np.float32)
         self._in[-1] = 1.0
         self._out = np.zeros((self.chain.n_channels, self.max_block), np.float32)
@@ -140,7 +142,7 @@ class StemDucker:
         """Delay of the target output (the lookahead), samples."""
         return self.chain.latency_samples
 
-    def reset(self) -> None:
+    def _clear(self) -> None:
         """Forget all state (a fresh run)."""
         self.chain.reset()
 
@@ -160,6 +162,7 @@ class StemDucker:
         -----
         Allocates nothing; a NaN or Inf sample is read as 0 by the chain and never reaches its state.
         """
+        self.check_prepared("process")
         n = target.shape[1]
         if key.shape != (self.n_key, n) or target.shape[0] != self.n_target or n > self.max_block:
             raise ParameterError(f"expected key ({self.n_key}, n) and target ({self.n_target}, n) with "
@@ -258,7 +261,7 @@ def duck_arrays(key: np.ndarray, target: np.ndarray, sample_rate: float, params:
                              f"and {target.shape}")
     n = target.shape[1]
     d = StemDucker(params=params, n_key_channels=key.shape[0], n_target_channels=target.shape[0])
-    d.prepare(sample_rate, block)
+    d.prepare(ProcessSpec(sample_rate, block, d.n_target))
     out = np.zeros_like(target)
     gain = np.zeros(n, np.float32)
     pos = 0
@@ -409,7 +412,7 @@ def duck_file(key_path: Path, target_path: Path, out_path: Path, params: dict, b
             atomic_path(out_path, keep_suffix=False) as tmp, \
             sf.SoundFile(str(tmp), "w", ti.samplerate, ti.channels, ti.subtype, format=ti.format) as fo:
         d = StemDucker(params=params, n_key_channels=ki.channels, n_target_channels=ti.channels)
-        d.prepare(ti.samplerate, block)
+        d.prepare(ProcessSpec(ti.samplerate, block, d.n_target))
 
         def blocks():
             while True:

@@ -39,7 +39,7 @@ class DummyServer:
     ----------
     sample_rate : int
         Hz; default 48000.
-    period : int
+    period_frames : int
         Frames per period; default 128.
     name : str, optional
         Server name; default a fresh ``debleed-<random>``. Set ``JACK_DEFAULT_SERVER`` to it (or
@@ -52,14 +52,14 @@ class DummyServer:
 
     Examples
     --------
-    >>> with DummyServer(period=64) as srv:          # doctest: +SKIP
+    >>> with DummyServer(period_frames=64) as srv:          # doctest: +SKIP
     ...     client = jack.Client("x", servername=srv.name)
     """
 
-    def __init__(self, *, sample_rate: int = 48000, period: int = 128, name: str | None = None,
+    def __init__(self, *, sample_rate: int = 48000, period_frames: int = 128, name: str | None = None,
                  timeout_s: float = 10.0, realtime: bool = False, realtime_priority: int = 70,
                  client_timeout_ms: int = CLIENT_TIMEOUT_MS):
-        self.sample_rate, self.period = int(sample_rate), int(period)
+        self.sample_rate, self.period_frames = int(sample_rate), int(period_frames)
         self.name = name or f"debleed-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
         self.realtime, self.realtime_priority = bool(realtime), int(realtime_priority)
@@ -88,7 +88,7 @@ class DummyServer:
             cmd += ["--no-realtime", "-t", str(self.client_timeout_ms)]
         else:
             cmd += ["-R", "-P", str(self.realtime_priority)]
-        cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period)]
+        cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period_frames)]
         self.proc = popen_dies_with_parent(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                            stderr=subprocess.STDOUT, env=self.env)
         try:

@@ -22,6 +22,7 @@ import soundfile as sf
 
 from debleed.cli import main
 from debleed.offline.stems import MANIFEST, GainStats, duck_arrays, duck_params
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 
@@ -370,7 +371,7 @@ def test_stem_ducker_process_allocates_nothing():
     from debleed.offline.stems import StemDucker
 
     d = StemDucker(params=duck_params(lookahead_ms=1.0), n_key_channels=2, n_target_channels=2)
-    d.prepare(SR, 4096)
+    d.prepare(ProcessSpec(SR, 4096, 2))
     key, target = bursts(4096, SR, [100], 2), steady(4096, 2)
     out, g = np.zeros_like(target), np.zeros(4096, np.float32)
     d.process(key, target, out, g)

@@ -14,6 +14,7 @@ from debleed.soundcheck import (attack_allowance_ms, bleed_matrix, detect_hits, 
                                        trigger_onsets, write_gig)
 from debleed.offline.audiofile import write_audio
 from debleed.rt.config import load_config
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 MICS = ("kick", "snare", "hihat")
@@ -323,7 +324,7 @@ def test_onnx_weights_load_back_into_torch(torch_installed):
     with torch.no_grad():
         y = m.run(torch.from_numpy(x[None]))[0].numpy()
     d = Denoiser()
-    d.prepare(SR, 1024)
+    d.prepare(ProcessSpec(SR, 1024))
     z = denoise_signal(x, SR, denoiser=d, compensate=False)
     off = d.latency_samples - m.hop  # the wrapper's buffering on top of the graph's one hop
     assert np.max(np.abs(y[:8000] - z[off:off + 8000])) < 1e-4
@@ -362,7 +363,7 @@ def test_record_takes_records_every_input_from_a_running_server(tmp_path):
     gig.write_text('[inputs]\nkick = ["system:capture_1"]\nsnare = ["system:capture_2"]\n\n'
                    '[[channel]]\nname = "snare"\ninput = "snare"\n')
     cfg = load_config(gig)
-    with DummyServer(sample_rate=48000, period=256) as srv:
+    with DummyServer(sample_rate=48000, period_frames=256) as srv:
         record_takes(cfg, tmp_path / "takes", 0.5, server=srv.name)
         for name in ("kick", "snare"):
             info = audio_info(tmp_path / "takes" / f"{name}.wav")
@@ -395,7 +396,7 @@ def test_train_from_an_exported_model_stops_at_its_time_budget(torch_installed, 
                 scene_s=1.0, valid_scenes=1, progress=False, max_seconds=2.0, ckpt_name="t.pt")
     assert 1 <= res["steps"] < 100000
     d = Denoiser(tmp_path / "m.onnx")
-    d.prepare(SR, 128)  # the export loads
+    d.prepare(ProcessSpec(SR, 128))  # the export loads
     with pytest.raises(DebleedError, match="not both"):
         train(sample_rate=SR, steps=1, work_dir=tmp_path / "w", init_onnx=model_path(SR), init=tmp_path / "x.pt",
               progress=False)
@@ -435,7 +436,7 @@ def test_record_takes_records_the_midi_input_into_notes_mid(tmp_path):
     from debleed.offline.render import midi_file_events
     from debleed.testing import DummyServer
 
-    with DummyServer(sample_rate=48000, period=256) as srv:
+    with DummyServer(sample_rate=48000, period_frames=256) as srv:
         src = jack.Client("notesrc", servername=srv.name)
         port = src.midi_outports.register("out")
         cycles = [0]

@@ -8,6 +8,7 @@ import pytest
 from debleed.dsp import EnvelopeFollower, coef_to_ms, ms_to_coef, ms_to_samples
 from debleed.dsp.units import STEP_FRACTION
 from debleed.errors import ParameterError
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 
@@ -16,7 +17,7 @@ SR = 48000
 def test_step_reaches_one_minus_1_over_e_after_attack_ms(attack_ms):
     env = EnvelopeFollower(attack_ms=attack_ms, release_ms=100.0)
     n = int(attack_ms * SR / 1000)
-    env.prepare(SR, 4 * n, 1)
+    env.prepare(ProcessSpec(SR, 4 * n, 1))
     x = np.ones((1, 4 * n), np.float32)
     y = np.zeros_like(x)
     env.process(x, y)
@@ -29,7 +30,7 @@ def test_step_reaches_one_minus_1_over_e_after_attack_ms(attack_ms):
 def test_release_falls_to_1_over_e_after_release_ms(release_ms):
     env = EnvelopeFollower(attack_ms=0.0, release_ms=release_ms)
     n = int(release_ms * SR / 1000)
-    env.prepare(SR, 2 * n + 1, 1)
+    env.prepare(ProcessSpec(SR, 2 * n + 1, 1))
     x = np.zeros((1, 2 * n + 1), np.float32)
     x[0, 0] = 1.0
     y = np.zeros_like(x)
@@ -40,7 +41,7 @@ def test_release_falls_to_1_over_e_after_release_ms(release_ms):
 
 def test_hold_keeps_the_peak_for_hold_ms_then_releases():
     env = EnvelopeFollower(attack_ms=0.0, release_ms=10.0, hold_ms=5.0)
-    env.prepare(SR, 2000, 1)
+    env.prepare(ProcessSpec(SR, 2000, 1))
     x = np.zeros((1, 2000), np.float32)
     x[0, 100] = 0.8
     y = np.zeros_like(x)
@@ -52,7 +53,7 @@ def test_hold_keeps_the_peak_for_hold_ms_then_releases():
 
 def test_rms_detector_of_a_sine_settles_at_amplitude_over_sqrt2():
     env = EnvelopeFollower(attack_ms=0.0, release_ms=0.0, detector="rms", rms_ms=20.0)
-    env.prepare(SR, SR, 1)
+    env.prepare(ProcessSpec(SR, SR, 1))
     t = np.arange(SR) / SR
     x = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
     y = np.zeros_like(x)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from debleed.dsp import GainComputer
 from debleed.errors import ParameterError
+from debleed.dsp.processor import ProcessSpec
 
 
 def gate_formula(L, T, R, W, rng):
@@ -72,7 +73,7 @@ def test_range_limits_attenuation():
 
 def test_hysteresis_opens_at_threshold_and_closes_below_it():
     gc = GainComputer(mode="gate", threshold_db=-30, ratio=math.inf, knee_db=0, range_db=-60, hysteresis_db=-10)
-    gc.prepare(48000, 16, 1)
+    gc.prepare(ProcessSpec(48000, 16, 1))
     levels = np.array([[-35, -29, -35, -39, -41, -35, -29]], np.float32)
     out = np.zeros_like(levels)
     gc.process(levels, out)

@@ -5,6 +5,7 @@ import pytest
 
 from debleed.dsp import KeyFilter, LookaheadDelay, MidiKey, TriggerDetector
 from debleed.errors import ParameterError
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 
@@ -22,7 +23,7 @@ def steady_gain_db(proc, x):
 
 def test_key_highpass_passes_above_and_cuts_below_cutoff():
     f = KeyFilter(hpf_hz=200.0)
-    f.prepare(SR, SR, 1)
+    f.prepare(ProcessSpec(SR, SR, 1))
     assert steady_gain_db(f, sine(200.0)) == pytest.approx(-3.01, abs=0.1)  # Butterworth -3 dB point
     f.reset()
     assert steady_gain_db(f, sine(2000.0)) == pytest.approx(0.0, abs=0.1)
@@ -32,14 +33,14 @@ def test_key_highpass_passes_above_and_cuts_below_cutoff():
 
 def test_key_lowpass_cuts_above_cutoff():
     f = KeyFilter(lpf_hz=1000.0)
-    f.prepare(SR, SR, 1)
+    f.prepare(ProcessSpec(SR, SR, 1))
     assert steady_gain_db(f, sine(4000.0)) < -20.0
 
 
 def test_cutoff_above_nyquist_is_refused_at_prepare():
     f = KeyFilter(hpf_hz=30000.0)
     with pytest.raises(ParameterError, match="highpass cutoff must be in"):
-        f.prepare(SR, 64, 1)
+        f.prepare(ProcessSpec(SR, 64, 1))
 
 
 def test_one_ringing_piezo_hit_gives_one_pulse():
@@ -49,7 +50,7 @@ def test_one_ringing_piezo_hit_gives_one_pulse():
     x[0, 1000:1000 + burst.size] += burst
     x[0, 10000:10000 + burst.size] += burst
     trig = TriggerDetector(trigger_threshold_db=-20.0, retrigger_ms=30.0)
-    trig.prepare(SR, x.shape[1], 1)
+    trig.prepare(ProcessSpec(SR, x.shape[1], 1))
     y = np.zeros_like(x)
     trig.process(x, y)
     hits = np.nonzero(y[0])[0]
@@ -61,7 +62,7 @@ def test_without_mask_the_ringing_piezo_retriggers():
     t = np.arange(int(0.05 * SR)) / SR
     burst = (0.9 * np.sin(2 * np.pi * 180 * t) * np.exp(-t / 0.01)).astype(np.float32)[None]
     trig = TriggerDetector(trigger_threshold_db=-20.0, retrigger_ms=0.0)
-    trig.prepare(SR, burst.shape[1], 1)
+    trig.prepare(ProcessSpec(SR, burst.shape[1], 1))
     y = np.zeros_like(burst)
     trig.process(burst, y)
     assert np.count_nonzero(y) > 5
@@ -69,7 +70,7 @@ def test_without_mask_the_ringing_piezo_retriggers():
 
 def test_midi_key_pulses_at_exact_frame_offsets_for_listed_notes_only():
     mk = MidiKey(notes=[38, 40], midi_channel=10)
-    mk.prepare(SR, 128, 1)
+    mk.prepare(ProcessSpec(SR, 128, 1))
     ev = np.zeros((8, 4), np.int32)
     ev[:5] = [(3, 0x99, 38, 100),   # ch 10, snare: yes
               (17, 0x99, 36, 100),  # kick: not listed
@@ -85,7 +86,7 @@ def test_midi_key_pulses_at_exact_frame_offsets_for_listed_notes_only():
 def test_midi_key_ignores_a_note_byte_outside_0_127(data1):
     # 138 and -118 are note 10 modulo 128: they must not read the mask entry of note 10
     mk = MidiKey(notes=[10])
-    mk.prepare(SR, 64, 1)
+    mk.prepare(ProcessSpec(SR, 64, 1))
     ev = np.array([(3, 0x90, data1, 100), (9, 0x90, 10, 100)], np.int32)
     out = np.zeros((1, 64), np.float32)
     mk.process(ev, 2, out)
@@ -95,7 +96,7 @@ def test_midi_key_ignores_a_note_byte_outside_0_127(data1):
 @pytest.mark.parametrize("data2", [128, 255, -1, -127])
 def test_midi_key_ignores_a_velocity_byte_outside_0_127(data2):
     mk = MidiKey(notes=[38])
-    mk.prepare(SR, 64, 1)
+    mk.prepare(ProcessSpec(SR, 64, 1))
     ev = np.array([(3, 0x99, 38, data2), (9, 0x99, 38, 127)], np.int32)
     out = np.zeros((1, 64), np.float32)
     mk.process(ev, 2, out)
@@ -125,7 +126,7 @@ def test_midi_key_takes_numpy_integers():
 @pytest.mark.parametrize("ms", [0.0, 0.5, 2.0, 10.0])
 def test_lookahead_delays_an_impulse_by_its_reported_latency(ms):
     d = LookaheadDelay(lookahead_ms=ms)
-    d.prepare(SR, 1024, 2)
+    d.prepare(ProcessSpec(SR, 1024, 2))
     x = np.zeros((2, 1024), np.float32)
     x[:, 5] = 1.0
     y = np.zeros_like(x)

@@ -12,6 +12,7 @@ import pytest
 from debleed.dsp.chain import K_DONE, K_DONE_FRAME, K_REQ, RAMP_MS, Chain, ChannelSpec
 from debleed.dsp.params import PARAMS, SPEC_PARAMS, markdown_table
 from debleed.errors import DebleedError, ParameterError
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -63,7 +64,7 @@ AT = 4864
 
 def _run(spec_kw, change, n=9600, at=AT, block=64):
     ch = Chain([ChannelSpec(name="a", input=0, **spec_kw)], n_inputs=1)
-    ch.prepare(SR, block)
+    ch.prepare(ProcessSpec(SR, block, ch.n_channels))
     x = _signal(n)
     y = np.zeros_like(x)
     for s in range(0, n, block):
@@ -133,7 +134,7 @@ def test_changes_at_the_same_frame_give_the_same_output_at_any_block_size(block,
 
 def test_swap_happens_at_the_next_block_and_records_its_frame():
     ch = Chain([ChannelSpec(name="a", input=0)], n_inputs=1)
-    ch.prepare(SR, 128)
+    ch.prepare(ProcessSpec(SR, 128, ch.n_channels))
     x = np.zeros((1, 128), np.float32)
     y = np.zeros_like(x)
     ch.process(x, y)
@@ -150,7 +151,7 @@ def test_swap_happens_at_the_next_block_and_records_its_frame():
 
 def test_a_bad_change_publishes_nothing():
     ch = Chain([ChannelSpec(name="a", input=0), ChannelSpec(name="b", input=0)], n_inputs=1)
-    ch.prepare(SR, 64)
+    ch.prepare(ProcessSpec(SR, 64, ch.n_channels))
     before = ch.itabs.copy(), ch.ptabs.copy()
     with pytest.raises(ParameterError, match="key_hpf_hz"):
         ch.set_params([("a", "threshold_db", -3.0), ("b", "key_hpf_hz", 30000.0)])

@@ -16,6 +16,7 @@ import pytest
 from debleed.dsp import (Chain, ChannelSpec, EnvelopeFollower, GainComputer, KeyFilter, LookaheadDelay,
                          MidiKey, TriggerDetector)
 from debleed.errors import DebleedError, ParameterError
+from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
 BLOCKS = [0, 1, 63, 64, 65, 128, 1024]
@@ -54,10 +55,10 @@ class ChainAdapter:
         self.kw = kw
         self.midi = MidiSchedule() if kw.get("key") == "midi" else None
 
-    def prepare(self, sr, max_block, n_channels):
-        specs = [ChannelSpec(name=f"c{i}", input=i, **self.kw) for i in range(n_channels)]
-        self.chain = Chain(specs, n_inputs=n_channels)
-        self.chain.prepare(sr, max_block)
+    def prepare(self, spec):
+        specs = [ChannelSpec(name=f"c{i}", input=i, **self.kw) for i in range(spec.n_channels)]
+        self.chain = Chain(specs, n_inputs=spec.n_channels)
+        self.chain.prepare(spec)
         self._state = self.chain.state
 
     def reset(self):
@@ -72,8 +73,7 @@ class ChainAdapter:
             self.chain.process(x, out, *self.midi.block(x.shape[1]))
 
     def state_arrays(self):
-        c = self.chain
-        return [c.state, c.delay]
+        return self.chain.state_arrays()
 
 
 class MidiKeyAdapter:
@@ -83,8 +83,8 @@ class MidiKeyAdapter:
         self.key = MidiKey(**kw)
         self.midi = MidiSchedule()
 
-    def prepare(self, sr, max_block, n_channels):
-        self.key.prepare(sr, max_block, n_channels)
+    def prepare(self, spec):
+        self.key.prepare(spec)
 
     def reset(self):
         self.key.reset()
@@ -94,7 +94,7 @@ class MidiKeyAdapter:
         self.key.process(*self.midi.block(x.shape[1]), out)
 
     def state_arrays(self):
-        return [self.key._state]
+        return self.key.state_arrays()
 
 
 FACTORIES = {
@@ -147,12 +147,12 @@ def run(proc, x, block):
 def test_chunked_equals_one_shot(name, n_channels):
     x = level_input(name, signal(n_channels, 4100))
     ref = FACTORIES[name]()
-    ref.prepare(SR, 8192, n_channels)
+    ref.prepare(ProcessSpec(SR, 8192, n_channels))
     one = np.zeros_like(x)
     ref.process(x, one)
     for block in BLOCKS[1:]:
         p = FACTORIES[name]()
-        p.prepare(SR, 1024, n_channels)
+        p.prepare(ProcessSpec(SR, 1024, n_channels))
         assert np.array_equal(run(p, x, block), one), f"{name}: block {block} differs from one-shot"
 
 
@@ -161,7 +161,7 @@ def test_empty_block_changes_nothing(name):
     x = level_input(name, signal(2, 512))
     a, b = FACTORIES[name](), FACTORIES[name]()
     for p in (a, b):
-        p.prepare(SR, 512, 2)
+        p.prepare(ProcessSpec(SR, 512, 2))
     ya, yb = np.zeros_like(x), np.zeros_like(x)
     a.process(x[:, :100], ya[:, :100])
     b.process(x[:, :100], yb[:, :100])
@@ -175,7 +175,7 @@ def test_empty_block_changes_nothing(name):
 def test_reset_restores_fresh_output(name):
     x = level_input(name, signal(2, 2000, seed=1))
     p = FACTORIES[name]()
-    p.prepare(SR, 2000, 2)
+    p.prepare(ProcessSpec(SR, 2000, 2))
     first = np.zeros_like(x)
     p.process(x, first)
     p.process(level_input(name, signal(2, 2000, seed=2)), np.zeros_like(x))
@@ -189,7 +189,7 @@ def test_reset_restores_fresh_output(name):
 def test_nan_and_inf_do_not_poison_later_blocks(name):
     x = level_input(name, signal(2, 3000, seed=3))
     p = FACTORIES[name]()
-    p.prepare(SR, 1000, 2)
+    p.prepare(ProcessSpec(SR, 1000, 2))
     bad = x[:, :1000].copy()
     bad[0, 10] = np.nan
     bad[1, 20] = np.inf
@@ -200,14 +200,14 @@ def test_nan_and_inf_do_not_poison_later_blocks(name):
         p.process(x[:, s:s + 1000], out[:, s:s + 1000])
     assert np.all(np.isfinite(out[:, 1000:])), f"{name}: non-finite output after a NaN block"
     # state is finite too
-    for arr in (p.state_arrays() if hasattr(p, "state_arrays") else [p._state]):
+    for arr in p.state_arrays():
         assert np.all(np.isfinite(arr))
 
 
 @pytest.mark.parametrize("name", ["envelope_peak", "envelope_rms", "key_filter", "chain_gate", "chain_duck_rms"])
 def test_tiny_input_drives_state_to_exact_zero(name):
     p = FACTORIES[name]()
-    p.prepare(SR, 4096, 2)
+    p.prepare(ProcessSpec(SR, 4096, 2))
     loud = signal(2, 4096, seed=4)
     p.process(loud, np.zeros_like(loud))
     tiny = np.full((2, 4096), 1e-12, np.float32)
@@ -231,7 +231,7 @@ def test_tiny_input_drives_state_to_exact_zero(name):
 def test_process_allocates_nothing(name):
     x = level_input(name, signal(8, 1024, seed=5))
     p = FACTORIES[name]()
-    p.prepare(SR, 1024, 8)
+    p.prepare(ProcessSpec(SR, 1024, 8))
     out = np.zeros_like(x)
     p.process(x, out)  # compile and warm up
     tracemalloc.start()
@@ -251,7 +251,7 @@ def test_process_allocates_nothing(name):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_block_longer_than_max_block_is_refused(name):
     p = FACTORIES[name]()
-    p.prepare(SR, 64, 1)
+    p.prepare(ProcessSpec(SR, 64, 1))
     x = np.zeros((1, 65), np.float32)
     with pytest.raises(ParameterError, match="max_block"):
         p.process(x, np.zeros_like(x))
@@ -259,7 +259,7 @@ def test_block_longer_than_max_block_is_refused(name):
 
 def test_midi_key_pulses_only_for_the_valid_note_ons_of_the_schedule():
     p = FACTORIES["midi_key"]()
-    p.prepare(SR, 1024, 1)
+    p.prepare(ProcessSpec(SR, 1024, 1))
     out = np.zeros((1, 1024), np.float32)
     p.process(out, out)
     # rows 0, 6 and 7 of the cycle of 8 are valid note-ons on channel 10; the others are ignored
@@ -271,14 +271,13 @@ def test_in_place_equals_separate_output(name):
     x = level_input(name, signal(2, 1000, seed=6))
     a, b = FACTORIES[name](), FACTORIES[name]()
     for p in (a, b):
-        p.prepare(SR, 1000, 2)
+        p.prepare(ProcessSpec(SR, 1000, 2))
     want = np.zeros_like(x)
     a.process(x, want)
     b.process(x, x)
     assert np.array_equal(x, want)
 
 
-@pytest.mark.parametrize("name", PLAIN + ["midi_key"])
 @pytest.mark.parametrize("args, match", [
     ((-48000, 64, 1), r"sample_rate must be in \[8000.0, 384000.0\], got -48000"),
     ((0, 64, 1), r"sample_rate must be in \[8000.0, 384000.0\], got 0"),
@@ -291,10 +290,32 @@ def test_in_place_equals_separate_output(name):
     ((SR, 64, 2.0), r"n_channels must be an integer >= 1, got 2.0"),
     ((SR, 64, True), r"n_channels must be an integer >= 1, got True"),
 ])
-def test_bad_prepare_arguments_name_the_value(name, args, match):
-    p = FACTORIES[name]()
+def test_bad_process_spec_names_the_value(args, match):
     with pytest.raises(ParameterError, match=match):
-        p.prepare(*args)
+        ProcessSpec(*args)
+
+
+@pytest.mark.parametrize("name", PLAIN + ["midi_key"])
+def test_prepare_takes_a_process_spec(name):
+    p = getattr(FACTORIES[name](), "key", FACTORIES[name]())
+    with pytest.raises(ParameterError, match=rf"{type(p).__name__}.prepare takes a ProcessSpec"):
+        p.prepare((SR, 64, 1))
+    p.prepare(ProcessSpec(SR, 64, 2))
+    assert (p.sample_rate, p.max_block, p.n_channels) == (float(SR), 64, 2)
+
+
+def test_fixed_channel_counts_are_checked_and_a_failed_prepare_leaves_it_unprepared():
+    ch = Chain([ChannelSpec(name="s", input=0), ChannelSpec(name="k", input=0)], n_inputs=1)
+    with pytest.raises(ParameterError, match=r"Chain.prepare: n_channels must be 2 \(its channels: s, k\), got 1"):
+        ch.prepare(ProcessSpec(SR, 64, 1))
+    assert ch.spec is None
+    with pytest.raises(DebleedError, match=r"Chain.reset called before prepare"):
+        ch.reset()
+    f = KeyFilter(hpf_hz=30000.0)
+    f.prepare(ProcessSpec(96000, 64))
+    with pytest.raises(ParameterError, match=r"highpass cutoff must be in \(0, 24000\) Hz at 48000 Hz, got 30000"):
+        f.prepare(ProcessSpec(48000, 64))
+    assert f.spec is None
 
 
 @pytest.mark.parametrize("name", PLAIN + ["midi_key"])

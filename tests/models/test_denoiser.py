@@ -7,6 +7,7 @@ import pytest
 from debleed.errors import DebleedError, ParameterError
 from debleed.models.denoiser import SHIPPED, Denoiser, denoise_signal, model_info
 from debleed.models.multitrack import render_multitrack
+from debleed.dsp.processor import ProcessSpec
 
 RATES = (48000, 44100)
 
@@ -31,7 +32,7 @@ def _stream(d, x, sizes):
 
 def _one_shot(rate, x):
     d = Denoiser()
-    d.prepare(rate, x.size)
+    d.prepare(ProcessSpec(rate, x.size))
     y = np.empty_like(x)
     d.process(x, y)
     return y
@@ -54,7 +55,7 @@ def test_shipped_models_exist_small_and_streaming():
 def test_streaming_equals_one_shot(snare, rate, sizes):
     ref = _one_shot(rate, snare)
     d = Denoiser()
-    d.prepare(rate, 1024)
+    d.prepare(ProcessSpec(rate, 1024))
     y = _stream(d, snare, sizes)
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-5)
@@ -63,7 +64,7 @@ def test_streaming_equals_one_shot(snare, rate, sizes):
 
 def test_latency_and_causality(snare):
     d = Denoiser()
-    d.prepare(48000, 128)
+    d.prepare(ProcessSpec(48000, 128))
     assert d.latency_samples == 63
     ref = _stream(d, snare, [128])
     x2 = snare.copy()
@@ -76,7 +77,7 @@ def test_latency_and_causality(snare):
 
 def test_reset_restores_fresh_output(snare):
     d = Denoiser()
-    d.prepare(48000, 256)
+    d.prepare(ProcessSpec(48000, 256))
     fresh = _stream(d, snare, [256])
     _stream(d, np.random.default_rng(0).standard_normal(5000).astype(np.float32), [100])
     d.reset()
@@ -86,7 +87,7 @@ def test_reset_restores_fresh_output(snare):
 
 def test_nan_input_does_not_poison_state(snare):
     d = Denoiser()
-    d.prepare(48000, 128)
+    d.prepare(ProcessSpec(48000, 128))
     bad = snare.copy()
     bad[1000:1100] = np.nan
     bad[5000] = np.inf
@@ -100,12 +101,12 @@ def test_nan_input_does_not_poison_state(snare):
 def test_wrong_rate_and_block_errors(snare):
     d = Denoiser()
     with pytest.raises(ParameterError, match=r"44100 or 48000.*96000"):
-        d.prepare(96000, 128)
+        d.prepare(ProcessSpec(96000, 128))
     with pytest.raises(ParameterError, match="max_block"):
-        d.prepare(48000, 0)
+        d.prepare(ProcessSpec(48000, 0))
     with pytest.raises(DebleedError, match="before prepare"):
         d.process(snare[:64], np.empty(64, np.float32))
-    d.prepare(48000, 128)
+    d.prepare(ProcessSpec(48000, 128))
     out = np.empty(256, np.float32)
     with pytest.raises(ParameterError, match="longer than max_block=128"):
         d.process(snare[:129], out)
@@ -126,8 +127,8 @@ def test_wrong_rate_and_block_errors(snare):
 def test_explicit_model_rate_must_match():
     d = Denoiser(SHIPPED[44100])
     with pytest.raises(ParameterError, match="trained at 44100 Hz"):
-        d.prepare(48000, 128)
-    d.prepare(44100, 128)
+        d.prepare(ProcessSpec(48000, 128))
+    d.prepare(ProcessSpec(44100, 128))
 
 
 def test_missing_and_corrupt_model_name_the_path(tmp_path):
@@ -148,10 +149,10 @@ def test_missing_and_corrupt_model_name_the_path(tmp_path):
 
 def test_providers():
     with pytest.raises(DebleedError, match="NoSuchExecutionProvider.*not available"):
-        Denoiser(providers=["NoSuchExecutionProvider"]).prepare(48000, 128)
+        Denoiser(providers=["NoSuchExecutionProvider"]).prepare(ProcessSpec(48000, 128))
     try:  # CUDA: works where there is a GPU, otherwise a clear error
         d = Denoiser(providers=["CUDAExecutionProvider"])
-        d.prepare(48000, 128)
+        d.prepare(ProcessSpec(48000, 128))
     except DebleedError as e:
         assert "CUDAExecutionProvider" in str(e)
 
@@ -185,7 +186,7 @@ def test_gpu_providers_are_offered_only_when_their_libraries_load(monkeypatch, c
     monkeypatch.setattr(ctypes, "CDLL", cdll)
     assert usable_providers() == ["CPUExecutionProvider"]
     with pytest.raises(DebleedError, match="'CUDAExecutionProvider' is not available here"):
-        Denoiser(providers=["CUDAExecutionProvider"]).prepare(48000, 64)
+        Denoiser(providers=["CUDAExecutionProvider"]).prepare(ProcessSpec(48000, 64))
     assert "[E:onnxruntime" not in capfd.readouterr().err
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: object())
     assert usable_providers() == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -1,11 +1,13 @@
 """The informed denoiser (reference mics and key): streaming, ONNX export contract, training data."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from debleed.errors import DebleedError
+from debleed.dsp.processor import ProcessSpec
 
 SMALL = {"hop": 32, "n_filters": 64, "hidden": 24, "layers": 1, "context": 256, "cq_bins": 8}
 #: The ONNX operators the real-time kernels are written from.
@@ -132,7 +134,7 @@ def test_model_from_onnx_and_the_wrapper_run_an_informed_export(informed, torch_
     with torch.no_grad():
         ref = net.run(torch.from_numpy(x[None, :n]))[0].numpy()
     d = Denoiser(path)
-    d.prepare(48000, 100)
+    d.prepare(ProcessSpec(48000, 100))
     y = np.zeros_like(x)
     for i in range(0, x.size, 100):
         d.process(x[i:i + 100], y[i:i + 100])
@@ -253,3 +255,57 @@ def test_key_gate_opens_before_a_late_key_with_its_look_ahead():
     assert lat == 336
     assert np.allclose(y[10000 + lat:10480 + lat], 1.0)  # the whole hit passes
     assert np.max(np.abs(y[:10000 + lat])) == 0.0 and np.max(np.abs(y[20000:])) < 1e-3
+
+
+def _tiny_drumgizmo_kit(folder, sr):
+    """A DrumGizmo kit of three instruments (kick, snare, hi-hat), two strokes each, heard by
+    three close mics and an overhead, each stroke at its own mic at full level and at the others
+    20 dB down (the overhead 10 dB down)."""
+    import soundfile as sf
+
+    mics = ("Kick", "Snare", "HiHat", "OH")
+    rng = np.random.default_rng(5)
+    parts = []
+    for inst, own, f0 in (("Kick", "Kick", 60.0), ("Snare", "Snare", 200.0), ("HiHat", "HiHat", 7000.0)):
+        (folder / inst).mkdir(parents=True)
+        samples = []
+        for i, amp in enumerate((0.25, 1.0)):
+            t = np.arange(4800) / sr
+            x = amp * (np.sin(2 * np.pi * f0 * t) + 0.3 * rng.standard_normal(t.size)) * np.exp(-t / 0.05)
+            data = np.stack([x * (1.0 if m == own else 0.3 if m == "OH" else 0.1) for m in mics], axis=1)
+            sf.write(folder / inst / f"{i}.wav", data.astype(np.float32), sr, subtype="FLOAT")
+            samples.append(f'<sample name="s{i}" power="{amp ** 2}">' + "".join(
+                f'<audiofile channel="{m}" file="{i}.wav" filechannel="{c + 1}"/>' for c, m in enumerate(mics))
+                + "</sample>")
+        (folder / inst / "inst.xml").write_text(f'<instrument version="2.0" name="{inst}"><samples>'
+                                                + "".join(samples) + "</samples></instrument>")
+        parts.append(f'<instrument name="{inst}" file="{inst}/inst.xml">'
+                     + "".join(f'<channelmap in="{m}" out="{m}"/>' for m in mics) + "</instrument>")
+    (folder / "drumkit.xml").write_text('<drumkit name="tiny"><channels>' + "".join(
+        f'<channel name="{m}"/>' for m in mics) + "</channels><instruments>" + "".join(parts)
+        + "</instruments></drumkit>")
+
+
+def test_eval_informed_has_both_scenarios_and_a_drumgizmo_row(tmp_path):
+    from debleed.models.evaluate import evaluate_informed, informed_table
+    from debleed.models.kit import kit_from_drumgizmo, kit_scene, reference_mics
+
+    sr = 48000
+    _tiny_drumgizmo_kit(tmp_path / "kit", sr)
+    dg = kit_from_drumgizmo(tmp_path / "kit", sr)
+    assert dg.close_mic["snare"] == "Snare" and reference_mics(dg, "Snare") == ("HiHat", "OH")
+    sc = kit_scene(dg, "Snare", seconds=2.0, seed=1, augment=False, informed=True)
+    assert sc.refs.shape == (2, sc.noisy.size) and np.any(sc.refs[0]) and np.any(sc.refs[1])
+    assert np.count_nonzero(sc.key) >= 1  # the snare's onsets, as a trigger module sends them
+    model = Path(__file__).parents[2] / "models" / "snare_denoiser_48k_informed.onnx"
+    res = evaluate_informed(model_path=model, out_dir=tmp_path / "out", kits=(), scenes=1, seconds=2.0,
+                            drumgizmo=tmp_path / "kit", progress=False)
+    rows = res["DrumGizmo: tiny"]
+    assert set(rows) == {"studio", "loud stage"}
+    for scenario in rows.values():
+        assert {"key gate", "model, mic only", "model, key", "model, key + refs", "oracle mask (bound)"} <= set(scenario)
+    # more bleed on the loud stage: the raw mic scores lower
+    assert rows["loud stage"]["raw"]["si_sdr_db"] < rows["studio"]["raw"]["si_sdr_db"]
+    table = (tmp_path / "out" / "informed.md").read_text()
+    assert table == informed_table(res) and "| DrumGizmo: tiny | loud stage | model, key + refs |" in table
+    assert "No DrumGizmo kit installed" not in table

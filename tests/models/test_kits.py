@@ -67,11 +67,11 @@ def test_sf2_velocity_maps_midi_velocity_to_its_zone(name):
 def test_render_short_multitrack(name):
     mt = render_multitrack(kit=name, seconds=2.0, sample_rate=48000)
     assert mt.kit == name and mt.license == load_kit(name).license
-    for x in (mt.direct["snare"], mt.mics["snare"]):
+    for x in (mt.own["snare"], mt.mics["snare"]):
         assert x.shape == (96000,) and np.all(np.isfinite(x))
         assert np.max(np.abs(x)) > 0.25
     # the snare mic carries bleed: it differs from the snare alone
-    assert np.max(np.abs(mt.mics["snare"] - mt.direct["snare"])) > 1e-3
+    assert np.max(np.abs(mt.mics["snare"] - mt.own["snare"])) > 1e-3
 
 
 def test_instrument_hit_scales_with_velocity():
@@ -221,5 +221,5 @@ def test_tuning_resamples_the_one_shot():
 def test_render_multitrack_tuning_only_touches_its_piece():
     kw = dict(kit="ForzeeStereo", seconds=2.0, sample_rate=48000, seed=3)
     plain, tuned = render_multitrack(**kw), render_multitrack(**kw, tuning={"snare": 3.0})
-    assert np.array_equal(plain.direct["kick"], tuned.direct["kick"])
-    assert not np.allclose(plain.direct["snare"], tuned.direct["snare"])
+    assert np.array_equal(plain.own["kick"], tuned.own["kick"])
+    assert not np.allclose(plain.own["snare"], tuned.own["snare"])

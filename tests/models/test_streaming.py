@@ -8,6 +8,7 @@ import pytest
 from numba import njit
 from onnx import helper, numpy_helper
 
+from debleed.dsp.processor import ProcessSpec
 from debleed.errors import DebleedError, ParameterError
 from debleed.models.denoiser import SHIPPED, Denoiser, limit_mix_gain
 from debleed.models.streaming import (I_RESETS, L_LAT, StreamingDenoiser, StreamingStage, denoise_block,
@@ -45,7 +46,7 @@ def minute():
 @pytest.fixture(scope="module")
 def onnxruntime_minute(minute):
     d = Denoiser()
-    d.prepare(RATE, 1024)
+    d.prepare(ProcessSpec(RATE, 1024))
     y = np.zeros_like(minute)
     for i in range(0, minute.size, 1024):
         d.process(minute[i:i + 1024], y[i:i + 1024])
@@ -181,8 +182,8 @@ def test_streaming_denoiser_wrapper_and_errors(tmp_path):
     with pytest.raises(DebleedError, match="before prepare"):
         d.process(np.zeros(4, np.float32), np.zeros(4, np.float32))
     with pytest.raises(ParameterError, match="44100 or 48000 Hz, got sample_rate=32000"):
-        d.prepare(32000, 128)
-    d.prepare(44100, 128)
+        d.prepare(ProcessSpec(32000, 128))
+    d.prepare(ProcessSpec(44100, 128))
     assert d.latency_samples == 63
     with pytest.raises(ParameterError, match="at most max_block=128"):
         d.process(np.zeros(129, np.float32), np.zeros(129, np.float32))

@@ -5,6 +5,7 @@ import pytest
 
 from debleed.errors import DebleedError
 from debleed.models.denoiser import Denoiser
+from debleed.dsp.processor import ProcessSpec
 
 pytestmark = pytest.mark.torch
 
@@ -39,7 +40,7 @@ def test_onnx_streaming_matches_torch_full_sequence(exported, block, torch_insta
     with torch.no_grad():
         ref = net.run(torch.from_numpy(x[None, :n]))[0].numpy()
     d = Denoiser(path)
-    d.prepare(48000, block)
+    d.prepare(ProcessSpec(48000, block))
     y = np.zeros(x.size, np.float32)
     for i in range(0, x.size, block):
         d.process(x[i:i + block], y[i:i + block])
@@ -81,7 +82,7 @@ def test_training_smoke_resume_and_export(torch_installed, tmp_path):
         train_mod.recipe_tag = real
     assert (tmp_path / "work" / "ckpt_44k1.pt").read_bytes() == before
     d = Denoiser(tmp_path / "m.onnx")
-    d.prepare(44100, 128)
+    d.prepare(ProcessSpec(44100, 128))
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     y = np.empty_like(x)
     d.process(x[:128], y[:128])
@@ -311,7 +312,7 @@ def test_fine_tuning_with_taps_starts_from_the_checkpoint_output(torch_installed
     outs = []
     for name in ("base.onnx", "ft.onnx"):
         d = Denoiser(tmp_path / name)
-        d.prepare(44100, 441)
+        d.prepare(ProcessSpec(44100, 441))
         y = np.zeros_like(x)
         for i in range(0, x.size, 441):
             d.process(x[i:i + 441], y[i:i + 441])

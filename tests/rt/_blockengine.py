@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from debleed.rt.engine import EngineBase
+from debleed.dsp.processor import ProcessSpec
 
 
 class BlockEngine(EngineBase):
@@ -19,7 +20,7 @@ class BlockEngine(EngineBase):
 
     def __init__(self, cfg, sample_rate=48000, block=64, interval_s=0.0005, level=0.1):
         super().__init__(cfg, engine="test")
-        self.chain.prepare(sample_rate, block)
+        self.chain.prepare(ProcessSpec(sample_rate, block, self.chain.n_channels))
         self.sample_rate, self.period_frames, self.max_block = sample_rate, block, block
         rng = np.random.default_rng(0)
         self.x = (level * rng.standard_normal((self.chain.n_inputs, block))).astype(np.float32)

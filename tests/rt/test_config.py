@@ -7,6 +7,7 @@ import pytest
 
 from debleed.errors import ConfigError
 from debleed.rt.config import PRESETS, load_config, parse_config
+from debleed.dsp.processor import ProcessSpec
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 ISSUE_EXAMPLE = '''
@@ -48,7 +49,7 @@ def test_shipped_configs_and_presets_load(path):
         return
     cfg = load_config(path)
     chain = cfg.chain()
-    chain.prepare(48000, 256)
+    chain.prepare(ProcessSpec(48000, 256, chain.n_channels))
     assert chain.n_channels == len(cfg.channel)
 
 
@@ -75,14 +76,16 @@ def test_unknown_top_level_section_is_an_error():
 
 
 @pytest.mark.parametrize("field, value, expect", [
-    ("threshold_db", 5.0, "threshold_db: Input should be less than or equal to 0, got 5.0"),
-    ("ratio", 0.5, "ratio: Input should be greater than or equal to 1, got 0.5"),
-    ("mode", "expander", "mode: Input should be 'gate', 'duck' or 'bypass', got 'expander'"),
+    ("threshold_db", 5.0, "threshold_db: must be in [-120, 0] dBFS, got 5.0"),
+    ("ratio", 0.5, "ratio: must be in [1, 1e+06] or inf, got 0.5"),
+    ("mode", "expander", "mode: must be one of 'gate', 'duck', 'bypass', got 'expander'"),
     ("key", "trig:x", "key: must be self | input:<name> | trigger:<name> | midi:<note>[,<note>...], got 'trig:x'"),
-    ("key", "midi:38,200", "MIDI notes must be in 0-127, got 200"),
-    ("lookahead_ms", 250.0, "lookahead_ms: Input should be less than or equal to 100"),
-    ("release_ms", float("nan"), "release_ms: must be a finite number, got nan"),
-    ("ratio", 2e6, "ratio: must be 1 to 1e+06, or inf, got 2000000.0"),
+    ("key", "midi:38,200", "key: notes must be MIDI notes in 0-127, got 200"),
+    ("lookahead_ms", 250.0, "lookahead_ms: must be in [0, 100] ms, got 250.0"),
+    ("release_ms", float("nan"), "release_ms: must be a number in [0, 10000] ms, got NaN"),
+    ("ratio", 2e6, "ratio: must be in [1, 1e+06] or inf, got 2000000.0"),
+    ("midi_channel", True, "midi_channel: must be an integer in [0, 16], got True"),
+    ("denoise_refs", ["a", "a"], "denoise_refs: must be a list of up to 4 names of [inputs] entries (no repeats)"),
     ("link", "a b/c", "link: must be 1-48 characters of letters, digits, '_', '-', '.', got 'a b/c'"),
     ("preset", "brutal", "preset: Input should be 'balanced', 'aggressive', 'gentle' or 'fast'"),
 ])

@@ -15,6 +15,7 @@ from debleed.models.metrics import bleed_reduction_db, hit_loss_db
 from debleed.rt import _jackptr
 from debleed.rt.config import load_config
 from debleed.rt.player import play_record
+from debleed.dsp.processor import ProcessSpec
 from tests.conftest import live, read_json
 
 pytestmark = pytest.mark.jack
@@ -103,7 +104,7 @@ def scene(seconds=2.0, seed=0):
 
 def offline(cfg, inputs, midi, n):
     chain = cfg.chain()
-    chain.prepare(SR, PERIOD)
+    chain.prepare(ProcessSpec(SR, PERIOD, chain.n_channels))
     x = np.zeros((len(inputs), n), np.float32)
     for i, name in enumerate(cfg.input_names):
         x[i, :inputs[name].size] = inputs[name]

@@ -8,6 +8,7 @@ import pytest
 from debleed.rt.config import load_config
 from debleed.testing import start_live, stop_live
 from debleed.rt.player import play_record
+from debleed.dsp.processor import ProcessSpec
 
 pytestmark = pytest.mark.jack
 
@@ -52,7 +53,7 @@ def test_portaudio_backend_runs_the_same_chain(jack_server, tmp_path):
     # PortAudio's JACK host API may buffer: find its delay on the bypass channel
     lag = next(d for d in range(0, 2048) if np.array_equal(rec[1, d:d + n], hat))
     chain = load_config(cfg_path).chain()
-    chain.prepare(48000, n)
+    chain.prepare(ProcessSpec(48000, n, chain.n_channels))
     x = np.vstack([snare, hat])
     y = np.zeros_like(x)
     chain.process(x, y)

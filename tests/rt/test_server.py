@@ -47,7 +47,7 @@ CHILD = textwrap.dedent("""
     from debleed.rt.server import sigterm_raises
     from debleed.testing import DummyServer
     with sigterm_raises():
-        with DummyServer(period=256) as srv:
+        with DummyServer(period_frames=256) as srv:
             print(srv.name, srv.proc.pid, flush=True)
             time.sleep(120)
 """)
@@ -73,7 +73,7 @@ def test_a_killed_run_leaves_no_jackd_and_no_registered_server(sig):
 
 
 def test_a_sigkilled_jackd_is_unregistered_by_stop():
-    srv = DummyServer(period=256).start()
+    srv = DummyServer(period_frames=256).start()
     try:
         assert srv.name in _names()
         srv.proc.kill()
@@ -86,13 +86,13 @@ def test_a_sigkilled_jackd_is_unregistered_by_stop():
 
 
 def test_a_dead_entry_is_reclaimed_before_the_next_start():
-    srv = DummyServer(period=256).start()
+    srv = DummyServer(period_frames=256).start()
     name = srv.name
     srv.proc.kill()
     srv.proc.wait()
     srv.proc = None  # as if the process that started it had died before stopping it
     assert any(n == name and not alive for _, n, alive in registered_servers())
-    with DummyServer(period=256):
+    with DummyServer(period_frames=256):
         assert name not in _names()
 
 
@@ -113,7 +113,7 @@ def test_server_dying_while_live_starts_exits_1_with_a_message(engine, tmp_path,
     from debleed.rt import engine as eng_mod
     from debleed.cli import main
 
-    srv = DummyServer(period=256).start()
+    srv = DummyServer(period_frames=256).start()
     try:
         cfg = tmp_path / "g.toml"
         cfg.write_text(MINIMAL.format(name=f"gone{engine}"))

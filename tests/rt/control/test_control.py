@@ -13,6 +13,7 @@ from debleed.errors import ConfigError, DebleedError, EngineError, ParameterErro
 from debleed.rt.config import load_config
 from debleed.rt.control import LiveControl, load_changes
 from debleed.offline.render import render_arrays
+from debleed.dsp.processor import ProcessSpec
 from tests.rt._blockengine import BlockEngine, running_control
 
 GIG = """\
@@ -194,7 +195,7 @@ def test_render_replays_changes_as_the_chain_would_live(gig):
     assert res["changes_applied"] == 5 and res["changes_moved"] == 0
     # the same by hand: the chain, block by block, with set_params before the logged blocks
     chain = cfg.chain()
-    chain.prepare(48000, block)
+    chain.prepare(ProcessSpec(48000, block, chain.n_channels))
     y = np.zeros((2, n), np.float32)
     for s in range(0, n, block):
         todo = [(c["channel"], c["param"], cfg.resolve_key(c["value"]) if c["param"] == "key" else c["value"])
