@@ -1,6 +1,6 @@
 """Session managers: the Non Session Management (NSM) API, as RaySession and Agordejo speak it.
 
-When ``NSM_URL`` is set, ``debleed live`` (see :func:`debleed.cli.cmd_live`):
+When ``NSM_URL`` is set, ``debleed live`` (see :func:`debleed.cli.live.cmd_live`):
 
 1. announces itself: ``/nsm/server/announce "debleed" "" <executable> 1 2 <pid>`` (no optional
    capabilities);

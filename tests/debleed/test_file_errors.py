@@ -108,7 +108,7 @@ def test_ctrl_c_is_a_message_and_status_130(gig, capsys, monkeypatch, command):
         argv = ["render", "--config", str(gig / "gig.toml"), "--input-dir", str(gig / "takes"),
                 "--output-dir", str(gig / "out")]
     elif command == "denoise":
-        monkeypatch.setattr("debleed.cli.models.denoise_file", interrupted)
+        monkeypatch.setattr("debleed.cli.denoise.denoise_file", interrupted)
         argv = ["denoise", "-i", str(gig / "takes" / "snare.wav"), "-o", str(gig / "o.wav")]
     else:
         monkeypatch.setattr("debleed.soundcheck.run_soundcheck", interrupted)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from debleed.rt import devices
+from debleed.cli import devices
 
 
 def debleed(*args, env=None):

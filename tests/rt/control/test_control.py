@@ -236,7 +236,7 @@ def test_meters_rows_and_status_line_with_many_channels(tmp_path):
         gr[17] = -30.0
         line = eng.status_line(gr)
         assert len(line) < 250 and "ch17  -30.0dB" in line and "+294 more" in line
-        from debleed.cli import _startup_line
+        from debleed.cli.live import _startup_line
 
         start = _startup_line(eng, eng.config)
         assert len(start) < 200 and "300 channel(s)" in start and "1 in, 300 out" in start
