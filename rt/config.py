@@ -135,13 +135,34 @@ ChannelConfig = create_model(
     **{n: _param_field(p) for n, p in PARAMS.items()})
 
 
+def _check_pieces(cls, v):
+    """``[pieces]``: MIDI note = piece name, read by the soundcheck (it overrides the General MIDI
+    drum map there); keys are note numbers 0-127 (TOML gives them as strings), names port-safe."""
+    if not isinstance(v, dict):
+        raise ValueError(f'must be a table of MIDI note = "piece" (e.g. 38 = "snare"), got {v!r}')
+    out = {}
+    for key, name in v.items():
+        k = str(key).strip()
+        if not re.fullmatch(r"\d{1,3}", k) or not 0 <= int(k) <= 127:
+            raise ValueError(f"key {key!r} is not a MIDI note (allowed: a whole number 0-127)")
+        if not isinstance(name, str) or not _NAME.match(name.strip()):
+            raise ValueError(f"{k} = {name!r}: a piece name is 1-48 letters, digits, '_', '-', '.' "
+                             '(e.g. "snare", "tom2")')
+        out[int(k)] = name.strip()
+    return out
+
+
 class GigConfig(_Strict):
-    """A whole gig: client, inputs, MIDI and channels (see README.md, "Config reference")."""
+    """A whole gig: client, inputs, MIDI, channels and the kit's pieces (see README.md, "Config
+    reference")."""
 
     client: ClientConfig = Field(default_factory=ClientConfig)
     inputs: dict[str, list[str]]
     midi: MidiConfig = Field(default_factory=MidiConfig)
     channel: list[ChannelConfig] = Field(min_length=1)
+    pieces: dict[int, str] = Field(default_factory=dict, description="MIDI note = piece, for the soundcheck")
+
+    _pieces = field_validator("pieces", mode="before")(_check_pieces)
 
     @model_validator(mode="after")
     def _references(self):

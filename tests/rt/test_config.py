@@ -197,3 +197,17 @@ def test_routing_that_would_loop_or_name_nothing_is_an_error(channel, expect):
     with pytest.raises(ConfigError) as e:
         parse_config(base(**channel))
     assert expect in str(e.value)
+
+
+def test_pieces_table_maps_notes_to_piece_names_and_names_a_bad_entry():
+    d = base()
+    d["pieces"] = {"38": "snare", "47": "tom2"}
+    assert parse_config(d).pieces == {38: "snare", 47: "tom2"}
+    assert parse_config(base()).pieces == {}
+    for bad, expect in (({"200": "x"}, "pieces: key '200' is not a MIDI note (allowed: a whole number 0-127)"),
+                        ({"38": ""}, "pieces: 38 = '': a piece name is 1-48 letters"),
+                        ("snare", 'pieces: must be a table of MIDI note = "piece"')):
+        d["pieces"] = bad
+        with pytest.raises(ConfigError) as e:
+            parse_config(d)
+        assert expect in str(e.value)
