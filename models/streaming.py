@@ -292,6 +292,28 @@ def _mk3(w, pw, i0, cols, x, xo, xs, y, yo, ys, b, bo):
 
 
 @njit(inline="always", **_KW)
+def _mk2x2(w, pw, ps, i0, cols, x, xo, xs, y, yo, ys, b, bo):
+    """Two consecutive panels (``w[pw:]``, ``w[pw + ps:]``) times two frames."""
+    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+    a4 = vzero(); a5 = vzero(); a6 = vzero(); a7 = vzero()
+    p1 = pw + ps
+    for i in range(i0, cols):
+        w0 = vload(w, pw + i * PANEL)
+        w1 = vload(w, pw + i * PANEL + LANES)
+        w2 = vload(w, p1 + i * PANEL)
+        w3 = vload(w, p1 + i * PANEL + LANES)
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(w0, v, a0); a1 = vfma(w1, v, a1); a2 = vfma(w2, v, a2); a3 = vfma(w3, v, a3)
+        v = vbroadcast(x, xo + xs + i)
+        a4 = vfma(w0, v, a4); a5 = vfma(w1, v, a5); a6 = vfma(w2, v, a6); a7 = vfma(w3, v, a7)
+    b1 = bo + PANEL if bo >= 0 else bo
+    _put(y, yo, a0, a1, b, bo)
+    _put(y, yo + PANEL, a2, a3, b, b1)
+    _put(y, yo + ys, a4, a5, b, bo)
+    _put(y, yo + ys + PANEL, a6, a7, b, b1)
+
+
+@njit(inline="always", **_KW)
 def _mk1x4(w, pw, ps, i0, cols, x, xo, y, yo, b, bo):
     """Four consecutive panels (``w[pw + q ps:]``, 4 PANEL rows) times one frame: the
     matrix-vector product of the recurrence, eight accumulators over four weight streams."""
@@ -324,6 +346,19 @@ def _mk1(w, pw, i0, cols, x, xo, y, yo, b, bo):
     _put(y, yo, a0, a1, b, bo)
 
 
+@njit(inline="always", **_KW)
+def _first(w, so, r, npan):
+    """The first column summed for the ``npan`` panels from row ``r``: the smallest of theirs
+    (``w[so + r]``, one per panel; 0 when ``so < 0``). Starting a panel early adds only its
+    zero columns, each exactly 0 (the inputs are finite), so the sums do not change."""
+    if so < 0:
+        return 0
+    m = w[so + r]
+    for q in range(1, npan):
+        m = min(m, w[so + r + q * PANEL])
+    return int(m)
+
+
 @njit(**_KW)
 def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys, so):
     """``y_j = W x_j (+ b)`` for ``j < nj``: W ``(rows, cols)`` in panels (:func:`pack_panels`)
@@ -331,48 +366,49 @@ def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys, so):
     ``bo < 0``: no bias. ``so >= 0``: ``w[so + r]`` is the first column summed for row ``r``
     (the same for every row of a panel; the columns before it are zero in W), else 0.
 
-    Each element is summed in one order, column by column (see :data:`PANEL`), whatever ``nj``:
-    frames go six (four, three) at a time through a panel while it sits in the L1 cache, the rest
-    one at a time through four panels at once; ``nj = 1`` is the matrix-vector product.
+    Each element is summed in one order, column by column (see :data:`PANEL`), whatever ``nj``.
+    Panels go four at a time (64 rows). The frames go six, four or three at a time through each
+    panel while it sits in the L1 cache (tiles chosen so that at most two frames are left), the
+    last one or two through the four panels at once; ``nj = 1`` is the matrix-vector product
+    of the recurrence.
     """
     full = rows - rows % PANEL
     ps = PANEL * cols
     r0 = 0
     while r0 < full:
-        four = full - r0 >= 4 * PANEL
-        npan = 4 if four else 1
+        npan = 4 if full - r0 >= 4 * PANEL else 1
         j = 0
         for q in range(npan):
             r = r0 + q * PANEL
-            pw = wo + r * cols
-            i0 = int(w[so + r]) if so >= 0 else 0
-            bq = bo + r if bo >= 0 else bo
+            pw, i0, bq = wo + r * cols, _first(w, so, r, 1), bo + r if bo >= 0 else bo
             j = 0
-            while nj - j >= 6:
-                _mk6(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
-                j += 6
-            if nj - j >= 4:
-                _mk4(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
-                j += 4
-            elif nj - j == 3:
-                _mk3(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
-                j += 3
-            if not four:
+            while nj - j >= 3:
+                m = nj - j
+                if m >= 12 or m == 6 or m == 9 or m == 10:
+                    _mk6(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 6
+                elif m >= 4:
+                    _mk4(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 4
+                else:
+                    _mk3(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 3
+            if npan == 1:
                 while j < nj:
                     _mk1(w, pw, i0, cols, x, xo + j * xs, y, yo + j * ys + r, b, bq)
                     j += 1
-        if four:
-            i0 = 0
-            if so >= 0:  # the smallest of the four (the zero columns add exactly 0)
-                i0 = int(min(min(w[so + r0], w[so + r0 + PANEL]), min(w[so + r0 + 2 * PANEL], w[so + r0 + 3 * PANEL])))
-            while j < nj:
-                _mk1x4(w, wo + r0 * cols, ps, i0, cols, x, xo + j * xs, y, yo + j * ys + r0, b, bo + r0 if bo >= 0 else bo)
-                j += 1
+        pw, b0 = wo + r0 * cols, bo + r0 if bo >= 0 else bo
+        if npan == 4 and nj - j == 2:
+            _mk2x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, xs, y, yo + j * ys + r0, ys, b, b0)
+            _mk2x2(w, pw + 2 * ps, ps, _first(w, so, r0 + 2 * PANEL, 2), cols, x, xo + j * xs, xs, y,
+                   yo + j * ys + r0 + 2 * PANEL, ys, b, bo + r0 + 2 * PANEL if bo >= 0 else bo)
+        elif npan == 4 and nj - j == 1:
+            _mk1x4(w, pw, ps, _first(w, so, r0, 4), cols, x, xo + j * xs, y, yo + j * ys + r0, b, b0)
         r0 += npan * PANEL
     p = rows - full
     if p > 0:  # the last, narrower panel: scalar, in the same order
         pw = wo + full * cols
-        i0 = int(w[so + full]) if so >= 0 else 0
+        i0 = _first(w, so, full, 1)
         for j in range(nj):
             for r in range(p):
                 acc = np.float32(0.0)
