@@ -171,6 +171,41 @@ def vsplat(typingctx, v):
 
 
 @intrinsic
+def vselect_lt(typingctx, a, b, c, d):
+    """``c`` where ``a < b``, else ``d``, lane by lane (a NaN in ``a`` or ``b`` picks ``d``)."""
+    if not (a == f32x8 and b == f32x8 and c == f32x8 and d == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered("<", args[0], args[1]), args[2], args[3])
+    return f32x8(a, b, c, d), codegen
+
+
+@intrinsic
+def vsplitexp(typingctx, v):
+    """``(m, e)`` with ``v = m 2^e``, ``m`` in ``[sqrt(1/2), sqrt(2))`` and ``e`` a whole number
+    (as float32), lane by lane, for positive normal finite ``v`` (what a logarithm needs; other
+    lanes give meaningless values: the caller masks them)."""
+    if v != f32x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        iv = ir.VectorType(ir.IntType(32), LANES)
+
+        def ic(c):
+            return ir.Constant(iv, [ir.Constant(ir.IntType(32), c)] * LANES)
+        bits = builder.bitcast(args[0], iv)
+        e = builder.sub(builder.and_(builder.lshr(bits, ic(23)), ic(0xFF)), ic(126))
+        m = builder.bitcast(builder.or_(builder.and_(bits, ic(0x807FFFFF)), ic(0x3F000000)), _VT)  # [0.5, 1)
+        low = builder.fcmp_ordered("<", m, ir.Constant(_VT, [ir.Constant(_F32, 0.7071067811865476)] * LANES))
+        m = builder.select(low, builder.fadd(m, m), m)
+        e = builder.select(low, builder.sub(e, ic(1)), e)
+        ef = builder.sitofp(e, _VT)
+        return context.make_tuple(builder, sig.return_type, (m, ef))
+    return types.UniTuple(f32x8, 2)(v), codegen
+
+
+@intrinsic
 def fma(typingctx, a, b, c):
     """``a * b + c`` of three float32 scalars, rounded as one lane of :func:`vfma`."""
     if not (a == types.float32 and b == types.float32 and c == types.float32):
@@ -193,4 +228,4 @@ def load(typingctx, arr, i):
 
 
 __all__ = ["LANES", "f32x8", "vzero", "vload", "vstore", "vbroadcast", "vsplat", "vfma", "vadd", "vsub", "vmul", "vdiv",
-           "vmax", "vmin", "fma", "load"]
+           "vmax", "vmin", "vselect_lt", "vsplitexp", "fma", "load"]
