@@ -13,6 +13,9 @@ range). ``fma`` is LLVM's ``fmuladd``: fused on a machine with FMA, multiply-the
 same in the vector and the scalar form (so a scalar remainder rounds as a vector lane does).
 Eight lanes are one AVX register (two SSE registers, half an AVX-512 one): a kernel that keeps
 at most twelve of them live fits the sixteen registers of AVX2 without spilling.
+
+numba's on-disk cache keys a cached function on its own source file only: after changing this
+module, touch the modules whose cached kernels use it (or clear their ``__pycache__``).
 """
 
 from __future__ import annotations
