@@ -335,6 +335,19 @@ def _mk1x4(w, pw, ps, i0, cols, x, xo, y, yo, b, bo):
 
 
 @njit(inline="always", **_KW)
+def _mk1x2(w, pw, ps, i0, cols, x, xo, y, yo, b, bo):
+    """Two consecutive panels times one frame."""
+    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+    p1 = pw + ps
+    for i in range(i0, cols):
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(vload(w, pw + i * PANEL), v, a0); a1 = vfma(vload(w, pw + i * PANEL + LANES), v, a1)
+        a2 = vfma(vload(w, p1 + i * PANEL), v, a2); a3 = vfma(vload(w, p1 + i * PANEL + LANES), v, a3)
+    _put(y, yo, a0, a1, b, bo)
+    _put(y, yo + PANEL, a2, a3, b, bo + PANEL if bo >= 0 else bo)
+
+
+@njit(inline="always", **_KW)
 def _mk1(w, pw, i0, cols, x, xo, y, yo, b, bo):
     """One panel times one frame."""
     a0 = vzero()
@@ -367,16 +380,16 @@ def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys, so):
     (the same for every row of a panel; the columns before it are zero in W), else 0.
 
     Each element is summed in one order, column by column (see :data:`PANEL`), whatever ``nj``.
-    Panels go four at a time (64 rows). The frames go six, four or three at a time through each
-    panel while it sits in the L1 cache (tiles chosen so that at most two frames are left), the
-    last one or two through the four panels at once; ``nj = 1`` is the matrix-vector product
-    of the recurrence.
+    Panels go four at a time (64 rows; then two, then one). The frames go six, four or three at
+    a time through each panel while it sits in the L1 cache (tiles chosen so that at most two
+    frames are left), the last one or two through the group's panels at once; ``nj = 1`` is the
+    matrix-vector product of the recurrence.
     """
     full = rows - rows % PANEL
     ps = PANEL * cols
     r0 = 0
     while r0 < full:
-        npan = 4 if full - r0 >= 4 * PANEL else 1
+        npan = 4 if full - r0 >= 4 * PANEL else 2 if full - r0 >= 2 * PANEL else 1
         j = 0
         for q in range(npan):
             r = r0 + q * PANEL
@@ -404,6 +417,10 @@ def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys, so):
                    yo + j * ys + r0 + 2 * PANEL, ys, b, bo + r0 + 2 * PANEL if bo >= 0 else bo)
         elif npan == 4 and nj - j == 1:
             _mk1x4(w, pw, ps, _first(w, so, r0, 4), cols, x, xo + j * xs, y, yo + j * ys + r0, b, b0)
+        elif npan == 2 and nj - j == 2:
+            _mk2x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, xs, y, yo + j * ys + r0, ys, b, b0)
+        elif npan == 2 and nj - j == 1:
+            _mk1x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, y, yo + j * ys + r0, b, b0)
         r0 += npan * PANEL
     p = rows - full
     if p > 0:  # the last, narrower panel: scalar, in the same order
