@@ -128,17 +128,6 @@ def vfma(typingctx, a, b, c):
     return f32x8(a, b, c), codegen
 
 
-@intrinsic
-def vadd(typingctx, a, b):
-    """``a + b`` lane by lane."""
-    if not (a == f32x8 and b == f32x8):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.fadd(args[0], args[1])
-    return f32x8(a, b), codegen
-
-
 def _binary(name, doc, op):
     """An intrinsic ``name(a, b)`` of two :data:`f32x8` vectors, ``op(builder, a, b)``."""
     def typer(typingctx, a, b):
@@ -153,6 +142,7 @@ def _binary(name, doc, op):
     return intrinsic(typer)
 
 
+vadd = _binary("vadd", "``a + b`` lane by lane.", lambda b, x, y: b.fadd(x, y))
 vsub = _binary("vsub", "``a - b`` lane by lane.", lambda b, x, y: b.fsub(x, y))
 vmul = _binary("vmul", "``a * b`` lane by lane.", lambda b, x, y: b.fmul(x, y))
 vdiv = _binary("vdiv", "``a / b`` lane by lane (IEEE division).", lambda b, x, y: b.fdiv(x, y))
