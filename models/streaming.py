@@ -15,7 +15,7 @@ read (each a small kernel with its state passed in, nothing allocated):
 1. ``_push_hop``: the last ``context`` input samples (a linear history, shifted by one hop);
 2. ``_encode``: the learned filterbank frame ``f = E x[-window:]`` (E: ``(n_filters, window)``),
    and the causal constant-Q context ``c = C x[-context:]`` (C: ``(2 cq_bins, context)``; each
-   row is zero before its window, so only its non-zero tail is summed);
+   row is zero before its window, so each panel of rows is summed from its first non-zero column);
 3. features ``0.1 log(f^2 + 1e-9)`` and ``0.1 log(c_re^2 + c_im^2 + 1e-9)``, ``relu(W_in . + b)``;
 4. ``_gru_cell`` per layer (PyTorch's GRU, ONNX gate order z, r, h, ``linear_before_reset``);
 5. mask ``sigmoid(W_out z + b)`` and, with ``taps > 1``, the multi-frame filter coefficients;
@@ -50,6 +50,8 @@ from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
+from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma, vload, vmax, vmin, vmul,
+                                  vselect_lt, vsplat, vsplitexp, vstore, vsub, vzero)
 
 #: Operators of the exported streaming graph that the kernels implement (anything else is refused).
 SUPPORTED_OPS = frozenset({"Concat", "Constant", "Slice", "Unsqueeze", "Squeeze", "Conv", "ConvTranspose",
@@ -60,9 +62,11 @@ MAX_REFS = 4
 #: A trigger key's velocity is the piezo's peak over this long after it crosses its threshold, ms.
 TRIGGER_SCAN_MS = 1.0
 # Kernel options: ``error_model="numpy"`` (a division by zero gives inf or NaN, never a raise
-# that would take the GIL in the audio thread) and fast-math flags that let LLVM reassociate and
-# vectorise the dot products but keep NaN and Inf semantics (no ``nnan``/``ninf``: the
-# non-finite checks below must stay).
+# that would take the GIL in the audio thread) and, for the element-wise loops of the network,
+# fast-math flags that keep NaN and Inf semantics (no ``nnan``/``ninf``: the non-finite checks
+# below must stay). The matrix products and activations do without: they are written with
+# explicit vectors (:mod:`debleed.models._simd`), so their rounding does not depend on what LLVM
+# makes of a loop.
 _FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _KW = {"cache": True, "error_model": "numpy"}
 
@@ -120,10 +124,11 @@ def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0)
 def _offsets(win, n, h, layers, ctx, k, taps, n_in):
     """Offsets of the weight tensors inside one model's block of ``w`` (relative to ``L_W``).
 
-    Order: encoder (n, win); constant-Q (2k, ctx); first non-zero column of each constant-Q row
-    (2k, stored as float); W_in (h, n_in); b_in (h); per GRU layer W_ih (3h, h), W_hh (3h, h),
-    b_ih (3h), b_hh (3h); W_out (n, h); b_out (n); W_taps (n (taps - 1), h); b_taps; decoder
-    transposed (win, n). Returns (enc, cq, cqs, win_, bin_, gru, wout, bout, wtap, btap, dec).
+    Order: encoder (n, win); constant-Q (2k, ctx); per constant-Q row, the first non-zero column
+    of its panel's rows (2k, stored as float); W_in (h, n_in); b_in (h); per GRU layer W_ih
+    (3h, h), W_hh (3h, h), b_ih (3h), b_hh (3h); W_out (n, h); b_out (n); W_taps (taps - 1
+    matrices (n, h)); b_taps; decoder transposed (win, n). Every matrix is stored in panels
+    (:func:`pack_panels`). Returns (enc, cq, cqs, win_, bin_, gru, wout, bout, wtap, btap, dec).
     """
     o_enc = 0
     o_cq = o_enc + n * win
@@ -182,67 +187,379 @@ def _chan_soffsets(lay, c):
                      lay[c, L_KEYIN])
 
 
-@njit(fastmath=_FAST, inline="always", **_KW)
-def _dot(a, b):
-    """``sum(a * b)`` of two equally long float32 views, accumulated in float32 (fast-math lets
-    LLVM reassociate, so the loop is vectorised; indexing views from 0 keeps it free of the
-    negative-index checks that stop vectorisation)."""
-    acc = np.float32(0.0)
-    for j in range(a.shape[0]):
-        acc += a[j] * b[j]
-    return acc
+# --- matrix products -------------------------------------------------------------------------
+# A weight matrix W (rows, cols) is stored in panels of PANEL rows: panel q is
+# W[PANEL q:PANEL q + p].T, row-major (cols, p), at ``PANEL q cols`` (p = PANEL, the last panel
+# narrower when PANEL does not divide rows; :func:`pack_panels`). The kernels keep a panel's
+# outputs for several frames in vector registers and add one column of W times one input at a
+# time: every output element is ``fma(w_i, x_i, acc)`` for ``i`` rising from its first column,
+# then ``+ b``, the same order and rounding whichever kernel computes it and however many frames
+# a call batches. So the output does not depend on the block size, with no fast-math
+# reassociation, and nothing is summed across vector lanes at the end (the dot-product form spent
+# as long on those horizontal sums as on the products for the model's 192-wide layers).
+
+#: Rows per weight panel (two :data:`~debleed.models._simd.LANES`-wide vectors).
+PANEL = 2 * LANES
 
 
-@njit(fastmath=_FAST, **_KW)
-def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys):
-    """``y_j = W x_j (+ b)`` for ``j < nj``: W row-major ``(rows, cols)`` at ``w[wo:]``, ``x_j`` at
-    ``x[xo + j xs:]`` (cols), ``y_j`` at ``y[yo + j ys:]`` (rows); ``bo < 0``: no bias.
+def pack_panels(m: np.ndarray) -> np.ndarray:
+    """A matrix ``m`` (rows, cols) in the panel layout the matrix kernels read (same size).
 
-    Four weight rows at a time are applied to every ``x_j`` while they sit in the L1 cache, so a
-    block of several hops reads each weight once (a matrix product, as onnxruntime batches the
-    hops of one call); with ``nj = 1`` it is a matrix-vector product.
+    Panel ``q`` holds rows ``PANEL q`` to ``PANEL q + p`` (``p = PANEL``, the last panel
+    ``rows % PANEL`` when that is not 0), transposed: ``(cols, p)`` row-major.
     """
-    r = 0
-    while r + 4 <= rows:
-        a0 = w[wo + r * cols:wo + (r + 1) * cols]
-        a1 = w[wo + (r + 1) * cols:wo + (r + 2) * cols]
-        a2 = w[wo + (r + 2) * cols:wo + (r + 3) * cols]
-        a3 = w[wo + (r + 3) * cols:wo + (r + 4) * cols]
-        c0 = c1 = c2 = c3 = np.float32(0.0)
-        if bo >= 0:
-            c0, c1, c2, c3 = b[bo + r], b[bo + r + 1], b[bo + r + 2], b[bo + r + 3]
+    m = np.asarray(m, np.float32)
+    return np.concatenate([np.ascontiguousarray(m[r:r + PANEL].T).ravel() for r in range(0, m.shape[0], PANEL)]
+                          or [np.zeros(0, np.float32)])
+
+
+@njit(inline="always", **_KW)
+def _put(y, yo, a0, a1, b, bo):
+    """``y[yo:yo + PANEL] = (a0, a1) (+ b[bo:bo + PANEL] when bo >= 0)``."""
+    if bo >= 0:
+        a0 = vadd(a0, vload(b, bo))
+        a1 = vadd(a1, vload(b, bo + LANES))
+    vstore(y, yo, a0)
+    vstore(y, yo + LANES, a1)
+
+
+@njit(inline="always", **_KW)
+def _mk6(w, pw, i0, cols, x, xo, xs, y, yo, ys, b, bo):
+    """One panel (at ``w[pw:]``) times six frames (``x[xo + f xs + i]``), outputs at ``y[yo + f ys:]``
+    (twelve accumulators: the FMA units stay busy and AVX2's sixteen registers suffice)."""
+    a00 = vzero(); a01 = vzero(); a10 = vzero(); a11 = vzero(); a20 = vzero(); a21 = vzero()
+    a30 = vzero(); a31 = vzero(); a40 = vzero(); a41 = vzero(); a50 = vzero(); a51 = vzero()
+    for i in range(i0, cols):
+        w0 = vload(w, pw + i * PANEL)
+        w1 = vload(w, pw + i * PANEL + LANES)
+        v = vbroadcast(x, xo + i)
+        a00 = vfma(w0, v, a00); a01 = vfma(w1, v, a01)
+        v = vbroadcast(x, xo + xs + i)
+        a10 = vfma(w0, v, a10); a11 = vfma(w1, v, a11)
+        v = vbroadcast(x, xo + 2 * xs + i)
+        a20 = vfma(w0, v, a20); a21 = vfma(w1, v, a21)
+        v = vbroadcast(x, xo + 3 * xs + i)
+        a30 = vfma(w0, v, a30); a31 = vfma(w1, v, a31)
+        v = vbroadcast(x, xo + 4 * xs + i)
+        a40 = vfma(w0, v, a40); a41 = vfma(w1, v, a41)
+        v = vbroadcast(x, xo + 5 * xs + i)
+        a50 = vfma(w0, v, a50); a51 = vfma(w1, v, a51)
+    _put(y, yo, a00, a01, b, bo)
+    _put(y, yo + ys, a10, a11, b, bo)
+    _put(y, yo + 2 * ys, a20, a21, b, bo)
+    _put(y, yo + 3 * ys, a30, a31, b, bo)
+    _put(y, yo + 4 * ys, a40, a41, b, bo)
+    _put(y, yo + 5 * ys, a50, a51, b, bo)
+
+
+@njit(inline="always", **_KW)
+def _mk4(w, pw, i0, cols, x, xo, xs, y, yo, ys, b, bo):
+    """One panel times four frames (as :func:`_mk6`)."""
+    a00 = vzero(); a01 = vzero(); a10 = vzero(); a11 = vzero(); a20 = vzero(); a21 = vzero()
+    a30 = vzero(); a31 = vzero()
+    for i in range(i0, cols):
+        w0 = vload(w, pw + i * PANEL)
+        w1 = vload(w, pw + i * PANEL + LANES)
+        v = vbroadcast(x, xo + i)
+        a00 = vfma(w0, v, a00); a01 = vfma(w1, v, a01)
+        v = vbroadcast(x, xo + xs + i)
+        a10 = vfma(w0, v, a10); a11 = vfma(w1, v, a11)
+        v = vbroadcast(x, xo + 2 * xs + i)
+        a20 = vfma(w0, v, a20); a21 = vfma(w1, v, a21)
+        v = vbroadcast(x, xo + 3 * xs + i)
+        a30 = vfma(w0, v, a30); a31 = vfma(w1, v, a31)
+    _put(y, yo, a00, a01, b, bo)
+    _put(y, yo + ys, a10, a11, b, bo)
+    _put(y, yo + 2 * ys, a20, a21, b, bo)
+    _put(y, yo + 3 * ys, a30, a31, b, bo)
+
+
+@njit(inline="always", **_KW)
+def _mk3(w, pw, i0, cols, x, xo, xs, y, yo, ys, b, bo):
+    """One panel times three frames (as :func:`_mk6`)."""
+    a00 = vzero(); a01 = vzero(); a10 = vzero(); a11 = vzero(); a20 = vzero(); a21 = vzero()
+    for i in range(i0, cols):
+        w0 = vload(w, pw + i * PANEL)
+        w1 = vload(w, pw + i * PANEL + LANES)
+        v = vbroadcast(x, xo + i)
+        a00 = vfma(w0, v, a00); a01 = vfma(w1, v, a01)
+        v = vbroadcast(x, xo + xs + i)
+        a10 = vfma(w0, v, a10); a11 = vfma(w1, v, a11)
+        v = vbroadcast(x, xo + 2 * xs + i)
+        a20 = vfma(w0, v, a20); a21 = vfma(w1, v, a21)
+    _put(y, yo, a00, a01, b, bo)
+    _put(y, yo + ys, a10, a11, b, bo)
+    _put(y, yo + 2 * ys, a20, a21, b, bo)
+
+
+@njit(inline="always", **_KW)
+def _mk2x2(w, pw, ps, i0, cols, x, xo, xs, y, yo, ys, b, bo):
+    """Two consecutive panels (``w[pw:]``, ``w[pw + ps:]``) times two frames."""
+    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+    a4 = vzero(); a5 = vzero(); a6 = vzero(); a7 = vzero()
+    p1 = pw + ps
+    for i in range(i0, cols):
+        w0 = vload(w, pw + i * PANEL)
+        w1 = vload(w, pw + i * PANEL + LANES)
+        w2 = vload(w, p1 + i * PANEL)
+        w3 = vload(w, p1 + i * PANEL + LANES)
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(w0, v, a0); a1 = vfma(w1, v, a1); a2 = vfma(w2, v, a2); a3 = vfma(w3, v, a3)
+        v = vbroadcast(x, xo + xs + i)
+        a4 = vfma(w0, v, a4); a5 = vfma(w1, v, a5); a6 = vfma(w2, v, a6); a7 = vfma(w3, v, a7)
+    b1 = bo + PANEL if bo >= 0 else bo
+    _put(y, yo, a0, a1, b, bo)
+    _put(y, yo + PANEL, a2, a3, b, b1)
+    _put(y, yo + ys, a4, a5, b, bo)
+    _put(y, yo + ys + PANEL, a6, a7, b, b1)
+
+
+@njit(inline="always", **_KW)
+def _mk1x4(w, pw, ps, i0, cols, x, xo, y, yo, b, bo):
+    """Four consecutive panels (``w[pw + q ps:]``, 4 PANEL rows) times one frame: the
+    matrix-vector product of the recurrence, eight accumulators over four weight streams."""
+    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+    a4 = vzero(); a5 = vzero(); a6 = vzero(); a7 = vzero()
+    p1 = pw + ps
+    p2 = p1 + ps
+    p3 = p2 + ps
+    for i in range(i0, cols):
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(vload(w, pw + i * PANEL), v, a0); a1 = vfma(vload(w, pw + i * PANEL + LANES), v, a1)
+        a2 = vfma(vload(w, p1 + i * PANEL), v, a2); a3 = vfma(vload(w, p1 + i * PANEL + LANES), v, a3)
+        a4 = vfma(vload(w, p2 + i * PANEL), v, a4); a5 = vfma(vload(w, p2 + i * PANEL + LANES), v, a5)
+        a6 = vfma(vload(w, p3 + i * PANEL), v, a6); a7 = vfma(vload(w, p3 + i * PANEL + LANES), v, a7)
+    _put(y, yo, a0, a1, b, bo)
+    _put(y, yo + PANEL, a2, a3, b, bo + PANEL if bo >= 0 else bo)
+    _put(y, yo + 2 * PANEL, a4, a5, b, bo + 2 * PANEL if bo >= 0 else bo)
+    _put(y, yo + 3 * PANEL, a6, a7, b, bo + 3 * PANEL if bo >= 0 else bo)
+
+
+@njit(inline="always", **_KW)
+def _mk1x2(w, pw, ps, i0, cols, x, xo, y, yo, b, bo):
+    """Two consecutive panels times one frame."""
+    a0 = vzero(); a1 = vzero(); a2 = vzero(); a3 = vzero()
+    p1 = pw + ps
+    for i in range(i0, cols):
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(vload(w, pw + i * PANEL), v, a0); a1 = vfma(vload(w, pw + i * PANEL + LANES), v, a1)
+        a2 = vfma(vload(w, p1 + i * PANEL), v, a2); a3 = vfma(vload(w, p1 + i * PANEL + LANES), v, a3)
+    _put(y, yo, a0, a1, b, bo)
+    _put(y, yo + PANEL, a2, a3, b, bo + PANEL if bo >= 0 else bo)
+
+
+@njit(inline="always", **_KW)
+def _mk1(w, pw, i0, cols, x, xo, y, yo, b, bo):
+    """One panel times one frame."""
+    a0 = vzero()
+    a1 = vzero()
+    for i in range(i0, cols):
+        v = vbroadcast(x, xo + i)
+        a0 = vfma(vload(w, pw + i * PANEL), v, a0)
+        a1 = vfma(vload(w, pw + i * PANEL + LANES), v, a1)
+    _put(y, yo, a0, a1, b, bo)
+
+
+@njit(inline="always", **_KW)
+def _first(w, so, r, npan):
+    """The first column summed for the ``npan`` panels from row ``r``: the smallest of theirs
+    (``w[so + r]``, one per panel; 0 when ``so < 0``). Starting a panel early adds only its
+    zero columns, each exactly 0 (the inputs are finite), so the sums do not change."""
+    if so < 0:
+        return 0
+    m = w[so + r]
+    for q in range(1, npan):
+        m = min(m, w[so + r + q * PANEL])
+    return int(m)
+
+
+@njit(**_KW)
+def _gemm(w, wo, rows, cols, x, xo, xs, nj, b, bo, y, yo, ys, so):
+    """``y_j = W x_j (+ b)`` for ``j < nj``: W ``(rows, cols)`` in panels (:func:`pack_panels`)
+    at ``w[wo:]``, ``x_j`` at ``x[xo + j xs:]`` (cols), ``y_j`` at ``y[yo + j ys:]`` (rows);
+    ``bo < 0``: no bias. ``so >= 0``: ``w[so + r]`` is the first column summed for row ``r``
+    (the same for every row of a panel; the columns before it are zero in W), else 0.
+
+    Each element is summed in one order, column by column (see :data:`PANEL`), whatever ``nj``.
+    Panels go four at a time (64 rows; then two, then one). The frames go six, four or three at
+    a time through each panel while it sits in the L1 cache (tiles chosen so that at most two
+    frames are left), the last one or two through the group's panels at once; ``nj = 1`` is the
+    matrix-vector product of the recurrence.
+    """
+    full = rows - rows % PANEL
+    ps = PANEL * cols
+    r0 = 0
+    while r0 < full:
+        npan = 4 if full - r0 >= 4 * PANEL else 2 if full - r0 >= 2 * PANEL else 1
+        j = 0
+        for q in range(npan):
+            r = r0 + q * PANEL
+            pw, i0, bq = wo + r * cols, _first(w, so, r, 1), bo + r if bo >= 0 else bo
+            j = 0
+            while nj - j >= 3:
+                m = nj - j
+                if m >= 12 or m == 6 or m == 9 or m == 10:
+                    _mk6(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 6
+                elif m >= 4:
+                    _mk4(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 4
+                else:
+                    _mk3(w, pw, i0, cols, x, xo + j * xs, xs, y, yo + j * ys + r, ys, b, bq)
+                    j += 3
+            if npan == 1:
+                while j < nj:
+                    _mk1(w, pw, i0, cols, x, xo + j * xs, y, yo + j * ys + r, b, bq)
+                    j += 1
+        pw, b0 = wo + r0 * cols, bo + r0 if bo >= 0 else bo
+        if npan == 4 and nj - j == 2:
+            _mk2x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, xs, y, yo + j * ys + r0, ys, b, b0)
+            _mk2x2(w, pw + 2 * ps, ps, _first(w, so, r0 + 2 * PANEL, 2), cols, x, xo + j * xs, xs, y,
+                   yo + j * ys + r0 + 2 * PANEL, ys, b, bo + r0 + 2 * PANEL if bo >= 0 else bo)
+        elif npan == 4 and nj - j == 1:
+            _mk1x4(w, pw, ps, _first(w, so, r0, 4), cols, x, xo + j * xs, y, yo + j * ys + r0, b, b0)
+        elif npan == 2 and nj - j == 2:
+            _mk2x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, xs, y, yo + j * ys + r0, ys, b, b0)
+        elif npan == 2 and nj - j == 1:
+            _mk1x2(w, pw, ps, _first(w, so, r0, 2), cols, x, xo + j * xs, y, yo + j * ys + r0, b, b0)
+        r0 += npan * PANEL
+    p = rows - full
+    if p > 0:  # the last, narrower panel: scalar, in the same order
+        pw = wo + full * cols
+        i0 = _first(w, so, full, 1)
         for j in range(nj):
-            xv = x[xo + j * xs:xo + j * xs + cols]
-            s0 = s1 = s2 = s3 = np.float32(0.0)
-            for i in range(cols):
-                v = xv[i]
-                s0 += a0[i] * v
-                s1 += a1[i] * v
-                s2 += a2[i] * v
-                s3 += a3[i] * v
-            yj = yo + j * ys + r
-            y[yj] = s0 + c0
-            y[yj + 1] = s1 + c1
-            y[yj + 2] = s2 + c2
-            y[yj + 3] = s3 + c3
-        r += 4
-    while r < rows:
-        a0 = w[wo + r * cols:wo + (r + 1) * cols]
-        c0 = b[bo + r] if bo >= 0 else np.float32(0.0)
-        for j in range(nj):
-            y[yo + j * ys + r] = _dot(a0, x[xo + j * xs:xo + j * xs + cols]) + c0
-        r += 1
+            for r in range(p):
+                acc = np.float32(0.0)
+                for i in range(i0, cols):
+                    acc = fma(load(w, pw + i * p + r), load(x, xo + j * xs + i), acc)
+                if bo >= 0:
+                    acc = acc + b[bo + full + r]
+                y[yo + j * ys + full + r] = acc
+
+
+# --- activations -----------------------------------------------------------------------------
+# The logistic function and tanh as Eigen's rational approximations (Eigen's ``ptanh_float`` and
+# logistic; onnxruntime's MLAS uses the same coefficients for its GRU and Sigmoid): no exp, no
+# libm call, eight lanes at a time. Error below 1e-6 absolute on every float32 input; a NaN input
+# gives NaN (the non-finite checks see it); +-inf give the limits. The scalar forms compute one
+# lane exactly as the vector forms do (for the rows past the last multiple of eight).
+_SIG_LIM = np.float32(18.0)
+_SIG_P = (np.float32(4.37031012579801e-11), np.float32(1.15627324459942e-07), np.float32(6.08574864600143e-05),
+          np.float32(8.51377133304701e-03), np.float32(2.48287947061529e-01))
+_SIG_Q = (np.float32(6.10247389755681e-13), np.float32(5.76102136993427e-09), np.float32(6.29106785017040e-06),
+          np.float32(1.70198817374094e-03), np.float32(1.16817656904453e-01), np.float32(9.93151921023180e-01))
+_TANH_LIM = np.float32(9.0)
+_TANH_P = (np.float32(-2.76076847742355e-16), np.float32(2.00018790482477e-13), np.float32(-8.60467152213735e-11),
+           np.float32(5.12229709037114e-08), np.float32(1.48572235717979e-05), np.float32(6.37261928875436e-04),
+           np.float32(4.89352455891786e-03))
+_TANH_Q = (np.float32(1.19825839466702e-06), np.float32(1.18534705686654e-04), np.float32(2.26843463243900e-03),
+           np.float32(4.89352518554385e-03))
+
+
+@njit(inline="always", **_KW)
+def _clamp(v, lo, hi):
+    """``v`` limited to ``[lo, hi]``; a NaN stays NaN."""
+    v = lo if v < lo else v
+    return hi if v > hi else v
 
 
 @njit(inline="always", **_KW)
 def _sigmoid(v):
-    return np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-v)))
+    """``1 / (1 + exp(-v))`` (float32 scalar; see the block comment above)."""
+    x = _clamp(v, -_SIG_LIM, _SIG_LIM)
+    x2 = x * x
+    p = fma(fma(fma(fma(_SIG_P[0], x2, _SIG_P[1]), x2, _SIG_P[2]), x2, _SIG_P[3]), x2, _SIG_P[4]) * x
+    q = fma(fma(fma(fma(fma(_SIG_Q[0], x2, _SIG_Q[1]), x2, _SIG_Q[2]), x2, _SIG_Q[3]), x2, _SIG_Q[4]), x2, _SIG_Q[5])
+    return _clamp(p / q + np.float32(0.5), np.float32(0.0), np.float32(1.0))
+
+
+@njit(inline="always", **_KW)
+def _tanh(v):
+    """``tanh(v)`` (float32 scalar)."""
+    x = _clamp(v, -_TANH_LIM, _TANH_LIM)
+    x2 = x * x
+    p = fma(fma(fma(fma(fma(fma(_TANH_P[0], x2, _TANH_P[1]), x2, _TANH_P[2]), x2, _TANH_P[3]), x2, _TANH_P[4]), x2,
+                _TANH_P[5]), x2, _TANH_P[6]) * x
+    q = fma(fma(fma(_TANH_Q[0], x2, _TANH_Q[1]), x2, _TANH_Q[2]), x2, _TANH_Q[3])
+    return p / q
+
+
+@njit(inline="always", **_KW)
+def _vpoly(x2, c0, c1, c2, c3):
+    return vfma(vfma(vfma(vsplat(c0), x2, vsplat(c1)), x2, vsplat(c2)), x2, vsplat(c3))
+
+
+@njit(inline="always", **_KW)
+def _vsigmoid(v):
+    """:func:`_sigmoid` of eight lanes."""
+    x = vmin(vmax(v, vsplat(-_SIG_LIM)), vsplat(_SIG_LIM))
+    x2 = vmul(x, x)
+    p = vmul(vfma(_vpoly(x2, _SIG_P[0], _SIG_P[1], _SIG_P[2], _SIG_P[3]), x2, vsplat(_SIG_P[4])), x)
+    q = vfma(vfma(_vpoly(x2, _SIG_Q[0], _SIG_Q[1], _SIG_Q[2], _SIG_Q[3]), x2, vsplat(_SIG_Q[4])), x2,
+             vsplat(_SIG_Q[5]))
+    y = vadd(vdiv(p, q), vsplat(np.float32(0.5)))
+    return vmin(vmax(y, vsplat(np.float32(0.0))), vsplat(np.float32(1.0)))
+
+
+@njit(inline="always", **_KW)
+def _vtanh(v):
+    """:func:`_tanh` of eight lanes."""
+    x = vmin(vmax(v, vsplat(-_TANH_LIM)), vsplat(_TANH_LIM))
+    x2 = vmul(x, x)
+    p = _vpoly(x2, _TANH_P[0], _TANH_P[1], _TANH_P[2], _TANH_P[3])
+    p = vmul(vfma(vfma(vfma(p, x2, vsplat(_TANH_P[4])), x2, vsplat(_TANH_P[5])), x2, vsplat(_TANH_P[6])), x)
+    q = _vpoly(x2, _TANH_Q[0], _TANH_Q[1], _TANH_Q[2], _TANH_Q[3])
+    return vdiv(p, q)
+
+
+# The natural logarithm as Cephes' ``logf`` (S. L. Moshier): split off the exponent, a degree-8
+# polynomial in the mantissa; about 1 ulp on normal inputs. Non-finite lanes pass through.
+_LOG_P = (np.float32(7.0376836292e-2), np.float32(-1.1514610310e-1), np.float32(1.1676998740e-1),
+          np.float32(-1.2420140846e-1), np.float32(1.4249322787e-1), np.float32(-1.6668057665e-1),
+          np.float32(2.0000714765e-1), np.float32(-2.4999993993e-1), np.float32(3.3333331174e-1))
+_LOG_Q1, _LOG_Q2 = np.float32(-2.12194440e-4), np.float32(0.693359375)
 
 
 @njit(fastmath=_FAST, inline="always", **_KW)
 def _logpow(v):
     """The network's feature of a filter output or a power: ``0.1 log(v + 1e-9)``."""
     return np.float32(0.1) * np.float32(math.log(v + np.float32(1e-9)))
+
+
+@njit(inline="always", **_KW)
+def _vlogpow(v):
+    """:func:`_logpow` of eight lanes (``v >= 0``; +inf and NaN pass through, as ``log`` does)."""
+    u = vadd(v, vsplat(np.float32(1e-9)))
+    m, e = vsplitexp(u)
+    x = vsub(m, vsplat(np.float32(1.0)))
+    x2 = vmul(x, x)
+    y = _vpoly(x, _LOG_P[0], _LOG_P[1], _LOG_P[2], _LOG_P[3])
+    y = vfma(vfma(y, x, vsplat(_LOG_P[4])), x, vsplat(_LOG_P[5]))
+    y = vfma(vfma(vfma(y, x, vsplat(_LOG_P[6])), x, vsplat(_LOG_P[7])), x, vsplat(_LOG_P[8]))
+    y = vfma(e, vsplat(_LOG_Q1), vmul(vmul(y, x), x2))
+    y = vfma(vsplat(np.float32(-0.5)), x2, y)
+    r = vfma(e, vsplat(_LOG_Q2), vadd(x, y))
+    r = vselect_lt(u, vsplat(np.float32(np.inf)), r, u)
+    return vmul(vsplat(np.float32(0.1)), r)
+
+
+@njit(inline="always", **_KW)
+def _features(s, a, b, d, cnt):
+    """``s[d + i] = _logpow(s[a + i]^2 (+ s[b + i]^2 when b >= 0))`` for ``i < cnt``: eight
+    at a time, the rest one by one (an element takes the same path whatever the hop count)."""
+    cv = cnt - cnt % LANES
+    for i in range(0, cv, LANES):
+        f = vload(s, a + i)
+        p = vmul(f, f)
+        if b >= 0:
+            g = vload(s, b + i)
+            p = vfma(g, g, p)
+        vstore(s, d + i, _vlogpow(p))
+    for i in range(cv, cnt):
+        p = s[a + i] * s[a + i]
+        if b >= 0:
+            p = fma(s[b + i], s[b + i], p)
+        s[d + i] = _logpow(p)
 
 
 @njit(fastmath=_FAST, **_KW)
@@ -262,31 +579,20 @@ def _network(lay, w, s, c, nj):
     xb, fb = sb + o_x, sb + o_fr + (taps - 1) * n  # hop j's context ends at xb + ctx + j hop
     # 1. filterbank frames and constant-Q context of every hop (each constant-Q row is zero
     # before its window: only its tail is summed)
-    _gemm(w, wb + o_enc, n, win, s, xb + ctx - win, hop, nj, w, -1, s, fb, n)
-    for r in range(2 * k):
-        st = int(w[wb + o_cqs + r])
-        row = w[wb + o_cq + r * ctx + st:wb + o_cq + (r + 1) * ctx]
-        for j in range(nj):
-            s[sb + o_cqo + j * 2 * k + r] = _dot(row, s[xb + j * hop + st:xb + j * hop + ctx])
+    _gemm(w, wb + o_enc, n, win, s, xb + ctx - win, hop, nj, w, -1, s, fb, n, -1)
+    _gemm(w, wb + o_cq, 2 * k, ctx, s, xb, hop, nj, w, -1, s, sb + o_cqo, 2 * k, wb + o_cqs)
     # 2. features and the input layer
     for j in range(nj):
-        for i in range(n):
-            f = s[fb + j * n + i]
-            s[sb + o_feat + j * n_in + i] = _logpow(f * f)
-        for i in range(k):
-            re = s[sb + o_cqo + j * 2 * k + i]
-            im = s[sb + o_cqo + j * 2 * k + k + i]
-            s[sb + o_feat + j * n_in + n + i] = _logpow(re * re + im * im)
+        _features(s, fb + j * n, -1, sb + o_feat + j * n_in, n)
+        _features(s, sb + o_cqo + j * 2 * k, sb + o_cqo + j * 2 * k + k, sb + o_feat + j * n_in + n, k)
     # informed inputs: each reference mic through the same encoder (its frames in the mask's
     # scratch rows for now), then the key's maximum over each hop
     for r in range(nr):
         rb = sb + o_ref + r * (win + jm * hop)  # hop j's window starts at rb + j hop
-        _gemm(w, wb + o_enc, n, win, s, rb, hop, nj, w, -1, s, sb + o_mask, n)
+        _gemm(w, wb + o_enc, n, win, s, rb, hop, nj, w, -1, s, sb + o_mask, n, -1)
         at = n + k + r * n
         for j in range(nj):
-            for i in range(n):
-                f = s[sb + o_mask + j * n + i]
-                s[sb + o_feat + j * n_in + at + i] = _logpow(f * f)
+            _features(s, sb + o_mask + j * n, -1, sb + o_feat + j * n_in + at, n)
     if kin:
         for j in range(nj):
             m = s[sb + o_kb + j * hop]
@@ -294,7 +600,7 @@ def _network(lay, w, s, c, nj):
                 if s[sb + o_kb + j * hop + i] > m:
                     m = s[sb + o_kb + j * hop + i]
             s[sb + o_feat + j * n_in + n_in - 1] = m
-    _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h)
+    _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h, -1)
     for i in range(nj * h):
         if s[sb + o_a + i] < 0.0:
             s[sb + o_a + i] = 0.0
@@ -305,28 +611,42 @@ def _network(lay, w, s, c, nj):
     for layer in range(layers):
         g = wb + o_gru + layer * (6 * h * h + 6 * h)
         hs = sb + o_h + layer * h
-        _gemm(w, g, 3 * h, h, s, src, h, nj, w, g + 6 * h * h, s, sb + o_gi, 3 * h)
+        _gemm(w, g, 3 * h, h, s, src, h, nj, w, g + 6 * h * h, s, sb + o_gi, 3 * h, -1)
         for j in range(nj):
-            _gemm(w, g + 3 * h * h, 3 * h, h, s, hs, 0, 1, w, g + 6 * h * h + 3 * h, s, sb + o_gh, 0)
-            gi = sb + o_gi + j * 3 * h
-            for i in range(h):
-                z = _sigmoid(s[gi + i] + s[sb + o_gh + i])
-                rr = _sigmoid(s[gi + h + i] + s[sb + o_gh + h + i])
-                nn = np.float32(math.tanh(s[gi + 2 * h + i] + rr * s[sb + o_gh + 2 * h + i]))
-                s[hs + i] = (np.float32(1.0) - z) * nn + z * s[hs + i]
-                s[dst + j * h + i] = s[hs + i]
+            _gemm(w, g + 3 * h * h, 3 * h, h, s, hs, 0, 1, w, g + 6 * h * h + 3 * h, s, sb + o_gh, 0, -1)
+            gi, gh = sb + o_gi + j * 3 * h, sb + o_gh
+            hv = h - h % LANES
+            for i in range(0, hv, LANES):
+                z = _vsigmoid(vadd(vload(s, gi + i), vload(s, gh + i)))
+                rr = _vsigmoid(vadd(vload(s, gi + h + i), vload(s, gh + h + i)))
+                nn = _vtanh(vfma(rr, vload(s, gh + 2 * h + i), vload(s, gi + 2 * h + i)))
+                hn = vfma(z, vload(s, hs + i), vmul(vsub(vsplat(np.float32(1.0)), z), nn))
+                vstore(s, hs + i, hn)
+                vstore(s, dst + j * h + i, hn)
+            for i in range(hv, h):
+                z = _sigmoid(s[gi + i] + s[gh + i])
+                rr = _sigmoid(s[gi + h + i] + s[gh + h + i])
+                nn = _tanh(fma(rr, s[gh + 2 * h + i], s[gi + 2 * h + i]))
+                hn = fma(z, s[hs + i], (np.float32(1.0) - z) * nn)
+                s[hs + i] = hn
+                s[dst + j * h + i] = hn
         src, dst = dst, src
     # 4. mask on every hop's frame, and the multi-frame filter over the previous frames
-    _gemm(w, wb + o_wout, n, h, s, src, h, nj, w, wb + o_bout, s, sb + o_mask, n)
-    for i in range(nj * n):
-        s[sb + o_filt + i] = s[fb + i] * _sigmoid(s[sb + o_mask + i])
+    _gemm(w, wb + o_wout, n, h, s, src, h, nj, w, wb + o_bout, s, sb + o_mask, n, -1)
+    nv = n - n % LANES  # per hop: an element is computed the same way whatever nj
+    for j in range(nj):
+        jn = j * n
+        for i in range(0, nv, LANES):
+            vstore(s, sb + o_filt + jn + i, vmul(vload(s, fb + jn + i), _vsigmoid(vload(s, sb + o_mask + jn + i))))
+        for i in range(nv, n):
+            s[sb + o_filt + jn + i] = s[fb + jn + i] * _sigmoid(s[sb + o_mask + jn + i])
     for tk in range(1, taps):
         _gemm(w, wb + o_wtap + (tk - 1) * n * h, n, h, s, src, h, nj, w, wb + o_btap + (tk - 1) * n, s,
-              sb + o_mask, n)
+              sb + o_mask, n, -1)
         for i in range(nj * n):
             s[sb + o_filt + i] += s[sb + o_mask + i] * s[fb + i - tk * n]
     # 5. decoder and overlap-add, hop by hop
-    _gemm(w, wb + o_dec, win, n, s, sb + o_filt, n, nj, w, -1, s, sb + o_yfr, win)
+    _gemm(w, wb + o_dec, win, n, s, sb + o_filt, n, nj, w, -1, s, sb + o_yfr, win, -1)
     ok = True
     for j in range(nj):
         y, out = sb + o_yfr + j * win, sb + o_out + (j + 1) * hop
@@ -693,11 +1013,16 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         wi = _check_shape(path, f"{nd.input[1]} (GRU {li} W)", need(nd.input[1]), (1, 3 * h, h))[0]
         wr = _check_shape(path, f"{nd.input[2]} (GRU {li} R)", need(nd.input[2]), (1, 3 * h, h))[0]
         bb = _check_shape(path, f"{nd.input[3]} (GRU {li} B)", need(nd.input[3]), (1, 6 * h))[0]
-        gru += [wi.ravel(), wr.ravel(), bb[:3 * h], bb[3 * h:]]
-    # the first non-zero column of each constant-Q row (its window sits at the newest end)
-    starts = np.array([int(np.flatnonzero(r)[0]) if np.any(r) else ctx for r in cq], np.float32)
-    parts = [enc.ravel(), cq.ravel(), starts, w_in.ravel(), b_in, *gru, w_out.ravel(), b_out,
-             w_tap.ravel(), b_tap, dec.T.ravel()]
+        gru += [pack_panels(wi), pack_panels(wr), bb[:3 * h], bb[3 * h:]]
+    # the first non-zero column of each constant-Q row (its window sits at the newest end), the
+    # smallest of its panel's (the matrix kernels start a panel there)
+    first = np.array([int(np.flatnonzero(r)[0]) if np.any(r) else ctx for r in cq], np.float32)
+    starts = np.array([first[r // PANEL * PANEL:(r // PANEL + 1) * PANEL].min() for r in range(first.size)],
+                      np.float32)
+    taps_ = [pack_panels(w_tap[t * n:(t + 1) * n]) for t in range(taps - 1)]
+    parts = [pack_panels(enc), pack_panels(cq), starts, pack_panels(w_in), b_in,
+             *gru,
+             pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T)]
     flat = np.ascontiguousarray(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
     expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in)
     if flat.size != expect:
