@@ -363,7 +363,7 @@ def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int =
                           output_names=["denoised"] + [s + "_out" for s in states],
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     m = onnx.load(str(path))
-    _tidy_initializers(m, prefix="net." if model.informed else "")
+    _tidy_initializers(m, prefix="net.")  # the _ExportStep wrapper's attribute, on every weight
     meta = {"hop": str(model.hop), "window": str(model.window), "sample_rate": str(int(sample_rate)),
             "config": json.dumps(model.config()), "producer": "debleed snare denoiser"}
     for k, v in meta.items():

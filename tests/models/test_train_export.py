@@ -51,6 +51,27 @@ def test_onnx_streaming_matches_torch_full_sequence(exported, block, torch_insta
     assert np.max(np.abs(got - ref[:m])) <= 1e-4
 
 
+
+def test_an_export_loads_into_the_data_plane_kernels_and_matches_onnxruntime(exported):
+    """What make train and the soundcheck's adaptation write must run live: the kernels read its
+    weights by name (no exporter prefix left) and give what onnxruntime gives."""
+    import onnx
+
+    from debleed.models.streaming import StreamingDenoiser
+
+    net, path = exported
+    assert not [i.name for i in onnx.load(str(path)).graph.initializer if i.name.startswith("net.")]
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(9600) * np.exp(-np.arange(9600) / 2000.0) * 0.3).astype(np.float32)
+    outs = []
+    for den in (StreamingDenoiser(path), Denoiser(path)):
+        den.prepare(ProcessSpec(48000, 128))
+        y = np.zeros_like(x)
+        for i in range(0, x.size, 128):
+            den.process(x[i:i + 128], y[i:i + 128])
+        outs.append(y)
+    assert np.max(np.abs(outs[1])) > 1e-3 and np.max(np.abs(outs[0] - outs[1])) <= 1e-4
+
 def test_training_smoke_resume_and_export(torch_installed, tmp_path):
     from debleed.models.train import train
 
