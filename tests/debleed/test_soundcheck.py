@@ -331,7 +331,7 @@ def test_onnx_weights_load_back_into_torch(torch_installed):
 
 @pytest.mark.torch
 def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, monkeypatch):
-    from debleed import soundcheck
+    from debleed.soundcheck import hits as soundcheck
     from debleed.models.train import model_path
 
     kit = synth_kit(n_per_piece=8)
