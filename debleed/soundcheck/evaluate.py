@@ -30,6 +30,10 @@ from debleed.fileio import atomic_write_text
 from debleed.models.kit import Hit, MultiMicKit, groove, kit_from_oneshots, mix, piezo_trigger
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.multitrack import DEFAULT_BLEED_DB, GM
+from debleed.offline.audiofile import read_audio, write_audio
+from debleed.offline.render import render_gig
+from debleed.soundcheck import run_soundcheck
+from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY
 
 #: The kick piezo lags its mic by this much (a common 4-6 ms), +-1 ms per hit.
 TRIGGER_LAG_S = 0.005
@@ -155,8 +159,6 @@ def write_midi(path, events: list, sample_rate: int) -> None:
 
 
 def _write_inputs(folder: Path, tracks: dict, sample_rate: int) -> None:
-    from debleed.offline.audiofile import write_audio
-
     folder.mkdir(parents=True, exist_ok=True)
     for name, x in tracks.items():
         write_audio(folder / f"{name}.wav", np.asarray(x, np.float32)[None], sample_rate, subtype="FLOAT")
@@ -166,9 +168,6 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                         seconds: float = 12.0, seed: int = 0, device: str = "cpu", progress: bool = True,
                         denoiser_scenes: int = 160) -> dict:
     """Steps 1-4 of the module docs; writes ``soundcheck_eval.md`` and ``.json`` into ``out_dir``."""
-    from debleed.soundcheck import run_soundcheck
-    from debleed.offline.render import render_gig
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     full = loud_stage_kit(kit, sample_rate, seed=seed)
@@ -199,24 +198,23 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                            plots=False)
             res[label] = {}
             for piece in ("snare", "kick"):
-                from debleed.offline.audiofile import read_audio
-
                 y = read_audio(folder / label.replace(" ", "_") / f"{piece}.wav")[0][0]
                 lat = r["channels"][piece]["latency_samples"]
                 ya = align(y, lat, n)
                 own = [h for h in hits if h.role == piece]
                 fr = np.array([h.frame for h in own])
                 v = np.array([h.velocity for h in own])
+                loud, ghost = v >= LOUD_VELOCITY, v < GHOST_VELOCITY
                 loss = hit_loss_db(mx.mics[piece], ya, fr, sample_rate)
                 attack = hit_loss_db(mx.mics[piece], ya, fr, sample_rate, window_ms=2.0)
                 res[label][piece] = {
                     "si_sdr_db": si_sdr_db(mx.own[piece], ya),
                     "bleed_reduction_db": bleed_reduction_db(mx.mics[piece], ya, mx.own[piece], sample_rate),
-                    "hit_loss_loud_db": float(np.mean(loss[v >= 0.6])) if np.any(v >= 0.6) else float("nan"),
-                    "hit_loss_ghost_db": float(np.mean(loss[v < 0.2])) if np.any(v < 0.2) else float("nan"),
-                    "hit_loss_ghost_vs_clean_db": float(np.mean(hit_loss_db(mx.own[piece], ya, fr[v < 0.2], sample_rate)))
-                    if np.any(v < 0.2) else float("nan"),
-                    "attack_loss_2ms_db": float(np.mean(attack[v >= 0.6])) if np.any(v >= 0.6) else float("nan"),
+                    "hit_loss_loud_db": float(np.mean(loss[loud])) if np.any(loud) else float("nan"),
+                    "hit_loss_ghost_db": float(np.mean(loss[ghost])) if np.any(ghost) else float("nan"),
+                    "hit_loss_ghost_vs_clean_db": float(np.mean(hit_loss_db(mx.own[piece], ya, fr[ghost], sample_rate)))
+                    if np.any(ghost) else float("nan"),
+                    "attack_loss_2ms_db": float(np.mean(attack[loud])) if np.any(loud) else float("nan"),
                     "latency_samples": lat}
         rows.append({"groove": g, "bpm": bpm, **res})
     result = {"kit": kit, "license": full.license, "sample_rate": sample_rate, "minutes": minutes,

@@ -9,9 +9,12 @@ import pytest
 from debleed.dsp.chain import ChannelSpec
 from debleed.errors import DebleedError
 from debleed.models.kit import Hit, KitHit, MultiMicKit, kit_from_drumgizmo, kit_scene, mix, piezo_trigger
-from debleed.soundcheck import (attack_allowance_ms, bleed_matrix, detect_hits, first_sample, fit_channel,
-                                       key_alignment, kit_from_takes, match_delays, run_channel, run_soundcheck,
-                                       trigger_onsets, write_gig)
+from debleed.soundcheck import run_soundcheck
+from debleed.soundcheck.alignment import attack_allowance_ms, key_alignment, match_delays, trigger_onsets
+from debleed.soundcheck.bleed import bleed_matrix
+from debleed.soundcheck.fit import FitScene, fit_channel, run_channel
+from debleed.soundcheck.gig import write_gig
+from debleed.soundcheck.hits import detect_hits, first_sample, kit_from_takes, pieces_of_config
 from debleed.offline.audiofile import write_audio
 from debleed.rt.config import load_config
 
@@ -201,7 +204,6 @@ def test_attack_allowance_matches_the_rc_convention():
 
 def test_fit_channel_prefers_settings_that_meet_the_bounds():
     kit = synth_kit()
-    from debleed.soundcheck import FitScene
     from debleed.models.kit import groove
 
     hits = groove(4.0, SR, bpm=120, seed=1)
@@ -331,7 +333,7 @@ def test_onnx_weights_load_back_into_torch(torch_installed):
 
 @pytest.mark.torch
 def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, monkeypatch):
-    from debleed.soundcheck import hits as soundcheck
+    from debleed.soundcheck import adapt
     from debleed.models.train import model_path
 
     kit = synth_kit(n_per_piece=8)
@@ -344,9 +346,9 @@ def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, mon
                 "bleed_reduction_db": 10.0,
                 "hit_loss_ghost_db": 0.0, "hit_loss_ghost_vs_clean_db": 0.0}
 
-    monkeypatch.setattr(soundcheck, "denoiser_metrics", fake_metrics)
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake_metrics)
     out = tmp_path / "snare.onnx"
-    res = soundcheck.adapt_denoiser(kit, "snare", out, shipped=model_path(48000), minutes=0.05, work_dir=tmp_path / "w",
+    res = adapt.adapt_denoiser(kit, "snare", out, shipped=model_path(48000), minutes=0.05, work_dir=tmp_path / "w",
                                     progress=False, n_train=2, scene_s=1.0, n_valid=2, valid_s=1.0)
     assert res["kept_shipped"] and res["model"] == str(model_path(48000)) and not out.exists()
     assert "kept the shipped model" in res["why"] and res["steps"] >= 1
@@ -476,7 +478,6 @@ def test_every_mic_counts_and_midi_names_the_pieces():
     import tomllib
 
     from debleed.rt.config import parse_config
-    from debleed.soundcheck import pieces_of_config
 
     cfg = parse_config(tomllib.loads(textwrap.dedent("""
         [inputs]
