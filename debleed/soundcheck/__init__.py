@@ -37,7 +37,7 @@ from debleed.soundcheck.alignment import align_keys
 from debleed.soundcheck.bleed import bleed_table, measure_bleed
 from debleed.soundcheck.fit import fit_channels, initial_channel_settings
 from debleed.soundcheck.gig import write_gig
-from debleed.soundcheck.hits import find_hits, kit_from_takes, read_line_check  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
+from debleed.soundcheck.hits import find_hits, kit_from_takes, passage_summary, read_line_check  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
 from debleed.soundcheck.report import plot_alignment, plot_hits, soundcheck_report, write_report
 
 __all__ = ["run_soundcheck", "check_options", "kit_from_takes"]
@@ -117,9 +117,12 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     lc = read_line_check(config_path, takes_dir, out_dir, midi_path)
     sr, out = lc.sample_rate, lc.out
 
-    kit, hits = find_hits(lc.takes, sr, lc.close, events=lc.events, where=f"the takes of {lc.takes_dir}")
+    kit, hits = find_hits(lc.takes, sr, lc.close, events=lc.events, note_pieces=lc.pieces,
+                          where=f"the takes of {lc.takes_dir}")
     plot_hits(out / "hits.png", lc.takes, sr, hits)
     say("soundcheck: hits per piece: " + ", ".join(f"{p} {len(kit.of(piece=p))}" for p in kit.pieces))
+    for w in passage_summary(hits, sr)[1]:
+        say(f"soundcheck: warning: {w}")
 
     bleed = measure_bleed(kit, out)
     say("soundcheck: bleed matrix (dB relative to each mic's own piece):\n" + bleed_table(bleed.mics, bleed.pieces, bleed.db))

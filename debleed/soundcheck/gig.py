@@ -34,7 +34,8 @@ def write_gig(config_path, out_path, settings: dict, models: dict, shipped_model
     Returns
     -------
     str
-        The text written.
+        The text written. A ``[pieces]`` table is written as a comment: debleed live's config
+        (:class:`~debleed.rt.config.GigConfig`) does not take it yet.
     """
     doc = tomlkit.parse(Path(config_path).read_text())
     for tbl in doc["channel"]:
@@ -59,7 +60,13 @@ def write_gig(config_path, out_path, settings: dict, models: dict, shipped_model
             it = tomlkit.item(str(Path(models[name]).resolve()))
             it.comment("soundcheck: denoiser fine-tuned on this kit's hits (better than the shipped one on held-out hits)")
             tbl["denoise_model"] = it
+    pieces = doc.pop("pieces", None)
     text = tomlkit.dumps(doc)
+    if pieces is not None:
+        # GigConfig (what debleed live loads) has no [pieces] yet: the table stays as a comment
+        table = tomlkit.dumps({"pieces": pieces}).strip().splitlines()
+        text = (text.rstrip("\n") + "\n\n# soundcheck: [pieces] is read by the soundcheck only (debleed live does not "
+                "take it yet):\n" + "\n".join(f"# {line}" for line in table) + "\n")
     atomic_write_text(out_path, text)
     return text
 

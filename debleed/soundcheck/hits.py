@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-from debleed.errors import DebleedError
+from debleed.errors import ConfigError, DebleedError
 from debleed.models.kit import PIECE_ROLE, KitHit, MultiMicKit, _dg_role, role_piece
 from debleed.models.multitrack import PIECES
 from debleed.offline.audiofile import check_output_dir
 from debleed.offline.render import midi_file_events, read_inputs
-from debleed.rt.config import load_config
+from debleed.rt.config import load_config, parse_config
 
 #: A hit is a cymbal when its loudest close mic hears it less than this much above the next one.
 CLAIM_MARGIN_DB = 6.0
 #: Hits closer than this belong to one passage (one piece played alone), s.
 PASSAGE_GAP_S = 1.0
+#: A passage is one piece's when at least this share of its hits are heard loudest in that
+#: piece's mic.
+PASSAGE_MAJORITY = 0.6
 #: Onset detection: the fast envelope must rise this much within ``RISE_MS`` ...
 RISE_DB = 12.0
 RISE_MS = 10.0
@@ -44,6 +49,67 @@ FIRST_SAMPLE_DB = -30.0
 #: Cut hits start this long before their first sample and last at most ``MAX_HIT_S``.
 PRE_MS = 5.0
 MAX_HIT_S = 1.5
+
+
+#: A piece name in ``[pieces]``: what ``[inputs]`` and channel names allow.
+_PIECE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
+
+
+def check_pieces(table, source: str = "<config>") -> dict:
+    """A ``[pieces]`` table (MIDI note = piece name) checked and read.
+
+    Parameters
+    ----------
+    table : dict
+        ``{"38": "snare", "47": "tom2"}`` as TOML gives it (the keys are strings).
+    source : str
+        The config file, for the messages.
+
+    Returns
+    -------
+    dict
+        ``{note: piece}``, note an int 0-127.
+
+    Raises
+    ------
+    ConfigError
+        ``[pieces]`` not a table, a key that is not a note number 0-127, a name that is empty
+        or not 1-48 letters, digits, ``_``, ``-``, ``.``.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [pieces] must be a table of MIDI note = \"piece\" (e.g. 38 = \"snare\"), "
+                          f"got {table!r}")
+    out = {}
+    for key, name in table.items():
+        k = str(key).strip()
+        if not re.fullmatch(r"\d{1,3}", k) or not 0 <= int(k) <= 127:
+            raise ConfigError(f"{source}: [pieces] key {key!r} is not a MIDI note (allowed: a whole number 0-127)")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{source}: [pieces] {k} = {name!r}: the piece needs a name (e.g. \"snare\", \"tom2\")")
+        if not _PIECE_NAME.match(name.strip()):
+            raise ConfigError(f"{source}: [pieces] {k} = {name!r}: a piece name is 1-48 letters, digits, '_', '-', '.'")
+        out[int(k)] = name.strip()
+    return out
+
+
+def load_gig_and_pieces(path) -> tuple:
+    """The gig config and its ``[pieces]`` table (``{note: piece}``, :func:`check_pieces`).
+
+    :class:`~debleed.rt.config.GigConfig` has no ``pieces`` field yet, so the table is taken
+    out of the TOML here before the rest is validated; once it has one
+    (``pieces: dict[int, str]``), this is ``cfg = load_config(path); return cfg, dict(cfg.pieces)``.
+
+    Raises
+    ------
+    ConfigError
+        What :func:`~debleed.rt.config.load_config` raises, or a bad ``[pieces]`` table.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return load_config(path), {}  # raises the loader's own message for the file
+    pieces = check_pieces(data.pop("pieces", {}), str(path))
+    return parse_config(data, str(path)), pieces
 
 
 def pieces_of_config(cfg) -> tuple[dict, list, list]:
@@ -103,19 +169,34 @@ def canonical_piece(name: str) -> str:
     return role_piece(role) if role else name
 
 
+def piece_role(piece: str) -> str:
+    """The groove role a piece's hits play: :data:`~debleed.models.kit.PIECE_ROLE`'s, else the
+    role its name says (``tom2`` -> ``tom_mid``, ``ride`` -> ``ride``), else the name itself."""
+    return PIECE_ROLE.get(piece) or _dg_role(piece.replace("_", " ").replace("-", " ")) or piece
+
+
 @dataclasses.dataclass
 class DetectedHit:
     """A hit found in the takes: ``frame`` (its first sample at its close mic), ``piece``,
     ``levels`` (peak dBFS per mic, first 50 ms), ``velocity`` (amplitude over the piece's
-    loudest hit)."""
+    loudest hit), how it was identified."""
 
     frame: int
     piece: str
     levels: dict
     velocity: float = 1.0
-    #: how the piece was found: "midi" (its note), "loudest mic", "passage" (the majority of
-    #: its passage), "no note" (the loudest other mic: a piece with notes had none here)
+    #: how the piece was found: "midi" (its note), "passage" (the mic that hears its passage
+    #: loudest), "loudest mic" (a passage with no majority: the mic that hears this hit
+    #: loudest), "no note" (the loudest other piece: the piece of that mic has notes, this hit none)
     by: str = "loudest mic"
+    #: the same in words, for the report (e.g. "MIDI note 38", "passage 3, loudest in mic 'snare'")
+    how: str = ""
+    #: index of its passage (hits less than PASSAGE_GAP_S apart), from 0
+    passage: int = 0
+    #: the groove role its kit hit plays (None: the piece's own, :data:`PIECE_ROLE`)
+    role: str | None = None
+    #: spectral centroid of the first 100 ms at the mic that hears it loudest, Hz
+    centroid_hz: float = 0.0
 
 
 @njit(cache=True)
@@ -135,6 +216,17 @@ def _fast_env_db(x: np.ndarray, sample_rate: int, release_ms: float = 20.0) -> n
     a = math.exp(-1000.0 / (release_ms * sample_rate))
     e = _peak_follow(np.asarray(x, np.float64), a)
     return 20.0 * np.log10(np.maximum(e, 1e-10))
+
+
+def _centroid_hz(x: np.ndarray, sample_rate: int) -> float:
+    """Power-weighted spectral centroid of ``x`` (Hann window), Hz; 0 for silence."""
+    x = np.asarray(x, np.float64)
+    if x.size < 2:
+        return 0.0
+    power = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
+    f = np.fft.rfftfreq(x.size, 1.0 / sample_rate)
+    total = float(np.sum(power))
+    return float(np.sum(f * power) / total) if total > 0 else 0.0
 
 
 def first_sample(x: np.ndarray, around: int, sample_rate: int, *, before_ms: float = 10.0,
@@ -170,7 +262,7 @@ def first_sample(x: np.ndarray, around: int, sample_rate: int, *, before_ms: flo
 
 
 def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: float = CLAIM_MARGIN_DB,
-                events=None) -> list:
+                events=None, note_pieces: dict | None = None) -> list:
     """Find every hit in soundcheck takes and say which piece played it.
 
     Parameters
@@ -188,7 +280,17 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
         The line check's MIDI ``(frame, status, data1, data2)``: a hit with a note-on of a
         General MIDI drum note (:data:`GM_PIECES`) within :data:`NOTE_WINDOW_MS` of its first
         sample is that piece; a hit without one is not a piece that has notes (often only the
-        snare or the kick has a trigger): it goes to the loudest mic of another piece.
+        snare or the kick has a trigger): its passage is another piece.
+    note_pieces : dict, optional
+        ``{note: piece}`` overriding :data:`GM_PIECES` (the gig's ``[pieces]`` table).
+
+    Notes
+    -----
+    Without a note, a hit's piece is its passage's (hits less than :data:`PASSAGE_GAP_S`
+    apart: one piece played alone): the piece of the mic that hears most of its hits loudest
+    (at least :data:`PASSAGE_MAJORITY`). Two passages heard loudest in the same mic are two
+    pieces (see :func:`_name_passages`); a passage with no majority is not placed, and the
+    report warns about it.
 
     Returns
     -------
@@ -226,30 +328,29 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
         piece = by_mic[top][0]
         if margin < claim_margin_db and "cymbals" not in close:
             piece = "cymbals"
-        hits.append(DetectedHit(frame=t, piece=piece, levels=levels))
-    # one piece per passage (a majority of at least 60 %)
-    passages, cur = [], []
-    for h in hits:
-        if cur and h.frame - cur[-1].frame > PASSAGE_GAP_S * sr:
-            passages.append(cur)
-            cur = []
-        cur.append(h)
-    if cur:
-        passages.append(cur)
-    for ps in passages:
+        hits.append(DetectedHit(frame=t, piece=piece, levels=levels,
+                                centroid_hz=_centroid_hz(takes[max(mics, key=levels.get)][t0:t0 + 2 * w], sr)))
+    for i, ps in enumerate(_passages(hits, sr)):
+        for h in ps:
+            h.passage = i
+    # one piece per passage (a majority of at least 60 %), decided before the MIDI notes so that
+    # each hit's first sample is found on its piece's close mic
+    votes = {}
+    for ps in _passages(hits, sr):
         names = [h.piece for h in ps]
         best = max(set(names), key=names.count)
-        if names.count(best) >= 0.6 * len(names):
+        if names.count(best) >= PASSAGE_MAJORITY * len(names):
+            votes[ps[0].passage] = best
             for h in ps:
-                if h.piece != best:
-                    h.by = "passage"
                 h.piece = best
     for h in hits:
         mic = close.get(h.piece) or max(mics, key=lambda m: h.levels[m])
         h.frame = first_sample(takes[mic], h.frame, sr)
         h.levels = {m: float(np.max(env[m][max(0, h.frame):h.frame + w])) for m in mics}
+    noted = set()
     if events is not None and len(events):
-        _identify_by_notes(hits, np.asarray(events, np.int64).reshape(-1, 4), sr, close, mics)
+        noted = _identify_by_notes(hits, np.asarray(events, np.int64).reshape(-1, 4), sr, close, mics, note_pieces)
+    _name_passages(hits, close, votes, noted)
     for p in {h.piece for h in hits}:
         mic = close.get(p)
         own = [h for h in hits if h.piece == p]
@@ -259,21 +360,103 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
     return hits
 
 
-def _identify_by_notes(hits, events, sr: int, close: dict, mics: list) -> None:
-    """Name hits by their MIDI notes (see :func:`detect_hits`'s ``events``), in place."""
+def _passages(hits: list, sr: int) -> list:
+    """Hits grouped into passages: less than :data:`PASSAGE_GAP_S` between neighbours."""
+    passages, cur = [], []
+    for h in hits:
+        if cur and h.frame - cur[-1].frame > PASSAGE_GAP_S * sr:
+            passages.append(cur)
+            cur = []
+        cur.append(h)
+    if cur:
+        passages.append(cur)
+    return passages
+
+
+def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
+    """Give every passage that a majority placed its own piece, in place.
+
+    The hits a MIDI note did not name, in a passage whose majority (``votes``: ``{passage:
+    piece}``) says one piece, are that piece's. Two such passages of the same piece are two
+    pieces heard loudest in the same mic (a snare and a rack tom in the snare mic): the one
+    the mic hears loudest (90th percentile of its hits' levels) keeps the piece's name, the
+    others are ``<piece>_2``, ``<piece>_3``, ... in time order, with no close mic of their own
+    (bleed in every mic) and a role from their sound (:func:`_extra_role`). A piece that MIDI
+    notes already name gives all its passages new names. A passage with no majority is not
+    placed: each of its hits keeps the piece of the mic that hears it loudest (``by`` is
+    ``"loudest mic"``), unless that piece has MIDI notes (then the loudest other piece, ``"no
+    note"``).
+    """
+    groups = {}
+    free = {}
+    for h in hits:
+        if h.by != "midi":
+            free.setdefault(h.passage, []).append(h)
+    for i, ps in free.items():
+        if i in votes:
+            groups.setdefault(votes[i], []).append(ps)
+        else:
+            for h in ps:
+                h.by = "loudest mic"
+                h.how = f"passage {i + 1} not placed (no piece has {PASSAGE_MAJORITY:.0%} of its hits): loudest mic"
+                if h.piece in noted:
+                    others = [p for p in close if p not in noted]
+                    if others:
+                        h.piece = max(others, key=lambda p: h.levels[close[p]])
+                        h.by = "no note"
+                        h.how += f"; no MIDI note, so not {', '.join(sorted(noted))}"
+    n_extra = {}
+    for piece, group in groups.items():
+        mic = close.get(piece)
+        if piece in noted or mic is None:
+            own = None if piece in noted else group[0]
+        else:
+            own = max(group, key=lambda ps: float(np.percentile([h.levels[mic] for h in ps], 90)))
+        k = 2
+        for ps in group:
+            name = piece
+            if ps is not own:
+                while f"{piece}_{k}" in close or any(h.piece == f"{piece}_{k}" for h in hits if h.by == "midi"):
+                    k += 1
+                name = f"{piece}_{k}"
+                k += 1
+            loudest = max(ps[0].levels, key=lambda m: np.median([h.levels[m] for h in ps]))
+            role = None if name == piece else _extra_role(ps, n_extra)
+            for h in ps:
+                h.piece, h.by, h.role = name, "passage", role
+                h.how = f"passage {ps[0].passage + 1}, loudest in mic {loudest!r}"
+
+
+#: A passage's pieces beyond the first loudest in one mic: cymbal roles when their sound is
+#: bright (spectral centroid of the first 100 ms above this, Hz), tom roles otherwise.
+BRIGHT_HZ = 3000.0
+
+
+def _extra_role(passage: list, used: dict) -> str:
+    """A groove role for a piece found as an extra passage (so the mixtures play it): its hits'
+    median ``centroid_hz`` (:func:`detect_hits` measures it) over :data:`BRIGHT_HZ` is a cymbal
+    (crash, then ride), else a tom (high, mid, low in turn)."""
+    bright = float(np.median([h.centroid_hz for h in passage])) > BRIGHT_HZ
+    roles = ("crash", "ride") if bright else ("tom_high", "tom_mid", "tom_low")
+    n = used.get(bright, 0)
+    used[bright] = n + 1
+    return roles[min(n, len(roles) - 1)]
+
+
+def _identify_by_notes(hits, events, sr: int, close: dict, mics: list, note_pieces: dict | None = None) -> set:
+    """Name hits by their MIDI notes (see :func:`detect_hits`'s ``events``), in place; returns
+    the pieces the notes name."""
+    table = {**GM_PIECES, **(note_pieces or {})}
     ons = events[((events[:, 1] & 0xF0) == 0x90) & (events[:, 3] > 0)]
-    noted = {GM_PIECES.get(int(n)) for n in ons[:, 2]} - {None}
+    noted = {table.get(int(n)) for n in ons[:, 2]} - {None}
     lo, hi = (int(v * sr / 1000.0) for v in NOTE_WINDOW_MS)
     for h in hits:
         near = ons[(ons[:, 0] >= h.frame + lo) & (ons[:, 0] <= h.frame + hi)]
-        pieces = [GM_PIECES[int(n)] for n in near[:, 2] if int(n) in GM_PIECES and GM_PIECES[int(n)] in close]
-        if pieces:
-            h.piece, h.by = pieces[0], "midi"
-        elif h.piece in noted:
-            others = [p for p in close if p not in noted]
-            if others:
-                h.piece = max(others, key=lambda p: h.levels[close[p]])
-                h.by = "no note"
+        named = [int(n) for n in near[:, 2] if int(n) in table]
+        if named:
+            h.piece, h.by, h.how = table[named[0]], "midi", f"MIDI note {named[0]}"
+            h.role = None
+    return noted
 
 
 def kit_from_takes(takes: dict, sample_rate: int, close: dict, hits: list | None = None, *,
@@ -296,7 +479,7 @@ def kit_from_takes(takes: dict, sample_rate: int, close: dict, hits: list | None
         e = min(x.shape[1], h.frame + int(MAX_HIT_S * sr), frames[i + 1] - pre if i + 1 < len(hits) else x.shape[1])
         if e - s < int(0.02 * sr):
             continue
-        kit.hits.append(KitHit(piece=h.piece, role=PIECE_ROLE.get(h.piece, h.piece), velocity=h.velocity,
+        kit.hits.append(KitHit(piece=h.piece, role=h.role or piece_role(h.piece), velocity=h.velocity,
                                audio=x[:, s:e].copy(), onset=h.frame - s, source=f"{name}@{h.frame}"))
     return kit, hits
 
@@ -325,6 +508,8 @@ class LineCheck:
         ``{piece: mic}`` (:func:`pieces_of_config`).
     mics, triggers : list of str
         The inputs that are mics and those that are ``trigger:`` keys.
+    pieces : dict
+        The gig's ``[pieces]`` table, ``{note: piece}`` (:func:`load_gig_and_pieces`).
     """
 
     config_path: Path
@@ -338,6 +523,7 @@ class LineCheck:
     close: dict
     mics: list
     triggers: list
+    pieces: dict = dataclasses.field(default_factory=dict)
 
     @property
     def takes(self) -> dict:
@@ -375,7 +561,7 @@ def read_line_check(config_path, takes_dir, out_dir, midi_path=None) -> LineChec
         output folder inside the takes, a MIDI key without ``midi_path``, takes shorter than
         0.1 s, a channel whose input is also a trigger key.
     """
-    cfg = load_config(config_path)
+    cfg, pieces = load_gig_and_pieces(config_path)
     src, out = check_output_dir(takes_dir, out_dir, what="takes")
     midi_ch = [ch.name for ch in cfg.channel if cfg.key_kind(ch) == "midi"]
     if midi_ch and midi_path is None:
@@ -390,10 +576,10 @@ def read_line_check(config_path, takes_dir, out_dir, midi_path=None) -> LineChec
     out.mkdir(parents=True, exist_ok=True)
     return LineCheck(config_path=Path(config_path), cfg=cfg, takes_dir=src, out=out, sample_rate=sr,
                      inputs={n: x[i] for i, n in enumerate(cfg.input_names)}, files=files, events=events,
-                     close=close, mics=mics, triggers=triggers)
+                     close=close, mics=mics, triggers=triggers, pieces=pieces)
 
 
-def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None,
+def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None, note_pieces: dict | None = None,
               where: str = "the takes") -> tuple[MultiMicKit, list]:
     """The hits step: the line check's hits as a kit (:func:`kit_from_takes`), refusing a line check
     with none.
@@ -408,6 +594,8 @@ def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None,
         ``{piece: mic}`` (:func:`pieces_of_config`).
     events : int (k, 4), optional
         The line check's MIDI (see :func:`detect_hits`).
+    note_pieces : dict, optional
+        ``{note: piece}`` overriding the General MIDI map (the gig's ``[pieces]``).
     where : str
         What the takes are, for the error message.
 
@@ -420,10 +608,36 @@ def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None,
     DebleedError
         No hit found.
     """
-    kit, hits = kit_from_takes(takes, sample_rate, close, events=events)
+    hits = detect_hits(takes, sample_rate, close, events=events, note_pieces=note_pieces)
+    kit, hits = kit_from_takes(takes, sample_rate, close, hits)
     if not kit.hits:
         raise DebleedError(f"no hits found in {where}: play each piece alone, a few seconds each")
     return kit, hits
+
+
+def passage_summary(hits: list, sample_rate: int) -> tuple[list, list]:
+    """The line check's passages for the report, and a warning per passage not placed.
+
+    Returns
+    -------
+    (list of dict, list of str)
+        Per passage: ``passage`` (from 1), ``start_s``, ``end_s``, ``hits``, ``pieces``
+        (``{piece: hits}``), ``placed`` (one piece by its mic or MIDI notes); the warnings.
+    """
+    rows, warnings = [], []
+    for i in sorted({h.passage for h in hits}):
+        ps = [h for h in hits if h.passage == i]
+        pieces = {p: sum(1 for h in ps if h.piece == p) for p in dict.fromkeys(h.piece for h in ps)}
+        placed = all(h.by in ("midi", "passage") for h in ps)
+        rows.append({"passage": i + 1, "start_s": ps[0].frame / sample_rate, "end_s": ps[-1].frame / sample_rate,
+                     "hits": len(ps), "pieces": pieces, "placed": placed})
+        if not placed:
+            warnings.append(f"passage {i + 1} ({ps[0].frame / sample_rate:.1f}-{ps[-1].frame / sample_rate:.1f} s, "
+                            f"{len(ps)} hits) could not be placed: no mic hears {PASSAGE_MAJORITY:.0%} of its hits "
+                            f"loudest, so each hit went to the mic that hears it loudest "
+                            f"({', '.join(f'{p} {n}' for p, n in pieces.items())}); play one piece per passage, "
+                            f"with more than {PASSAGE_GAP_S:g} s of silence between passages")
+    return rows, warnings
 
 
 def identified_by(hits: list, pieces: list) -> dict:
@@ -431,3 +645,10 @@ def identified_by(hits: list, pieces: list) -> dict:
     (:attr:`DetectedHit.by`)."""
     return {p: {by: sum(1 for h in hits if h.piece == p and h.by == by)
                 for by in sorted({h.by for h in hits if h.piece == p})} for p in pieces}
+
+
+def identified_how(hits: list, pieces: list) -> dict:
+    """``{piece: {how: count}}`` for each of ``pieces``, in words (:attr:`DetectedHit.how`:
+    the MIDI note, or the passage and the mic that hears it loudest)."""
+    return {p: {how: sum(1 for h in hits if h.piece == p and h.how == how)
+                for how in dict.fromkeys(h.how for h in hits if h.piece == p)} for p in pieces}

@@ -11,7 +11,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path, atomic_write_text, jsonable
 from debleed.soundcheck.bleed import bleed_table
-from debleed.soundcheck.hits import identified_by
+from debleed.soundcheck.hits import PASSAGE_GAP_S, identified_by, identified_how, passage_summary
 
 
 def plot_hits(path, takes: dict, sample_rate: int, hits: list) -> None:
@@ -78,9 +78,24 @@ def plot_alignment(path, delays: dict, sample_rate: int) -> None:
 def report_markdown(r: dict) -> str:
     """``report.md``."""
     lines = ["# Soundcheck", "", f"Config `{r['config']}`, {r['sample_rate']} Hz, {r['seconds']:.1f} s of takes.", "",
-             "## Hits found per piece", "", "| piece | close mic | hits |", "|---|---|---:|"]
+             "## Hits found per piece", "", "| piece | close mic | hits | identified by |", "|---|---|---:|---|"]
+    how = r.get("hits_identified_how", {})
     for p, n in r["hits_per_piece"].items():
-        lines.append(f"| {p} | {r['close_mics'].get(p, '(none: no close mic claims it)')} | {n} |")
+        said = "; ".join(f"{h} ({k})" for h, k in how.get(p, {}).items())
+        lines.append(f"| {p} | {r['close_mics'].get(p, '(none: bleed in every mic)')} | {n} | {said} |")
+    if r.get("pieces_table"):
+        lines += ["", "MIDI notes named by the gig's `[pieces]` table: "
+                  + ", ".join(f"{k} = {v}" for k, v in r["pieces_table"].items()) + "."]
+    if r.get("passages"):
+        lines += ["", "Passages (one piece played alone; hits less than "
+                  f"{r.get('passage_gap_s', 1.0):g} s apart):", "", "| passage | time, s | hits | pieces |",
+                  "|---:|---|---:|---|"]
+        for ps in r["passages"]:
+            mark = "" if ps["placed"] else " **(not placed)**"
+            lines.append(f"| {ps['passage']} | {ps['start_s']:.1f}-{ps['end_s']:.1f} | {ps['hits']} | "
+                         + ", ".join(f"{p} {k}" for p, k in ps["pieces"].items()) + mark + " |")
+    for w in r.get("warnings", []):
+        lines += ["", f"**Warning:** {w}."]
     bm = r["bleed_matrix"]
     mat = np.array([[np.nan if v is None else v for v in row] for row in bm["db"]])
     lines += ["", "![hits](hits.png)", "", "## Bleed matrix", "",
@@ -155,14 +170,19 @@ def soundcheck_report(lc, kit, hits: list, bleed, keys: dict, fits: dict, denois
     -------
     dict
         ``config``, ``takes``, ``sample_rate``, ``seconds``, ``block``, ``hits_per_piece``,
-        ``close_mics``, ``hits_identified_by``, ``bleed_matrix``, ``channels`` (per gated
+        ``close_mics``, ``hits_identified_by`` (counts per kind), ``hits_identified_how`` (in
+        words), ``pieces_table`` (the gig's ``[pieces]``), ``passages`` and ``warnings``
+        (:func:`~debleed.soundcheck.hits.passage_summary`), ``bleed_matrix``, ``channels`` (per gated
         channel: key, piece, alignment, settings, why, fit metrics, grid points, denoise) and
         ``denoiser``.
     """
+    passages, warnings = passage_summary(hits, lc.sample_rate)
     channels = {name: {"key": f.key, "piece": f.piece, "alignment": keys[name].alignment, "settings": f.values,
                        "why": f.why, "fit": f.metrics, "grid_points": f.grid_points,
                        "denoise": None if f.denoise is None else f.denoise[0]} for name, f in fits.items()}
     return {"config": str(lc.config_path), "takes": lc.files, "sample_rate": lc.sample_rate, "seconds": lc.seconds,
             "block": block, "hits_per_piece": {p: len(kit.of(piece=p)) for p in kit.pieces}, "close_mics": lc.close,
-            "hits_identified_by": identified_by(hits, kit.pieces), "bleed_matrix": bleed.as_json(),
-            "channels": channels, "denoiser": denoisers}
+            "hits_identified_by": identified_by(hits, kit.pieces),
+            "hits_identified_how": identified_how(hits, kit.pieces), "pieces_table": lc.pieces,
+            "passages": passages, "passage_gap_s": PASSAGE_GAP_S, "warnings": warnings,
+            "bleed_matrix": bleed.as_json(), "channels": channels, "denoiser": denoisers}
