@@ -18,9 +18,15 @@ per module:
    needs to open, less the denoiser stage's latency.
 6. **Gate fit** (:func:`debleed.soundcheck.fit.fit_channels`): a grid around the first settings
    through :class:`~debleed.dsp.chain.Chain` on grooves mixed from the line check's hits.
-7. **The gig and the report** (:mod:`debleed.soundcheck.gig`, :mod:`debleed.soundcheck.report`):
-   ``OUT/gig.toml`` (the input config with the new values, one comment each), ``report.md``,
-   ``report.json`` and PNGs.
+7. **The gig** (:mod:`debleed.soundcheck.gig`): ``OUT/gig.toml``, the input config with the new
+   values, one comment each.
+8. **The show, predicted** (:mod:`debleed.soundcheck.predict`): the gig, as ``debleed render``
+   runs it, on grooves mixed from the half of each piece's hits that steps 3-6 never saw, at the
+   measured balance and at +10 dB of bleed.
+9. **The report** (:mod:`debleed.soundcheck.report`): ``report.md``, ``report.json`` and PNGs.
+
+Steps 3, 4 and 6 see one half of each piece's hits (alternate recordings by velocity); the
+hits, the bleed matrix and the key delays are measured on all of them.
 
 The constants more than one step uses live in :mod:`debleed.soundcheck.common`.
 """
@@ -37,6 +43,7 @@ from debleed.soundcheck.alignment import align_keys
 from debleed.soundcheck.bleed import bleed_table, measure_bleed
 from debleed.soundcheck.fit import fit_channels, initial_channel_settings
 from debleed.soundcheck.gig import write_gig
+from debleed.soundcheck.predict import PREDICT_GROOVES, PREDICT_SECONDS, predict_show
 from debleed.soundcheck.hits import find_hits, kit_from_takes, passage_summary, read_line_check  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
 from debleed.soundcheck.report import plot_alignment, plot_hits, soundcheck_report, write_report
 
@@ -67,7 +74,8 @@ def check_options(minutes: float, device: str) -> None:
 
 def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: float = 5.0, device: str = "cpu",
                    block: int = 128, progress: bool = True, seed: int = 0, fit_scenes: int = 3,
-                   denoiser_scenes: int = 160) -> dict:
+                   denoiser_scenes: int = 160, predict_grooves: int = PREDICT_GROOVES,
+                   predict_seconds: float = PREDICT_SECONDS) -> dict:
     """``debleed soundcheck``: the steps of the module docs, in order.
 
     Parameters
@@ -87,9 +95,10 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     device : str
         torch device for fine-tuning: ``cpu`` (default) or ``cuda``.
     block : int
-        The JACK period the gig will run at, frames (recorded in the report). A denoised
-        channel's audio reaches its gate the denoiser stage's ``latency_samples`` after its key
-        (63 samples for the shipped models) whatever the period; the lookahead accounts for it.
+        The JACK period the gig will run at, frames: the prediction's renders run at it. A
+        denoised channel's audio reaches its gate the denoiser stage's ``latency_samples`` after
+        its key (63 samples for the shipped models) whatever the period; the lookahead accounts
+        for it.
     progress : bool
         Progress lines and bars.
     seed : int
@@ -98,6 +107,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
         Grooves per channel for the gate fit; default 3.
     denoiser_scenes : int
         Fine-tuning mixtures per denoised channel; default 160.
+    predict_grooves, predict_seconds :
+        Grooves per bleed balance and their length (s) for the show prediction
+        (:func:`debleed.soundcheck.predict.predict_show`); default 6 of 8 s.
 
     Returns
     -------
@@ -127,12 +139,13 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     bleed = measure_bleed(kit, out)
     say("soundcheck: bleed matrix (dB relative to each mic's own piece):\n" + bleed_table(bleed.mics, bleed.pieces, bleed.db))
 
-    models, denoisers = adapt_denoisers(lc.cfg, kit, out, minutes=minutes, device=device, seed=seed,
+    fit_kit, held_out = kit.split(every=2, keep=0)  # fit on one half of each piece's hits, predict on the other
+    models, denoisers = adapt_denoisers(lc.cfg, fit_kit, out, minutes=minutes, device=device, seed=seed,
                                         progress=progress, n_train=denoiser_scenes, say=say)
 
-    starts = initial_channel_settings(lc.cfg, kit, bleed)
+    starts = initial_channel_settings(lc.cfg, fit_kit, bleed)
     keys = align_keys(starts, kit, hits, lc.inputs, lc.events, models)
-    fits = fit_channels(lc.cfg, kit, starts, keys, models, n_scenes=fit_scenes, seed=seed, progress=progress)
+    fits = fit_channels(lc.cfg, fit_kit, starts, keys, models, n_scenes=fit_scenes, seed=seed, progress=progress)
 
     report = soundcheck_report(lc, kit, hits, bleed, keys, fits, denoisers, block=block)
     measured = {name: (k.delays_ms, k.alignment) for name, k in keys.items() if k.measured}
@@ -142,7 +155,12 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     write_gig(lc.config_path, out / "gig.toml", {n: (f.values, f.why, f.denoise) for n, f in fits.items()}, models,
               shipped_models={ch.name: denoisers.get(ch.name, {}).get("kept_shipped", True)
                               for ch in lc.cfg.channel if ch.denoise})
-    load_config(out / "gig.toml")  # what we wrote must load
+    gig = load_config(out / "gig.toml")  # what we wrote must load
+
+    say(f"soundcheck: predicting the show on {predict_grooves} grooves of the {len(held_out.hits)} held-out hits")
+    report["prediction"] = predict_show({"soundcheck": gig, "as given": lc.cfg}, held_out, keys, channels=list(fits),
+                                        block=block, n_grooves=predict_grooves, seconds=predict_seconds, seed=seed)
+    report["prediction"]["fit_hits"] = len(fit_kit.hits)
     report["gig"] = str(out / "gig.toml")
     report["seconds_taken"] = round(time.monotonic() - t_start, 1)
     write_report(out, report)

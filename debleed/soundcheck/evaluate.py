@@ -14,7 +14,8 @@
    gig and with the MIDI-keyed gate of ``configs/demo.toml`` (the baseline);
 4. per groove: the snare's SI-SDR against its own clean signal, bleed reduction between hits,
    hit loss of loud hits and ghost notes (first 30 ms, against the mic), and the kick's hit
-   loss (its attack).
+   loss (its attack); next to them, what the soundcheck's report predicted
+   (:mod:`debleed.soundcheck.predict`, from line-check hits its fit never saw).
 """
 
 from __future__ import annotations
@@ -222,7 +223,9 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
               "denoiser": {k: {kk: vv for kk, vv in v.items() if kk in ("before", "after", "why", "kept_shipped", "steps")}
                            for k, v in rep["denoiser"].items()},
               "kick_lookahead_ms": rep["channels"]["kick"]["settings"].get("lookahead_ms"),
-              "snare_settings": rep["channels"]["snare"]["settings"], "grooves": rows}
+              "snare_settings": rep["channels"]["snare"]["settings"], "grooves": rows,
+              "predicted": {ch: rep["prediction"]["channels"][ch]["soundcheck"]["+0"]
+                            for ch in ("snare", "kick") if ch in rep.get("prediction", {}).get("channels", {})}}
     atomic_write_text(out / "soundcheck_eval.json", json.dumps(result, indent=2, default=float) + "\n")
     atomic_write_text(out / "soundcheck_eval.md", eval_markdown(result))
     return result
@@ -254,6 +257,16 @@ def eval_markdown(r: dict) -> str:
             m = g[lab]["kick"]
             lines.append(f"| {g['groove']} | {'demo config' if lab == 'midi gate' else lab} | {m['hit_loss_loud_db']:.2f} | "
                          f"{m['attack_loss_2ms_db']:.2f} | {m['bleed_reduction_db']:.1f} |")
+    if r.get("predicted"):
+        lines += ["", "The soundcheck report's prediction (median over its grooves, 10-90 %) against the show's median:", "",
+                  "| channel | SI-SDR dB: predicted / show | bleed reduction dB: predicted / show |", "|---|---:|---:|"]
+        for ch, p in r["predicted"].items():
+            show = [g["soundcheck"][ch] for g in r["grooves"]]
+            sdr = float(np.median([m["si_sdr_db"] for m in show]))
+            br = float(np.nanmedian([m["bleed_reduction_db"] for m in show]))
+            lines.append(f"| {ch} | {p['si_sdr_db']['median']:.1f} ({p['si_sdr_db']['p10']:.1f} to {p['si_sdr_db']['p90']:.1f}) / "
+                         f"{sdr:.1f} | {p['bleed_reduction_db']['median']:.1f} ({p['bleed_reduction_db']['p10']:.1f} to "
+                         f"{p['bleed_reduction_db']['p90']:.1f}) / {br:.1f} |")
     for name, d in r["denoiser"].items():
         lines += ["", f"Denoiser ({name}): {d.get('why', '')}"]
     return "\n".join(lines) + "\n"

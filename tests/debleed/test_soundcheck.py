@@ -267,7 +267,7 @@ def test_soundcheck_end_to_end_writes_a_gig_that_loads_with_comments(tmp_path):
     gig = tmp_path / "gig.toml"
     gig.write_text(GIG)
     out = tmp_path / "out"
-    rep = run_soundcheck(gig, takes, out, progress=False, fit_scenes=1)
+    rep = run_soundcheck(gig, takes, out, progress=False, fit_scenes=1, predict_grooves=2, predict_seconds=2.0)
     assert rep["hits_per_piece"] == {"kick": 6, "snare": 6, "hihat": 6}
     text = (out / "gig.toml").read_text()
     assert "# my gig: keep this comment" in text and "# the kick" in text
@@ -592,3 +592,59 @@ def test_two_passages_loudest_in_one_mic_are_two_pieces_and_pieces_names_notes(t
     text = write_gig(gig, tmp_path / "o.toml", {}, {}, {})
     load_config(tmp_path / "o.toml")  # debleed live loads it: [pieces] stays as a comment
     assert '# 47 = "rack_tom"' in text
+
+
+def test_the_report_predicts_what_render_measures_on_the_show(tmp_path):
+    """A held-out synthetic kit: the line check plays one half of its recordings, the show (grooves
+    through `debleed render` with the gig the soundcheck wrote) the other half. The report's
+    predicted SI-SDR and bleed reduction at the measured balance (median over its grooves, from
+    line-check hits the fit never saw) land within 2 dB of the show's medians."""
+    from debleed.models.metrics import align, bleed_reduction_db, si_sdr_db
+    from debleed.offline.audiofile import read_audio
+    from debleed.offline.render import render_gig
+    from debleed.soundcheck.predict import show_groove
+
+    full = synth_kit(n_per_piece=12, seed=3)
+    check_kit, show_kit = full.split(every=2, keep=0)
+    mx, played = takes_of(check_kit)
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    for m, x in mx.mics.items():
+        write_audio(takes / f"{m}.wav", x[None], SR, subtype="FLOAT")
+    trig = piezo_trigger(played, mx.mics["kick"].size, SR, lag_s=0.005, crosstalk_db={})
+    write_audio(takes / "kick_trig.wav", trig[None], SR, subtype="FLOAT")
+    gig = tmp_path / "gig.toml"
+    gig.write_text(GIG)
+    rep = run_soundcheck(gig, takes, tmp_path / "out", progress=False, fit_scenes=1, predict_grooves=8,
+                         predict_seconds=6.0)
+    pred = rep["prediction"]["channels"]
+    shown = {"kick": [], "snare": []}
+    n = 6 * SR
+    for g in range(6):
+        hits = show_groove(6.0, SR, seed=900 + g)
+        show = mix(show_kit, hits, n, seed=g)
+        folder = tmp_path / f"show{g}"
+        folder.mkdir()
+        for m, x in show.mics.items():
+            write_audio(folder / f"{m}.wav", x[None], SR, subtype="FLOAT")
+        write_audio(folder / "kick_trig.wav", piezo_trigger(hits, n, SR, lag_s=0.005, jitter_s=0.0005,
+                                                            crosstalk_db={}, seed=g)[None], SR, subtype="FLOAT")
+        r = render_gig(tmp_path / "out" / "gig.toml", folder, tmp_path / f"render{g}", plots=False)
+        for ch in shown:
+            y = align(read_audio(tmp_path / f"render{g}" / f"{ch}.wav")[0][0], r["channels"][ch]["latency_samples"], n)
+            shown[ch].append((si_sdr_db(show.own[ch], y), bleed_reduction_db(show.mics[ch], y, show.own[ch], SR)))
+    for ch, rows in shown.items():
+        p = pred[ch]["soundcheck"]["+0"]
+        sdr, br = np.median([r[0] for r in rows]), np.median([r[1] for r in rows])
+        print(ch, "predicted", p["si_sdr_db"]["median"], p["bleed_reduction_db"]["median"], "show", sdr, br)
+        assert abs(p["si_sdr_db"]["median"] - sdr) <= 2.0, (ch, p["si_sdr_db"], sdr)
+        assert abs(p["bleed_reduction_db"]["median"] - br) <= 2.0, (ch, p["bleed_reduction_db"], br)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## What to expect at the show" in md and "| snare | soundcheck | +10 dB |" in md
+
+
+def test_the_command_line_default_grooves_are_the_predictions():
+    from debleed.cli.soundcheck import PREDICT_GROOVES
+    from debleed.soundcheck import predict
+
+    assert PREDICT_GROOVES == predict.PREDICT_GROOVES
