@@ -8,14 +8,16 @@ per module:
    :class:`~debleed.models.kit.MultiMicKit`.
 2. **Bleed** (:mod:`debleed.soundcheck.bleed`): the bleed matrix, per mic the median level of
    every piece relative to the mic's own piece, dB.
-3. **Denoiser** (:mod:`debleed.soundcheck.adapt`): the snare denoiser of each denoised channel
-   fine-tuned on mixtures of the line check's hits, kept only if it beats the shipped one on
-   held-out hits. Before the gates: a gate after a denoiser is fitted on the denoiser's output.
-4. **First gate settings** (:func:`debleed.soundcheck.fit.initial_channel_settings`): threshold,
+3. **First gate settings** (:func:`debleed.soundcheck.fit.initial_channel_settings`): threshold,
    hysteresis, hold, release and range from the measured levels, decay times and bleed.
-5. **Alignment** (:mod:`debleed.soundcheck.alignment`): per keyed channel, key time minus the
+4. **Alignment** (:mod:`debleed.soundcheck.alignment`): per keyed channel, key time minus the
    first sample of each hit; ``lookahead_ms`` covers the latest key plus the time the attack
-   needs to open, less the denoiser stage's latency.
+   needs to open, less the denoiser stage's latency (the model's ``window - 1`` samples: an
+   adapted model keeps its start model's architecture, so its latency).
+5. **Denoiser** (:mod:`debleed.soundcheck.adapt`): the snare denoiser of each denoised channel
+   fine-tuned on mixtures of the line check's hits (an informed model with the channel's
+   reference mics and its key at the measured delays), kept only if it beats the start model
+   on held-out hits. Before the gate fit: a gate after a denoiser is fitted on its output.
 6. **Gate fit** (:func:`debleed.soundcheck.fit.fit_channels`): a grid around the first settings
    through :class:`~debleed.dsp.chain.Chain` on grooves mixed from the line check's hits.
 7. **The gig** (:mod:`debleed.soundcheck.gig`): ``OUT/gig.toml``, the input config with the new
@@ -25,7 +27,7 @@ per module:
    measured balance and at +10 dB of bleed.
 9. **The report** (:mod:`debleed.soundcheck.report`): ``report.md``, ``report.json`` and PNGs.
 
-Steps 3, 4 and 6 see one half of each piece's hits (alternate recordings by velocity); the
+Steps 3, 5 and 6 see one half of each piece's hits (alternate recordings by velocity); the
 hits, the bleed matrix and the key delays are measured on all of them.
 
 The constants more than one step uses live in :mod:`debleed.soundcheck.common`.
@@ -38,7 +40,7 @@ import time
 
 from debleed.errors import DebleedError
 from debleed.rt.config import load_config
-from debleed.soundcheck.adapt import adapt_denoisers
+from debleed.soundcheck.adapt import adapt_denoisers, start_models
 from debleed.soundcheck.alignment import align_keys
 from debleed.soundcheck.bleed import bleed_table, measure_bleed
 from debleed.soundcheck.fit import fit_channels, initial_channel_settings
@@ -140,11 +142,10 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     say("soundcheck: bleed matrix (dB relative to each mic's own piece):\n" + bleed_table(bleed.mics, bleed.pieces, bleed.db))
 
     fit_kit, held_out = kit.split(every=2, keep=0)  # fit on one half of each piece's hits, predict on the other
-    models, denoisers = adapt_denoisers(lc.cfg, fit_kit, out, minutes=minutes, device=device, seed=seed,
-                                        progress=progress, n_train=denoiser_scenes, say=say)
-
     starts = initial_channel_settings(lc.cfg, fit_kit, bleed)
-    keys = align_keys(starts, kit, hits, lc.inputs, lc.events, models)
+    keys = align_keys(starts, kit, hits, lc.inputs, lc.events, start_models(lc.cfg, sr))
+    models, denoisers = adapt_denoisers(lc.cfg, fit_kit, out, keys=keys, minutes=minutes, device=device, seed=seed,
+                                        progress=progress, n_train=denoiser_scenes, say=say)
     fits = fit_channels(lc.cfg, fit_kit, starts, keys, models, n_scenes=fit_scenes, seed=seed, progress=progress)
 
     report = soundcheck_report(lc, kit, hits, bleed, keys, fits, denoisers, block=block)

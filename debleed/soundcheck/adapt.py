@@ -23,36 +23,52 @@ from debleed.models.train import model_path as shipped_path
 from debleed.models.train import train
 from debleed.soundcheck.common import MAX_LOUD_LOSS_DB
 from debleed.soundcheck.fit import FitScene, pool, scene_metrics
+from debleed.soundcheck.informed import InformedInputs, denoise_informed, informed_inputs, informed_scene
 
 #: Bleed-level augmentation of the denoiser's fine-tuning mixtures, dB around the measured bleed.
 AUGMENT_BLEED_DB = (-10.0, 20.0)
 
 
-def _scenes_npz(path, kit: MultiMicKit, mic: str, *, n: int, seconds: float, seed: int, offsets) -> Path:
+def _scenes_npz(path, kit: MultiMicKit, mic: str, *, n: int, seconds: float, seed: int, offsets,
+                informed: InformedInputs | None = None) -> Path:
     noisy = np.zeros((n, int(round(seconds * kit.sample_rate))), np.float32)
     clean = np.zeros_like(noisy)
+    extra = {} if informed is None else {"refs": np.zeros((n, informed.n_refs, noisy.shape[1]), np.float32),
+                                         "key": np.zeros_like(noisy)}
     rng = np.random.default_rng([seed, 31])
     for i in range(n):
         off = float(rng.uniform(*offsets)) if isinstance(offsets, tuple) else float(offsets[i % len(offsets)])
-        sc = kit_scene(kit, mic, seconds=seconds, seed=seed * 1009 + i, bleed_offset_db=off)
+        if informed is None:
+            sc = kit_scene(kit, mic, seconds=seconds, seed=seed * 1009 + i, bleed_offset_db=off)
+        else:
+            sc = informed_scene(kit, mic, informed, seconds=seconds, seed=seed * 1009 + i, bleed_offset_db=off)
+            extra["refs"][i], extra["key"][i] = sc.refs, sc.key
         g = np.float32(10.0 ** (rng.uniform(-12.0, 3.0) / 20.0)) if isinstance(offsets, tuple) else np.float32(1.0)
         noisy[i], clean[i] = sc.noisy * g, sc.clean * g
+        if informed is not None:
+            extra["refs"][i] *= g  # the whole stage at one gain; the key is a velocity, not a level
     with atomic_path(Path(path)) as tmp:
-        np.savez(tmp, noisy=noisy, clean=clean, sample_rate=np.int64(kit.sample_rate))
+        np.savez(tmp, noisy=noisy, clean=clean, sample_rate=np.int64(kit.sample_rate), **extra)
     return Path(path)
 
 
-def denoiser_metrics(model_path, scenes: list, sample_rate: int) -> dict:
+def denoiser_metrics(model_path, scenes: list, sample_rate: int, informed: InformedInputs | None = None) -> dict:
     """A model's metrics (:func:`~debleed.soundcheck.fit.pool`) on denoiser scenes
-    (:func:`~debleed.models.kit.kit_scene`)."""
-    den = Denoiser(model_path)
-    den.prepare(sample_rate, 1024)
+    (:func:`~debleed.models.kit.kit_scene`, or :func:`informed_scene` with ``informed``: the
+    model then hears the scenes' reference mics and key, as the denoiser stage feeds them)."""
+    den = None
+    if informed is None:
+        den = Denoiser(model_path)
+        den.prepare(sample_rate, 1024)
     ms = []
     for sc in scenes:
-        y = denoise_signal(sc.noisy, sample_rate, denoiser=den, compensate=False)
+        if den is not None:
+            y, lat = denoise_signal(sc.noisy, sample_rate, denoiser=den, compensate=False), den.latency_samples
+        else:
+            y, lat = denoise_informed(model_path, sc.noisy, sc.refs, sc.key if informed.key else None)
         fs = FitScene(audio=sc.noisy, key=None, events=np.zeros((0, 4)), mic=sc.noisy, own=sc.clean,
-                      frames=sc.hit_frames, velocities=sc.hit_velocities, latency=den.latency_samples)
-        ms.append(scene_metrics(fs, y, sample_rate, den.latency_samples))
+                      frames=sc.hit_frames, velocities=sc.hit_velocities, latency=lat)
+        ms.append(scene_metrics(fs, y, sample_rate, lat))
     return pool(ms)
 
 
@@ -62,7 +78,8 @@ FINE_TUNE_LOSS = {}  # the defaults: SI-SDR weight 0.05 (0.5, as make train's se
 
 def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: float = 5.0, device: str = "cpu",
                    work_dir, seed: int = 0, progress: bool = True, n_train: int = 160, scene_s: float = 4.0,
-                   n_valid: int = 6, valid_s: float = 8.0, lr: float = 3e-4, loss_kwargs: dict | None = None) -> dict:
+                   n_valid: int = 6, valid_s: float = 8.0, lr: float = 3e-4, loss_kwargs: dict | None = None,
+                   informed: InformedInputs | None = None) -> dict:
     """Fine-tune ``shipped`` on mixtures of the kit's hits for the close mic ``mic``.
 
     A quarter of the recordings (:meth:`MultiMicKit.split`, every 4th by velocity) is held out:
@@ -70,6 +87,10 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     Training scenes mix the other hits with every piece's bleed offset by a random
     -10..+20 dB (:data:`AUGMENT_BLEED_DB`) and a random gain. Training runs ``minutes`` on
     ``device`` (:func:`debleed.models.train.train`, from the shipped model's weights).
+
+    An informed model (``informed``, :func:`informed_inputs`) is fine-tuned and validated with
+    the channel's own reference mics and key, mixed from the same hits (:func:`informed_scene`),
+    all connected (no inputs dropped): what it hears at this gig.
 
     Returns
     -------
@@ -83,17 +104,24 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     if not valid_kit.of(piece=kit.own_pieces(mic)[0]) or not train_kit.of(piece=kit.own_pieces(mic)[0]):
         raise DebleedError(f"too few hits of {kit.own_pieces(mic)[0]} to hold some out for validation")
     tr = _scenes_npz(work / "train.npz", train_kit, mic, n=n_train, seconds=scene_s, seed=seed + 1,
-                     offsets=AUGMENT_BLEED_DB)
-    va = _scenes_npz(work / "valid.npz", valid_kit, mic, n=2, seconds=valid_s, seed=seed + 2, offsets=[0.0])
-    vscenes = [kit_scene(valid_kit, mic, seconds=valid_s, seed=(seed + 3) * 1009 + i, bleed_offset_db=0.0, augment=False)
-               for i in range(max(1, n_valid))]
-    before = denoiser_metrics(shipped, vscenes, kit.sample_rate)
+                     offsets=AUGMENT_BLEED_DB, informed=informed)
+    va = _scenes_npz(work / "valid.npz", valid_kit, mic, n=2, seconds=valid_s, seed=seed + 2, offsets=[0.0],
+                     informed=informed)
+    if informed is None:
+        vscenes = [kit_scene(valid_kit, mic, seconds=valid_s, seed=(seed + 3) * 1009 + i, bleed_offset_db=0.0,
+                             augment=False) for i in range(max(1, n_valid))]
+    else:
+        vscenes = [informed_scene(valid_kit, mic, informed, seconds=valid_s, seed=(seed + 3) * 1009 + i,
+                                  augment=False) for i in range(max(1, n_valid))]
+    metric_kw = {} if informed is None else {"informed": informed}
+    before = denoiser_metrics(shipped, vscenes, kit.sample_rate, **metric_kw)
     res = train(sample_rate=kit.sample_rate, steps=100000, work_dir=work, out=out_onnx, init_onnx=shipped,
                 seed=seed, batch=8, crop_s=min(0.67, scene_s), lr=lr, scene_s=scene_s, ckpt_every=100000,
                 resume=False, progress=progress, valid_scenes=2, data=(tr, va), ckpt_name="soundcheck.pt",
                 device=device, max_seconds=60.0 * minutes,
-                loss_kwargs=FINE_TUNE_LOSS if loss_kwargs is None else loss_kwargs)
-    after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate)
+                loss_kwargs=FINE_TUNE_LOSS if loss_kwargs is None else loss_kwargs,
+                **({} if informed is None else {"drop_key": 0.0, "drop_ref": 0.0, "drop_all_refs": 0.0}))
+    after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate, **metric_kw)
     # loud hits against the clean snare: against the mic, removing the bleed under a hit counts
     # as losing the hit (on the +10 dB scenes the bleed is as loud as the snare)
     ok_loud = after["hit_loss_loud_vs_clean_db"] <= max(before["hit_loss_loud_vs_clean_db"] + 0.2, MAX_LOUD_LOSS_DB)
@@ -110,7 +138,9 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
         Path(out_onnx).unlink(missing_ok=True)
     return {"before": before, "after": after, "kept_shipped": not better, "model": str(shipped if not better else out_onnx),
             "why": why, "steps": res["steps"], "train_seconds": res["seconds"], "n_valid_scenes": len(vscenes),
-            "valid_hits": len(valid_kit.hits), "train_hits": len(train_kit.hits)}
+            "valid_hits": len(valid_kit.hits), "train_hits": len(train_kit.hits),
+            "informed": None if informed is None else {"refs": list(informed.refs), "n_refs": informed.n_refs,
+                                                       "key": informed.key}}
 
 
 def shipped_model(sample_rate: int):
@@ -118,8 +148,19 @@ def shipped_model(sample_rate: int):
     return shipped_path(sample_rate) if int(sample_rate) in (44100, 48000) else None
 
 
-def adapt_denoisers(cfg, kit: MultiMicKit, out_dir, *, minutes: float = 5.0, device: str = "cpu", seed: int = 0,
-                    progress: bool = True, n_train: int = 160, say=None) -> tuple[dict, dict]:
+def start_models(cfg, sample_rate: int) -> dict:
+    """``{channel: model path}``: the model each denoised channel starts from (its
+    ``denoise_model``, else the shipped one; absent when there is none for the rate)."""
+    out = {}
+    for ch in cfg.channel:
+        if ch.denoise and (ch.denoise_model or shipped_model(sample_rate)):
+            out[ch.name] = str(ch.denoise_model or shipped_model(sample_rate))
+    return out
+
+
+def adapt_denoisers(cfg, kit: MultiMicKit, out_dir, *, keys: dict | None = None, minutes: float = 5.0,
+                    device: str = "cpu", seed: int = 0, progress: bool = True, n_train: int = 160,
+                    say=None) -> tuple[dict, dict]:
     """The denoiser step: :func:`adapt_denoiser` for every denoised channel of ``cfg``.
 
     The channel's own ``denoise_model``, else the shipped model for the kit's rate, is the
@@ -134,6 +175,9 @@ def adapt_denoisers(cfg, kit: MultiMicKit, out_dir, *, minutes: float = 5.0, dev
         The line check's hits.
     out_dir : path
         ``OUT``: adapted models are written to ``OUT/<channel>.onnx``.
+    keys : dict, optional
+        ``{channel: KeyAlignment}`` (:func:`debleed.soundcheck.alignment.align_keys`): an informed
+        model's key is rebuilt at its channel's measured key delays.
     minutes : float
         Fine-tuning time per channel, minutes (> 0).
     device : str
@@ -166,9 +210,14 @@ def adapt_denoisers(cfg, kit: MultiMicKit, out_dir, *, minutes: float = 5.0, dev
             continue
         say(f"soundcheck: adapting the denoiser of channel {ch.name!r} for {minutes:g} min on {device}")
         try:
+            k = (keys or {}).get(ch.name)
+            inf = informed_inputs(shipped, ch, k.key_delays_ms if k is not None else ())
+            if inf is not None:
+                say(f"soundcheck: {ch.name}: an informed model, fine-tuned with reference mics "
+                    f"{', '.join(inf.refs) or '(none)'} and {'the key' if inf.key else 'no key'}")
             res = adapt_denoiser(kit, ch.input, out / f"{ch.name}.onnx", shipped=shipped, minutes=minutes,
                                  device=device, work_dir=out / ".soundcheck-work", seed=seed, progress=progress,
-                                 n_train=n_train)
+                                 n_train=n_train, informed=inf)
         except DebleedError as e:
             res = {"why": f"not adapted: {e}", "model": str(shipped), "kept_shipped": True}
         finally:  # rendered mixtures and the checkpoint: hundreds of MB, not an output

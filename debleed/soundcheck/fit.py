@@ -23,6 +23,7 @@ from debleed.models.kit import KitHit, MultiMicKit, groove, mix, role_piece
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, rms_envelope, si_sdr_db
 from debleed.soundcheck.alignment import key_alignment
 from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY, MAX_GHOST_LOSS_DB, clamp
+from debleed.soundcheck.informed import denoise_informed, informed_inputs, key_track
 
 #: The loud-hit bound the gate fit keeps on its mixtures: the target less a margin for the show,
 #: which plays other hits (0.5 dB on the fit mixtures became 0.3-0.8 dB on The Black Pearl's show).
@@ -240,7 +241,9 @@ def channel_scenes(kit: MultiMicKit, ch, sample_rate: int, *, key_delays_ms, den
         empty).
     denoise_model : path, optional
         Run the channel's audio through this denoiser first (``audio`` is then late by its
-        ``latency_samples``; ``dry`` is the mic delayed as much).
+        ``latency_samples``; ``dry`` is the mic delayed as much). An informed model hears the
+        channel's reference mics from the same mix and its key (the rebuilt key events, at the
+        hits' velocities), as the denoiser stage feeds them.
     n : int
         Mixtures; default 3.
     seconds : float
@@ -254,10 +257,11 @@ def channel_scenes(kit: MultiMicKit, ch, sample_rate: int, *, key_delays_ms, den
     kind, _, ref = ch.key.partition(":")
     pieces = set(kit.own_pieces(ch.input))
     rng = np.random.default_rng([seed, 77])
-    den = None
+    den = inf = None
     if denoise_model is not None:
         den = Denoiser(denoise_model)
         den.prepare(sample_rate, 1024)
+        inf = informed_inputs(denoise_model, ch, key_delays_ms)
     out = []
     for i in range(n):
         hits = groove(seconds, sample_rate, bpm=float(rng.uniform(80, 160)), seed=seed * 31 + i)
@@ -266,23 +270,33 @@ def channel_scenes(kit: MultiMicKit, ch, sample_rate: int, *, key_delays_ms, den
         d = np.asarray(key_delays_ms if len(key_delays_ms) else [0.0])
         lag = lambda: int(round(rng.choice(d) * sample_rate / 1000.0))  # noqa: E731
         key, events = None, np.zeros((0, 4), np.int64)
+        onsets = []  # (frame, velocity) of the key's events: an informed denoiser's key
         if kind == "trigger":
             key = np.zeros(mx.mics[ch.input].size, np.float32)
             for h in own_hits:
                 f = h.frame + lag()
                 if 0 <= f < key.size:
                     key[f] = 1.0
+                    onsets.append((f, h.velocity))
         elif kind == "midi":
             notes = [int(v) for v in ref.split(",")]
             rows = [(h.frame + lag(), 0x90 | max(ch.midi_channel - 1, 0), notes[0], max(1, int(round(h.velocity * 127))))
                     for h in own_hits]
             events = np.array(sorted(r for r in rows if 0 <= r[0] < mx.mics[ch.input].size), np.int64).reshape(-1, 4)
+            onsets = [(int(r[0]), r[3] / 127.0) for r in events]
         elif kind == "input":
             key = mx.mics[ref]
         audio, latency, dry = mx.mics[ch.input], 0, None
-        if den is not None:
+        if den is not None and inf is not None:
+            refs = np.zeros((inf.n_refs, audio.size), np.float32)
+            for r, name in enumerate(inf.refs):
+                refs[r] = mx.mics[name]
+            ktrack = key_track([f for f, _ in onsets], [v for _, v in onsets], audio.size) if inf.key else None
+            y, latency = denoise_informed(denoise_model, audio, refs, ktrack)
+        elif den is not None:
             y = denoise_signal(audio, sample_rate, denoiser=den, compensate=False)
             latency = den.latency_samples
+        if den is not None:
             dry = np.concatenate([np.zeros(latency, np.float32), audio])[:audio.size].astype(np.float32)
             audio = np.asarray(y[:audio.size], np.float32)
         out.append(FitScene(audio=audio, key=key, events=events, mic=mx.mics[ch.input], own=mx.own[ch.input],

@@ -339,7 +339,7 @@ def test_adapt_denoiser_never_ships_a_worse_model(torch_installed, tmp_path, mon
     kit = synth_kit(n_per_piece=8)
     calls = []
 
-    def fake_metrics(path, scenes, sr):
+    def fake_metrics(path, scenes, sr, informed=None):
         calls.append(str(path))
         worse = len(calls) == 2  # the adapted model (measured second) is worse
         return {"si_sdr_db": 1.0 if worse else 5.0, "hit_loss_loud_db": 0.1, "hit_loss_loud_vs_clean_db": 0.1,
@@ -648,3 +648,49 @@ def test_the_command_line_default_grooves_are_the_predictions():
     from debleed.soundcheck import predict
 
     assert PREDICT_GROOVES == predict.PREDICT_GROOVES
+
+
+@pytest.mark.torch
+def test_adapt_denoiser_fine_tunes_the_informed_model_with_the_channels_refs_and_key(torch_installed, tmp_path,
+                                                                                      monkeypatch):
+    """A channel whose denoiser is the informed model: its fine-tuning mixtures carry the
+    channel's own reference mic (the hi-hat; the model's second row not connected) and its MIDI
+    key at the measured delay, nothing dropped, and the gate fit hears them too."""
+    from debleed.models.train import MODELS_DIR
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck import adapt
+    from debleed.soundcheck.fit import channel_scenes
+    from debleed.soundcheck.informed import informed_inputs
+
+    model = MODELS_DIR / "snare_denoiser_48k_informed.onnx"
+    cfg = parse_config({"inputs": {"kick": [], "snare": [], "hihat": []},
+                        "channel": [{"name": "snare", "input": "snare", "key": "midi:38", "denoise": True,
+                                     "denoise_model": str(model), "denoise_refs": ["hihat"]}]})
+    ch = cfg.channel[0]
+    inf = informed_inputs(model, ch, [3.0])
+    assert inf.refs == ("hihat",) and inf.n_refs == 2 and inf.key
+    assert informed_inputs(MODELS_DIR / "snare_denoiser_48k.onnx", ch) is None  # the mic-only model
+    kit = synth_kit(n_per_piece=8)
+    seen = {}
+    real_train = adapt.train
+
+    def spy(**kw):
+        d = np.load(kw["data"][0])
+        seen.update(refs=d["refs"], key=d["key"], drops=(kw["drop_key"], kw["drop_ref"], kw["drop_all_refs"]))
+        return real_train(**kw)
+
+    monkeypatch.setattr(adapt, "train", spy)
+    res = adapt.adapt_denoiser(kit, "snare", tmp_path / "s.onnx", shipped=model, minutes=0.05, work_dir=tmp_path / "w",
+                               progress=False, n_train=2, scene_s=1.0, n_valid=2, valid_s=1.0, informed=inf)
+    assert seen["refs"].shape == (2, 2, SR) and np.any(seen["refs"][:, 0]) and not np.any(seen["refs"][:, 1])
+    k = seen["key"][seen["key"] > 0]
+    assert k.size > 0 and np.allclose(k * 127, np.round(k * 127), atol=1e-3) and seen["drops"] == (0.0, 0.0, 0.0)
+    assert res["informed"] == {"refs": ["hihat"], "n_refs": 2, "key": True} and res["steps"] >= 1
+    # the before/after table hears the refs and key too: not what the model gives on the mic alone
+    from debleed.soundcheck.informed import informed_scene
+
+    scenes = [informed_scene(kit, "snare", inf, seconds=1.0, seed=5, augment=False)]
+    assert adapt.denoiser_metrics(model, scenes, SR, informed=inf)["si_sdr_db"] != \
+        adapt.denoiser_metrics(model, scenes, SR)["si_sdr_db"]
+    sc = channel_scenes(kit, ch, SR, key_delays_ms=[3.0], denoise_model=model, n=1, seconds=2.0)[0]
+    assert sc.latency == 63 and sc.events.shape[0] > 0 and np.any(sc.audio != sc.mic)
