@@ -694,3 +694,23 @@ def test_adapt_denoiser_fine_tunes_the_informed_model_with_the_channels_refs_and
         adapt.denoiser_metrics(model, scenes, SR)["si_sdr_db"]
     sc = channel_scenes(kit, ch, SR, key_delays_ms=[3.0], denoise_model=model, n=1, seconds=2.0)[0]
     assert sc.latency == 63 and sc.events.shape[0] > 0 and np.any(sc.audio != sc.mic)
+
+
+def test_a_denoised_channels_lookahead_counts_the_denoiser_stages_63_samples():
+    """The key of a denoised channel reaches the gate 63 samples (the model's window - 1, whatever
+    the JACK period) before its audio: the lookahead is that much shorter."""
+    from debleed.models.train import model_path
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck.alignment import align_key, denoiser_delay_ms
+
+    assert denoiser_delay_ms(model_path(48000), SR) == pytest.approx(1000.0 * 63 / SR)
+    cfg = parse_config({"inputs": {"snare": []}, "channel": [{"name": "snare", "input": "snare", "key": "midi:38",
+                                                               "denoise": True, "attack_ms": 0.0}]})
+    frames = np.arange(5) * SR
+    ev = np.array([(f + 240, 0x99, 38, 100) for f in frames], np.int64)  # 5 ms after each hit
+    kit = synth_kit()
+    plain = align_key(cfg.channel[0], "snare", {"range_db": -40.0}, kit, frames, {}, ev, SR)
+    late = align_key(cfg.channel[0], "snare", {"range_db": -40.0}, kit, frames, {}, ev, SR,
+                     denoiser_delay_ms(model_path(48000), SR))
+    assert plain.lookahead_ms - late.lookahead_ms == pytest.approx(1000.0 * 63 / SR)
+    assert "the denoiser already delays the audio" in late.why
