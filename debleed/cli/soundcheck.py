@@ -110,16 +110,15 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
 
 
 def cmd_soundcheck(args) -> int:
-    from debleed.soundcheck import run_soundcheck
+    from debleed.soundcheck import check_options, run_soundcheck
     from debleed.rt.config import load_config
 
+    check_options(args.minutes, args.device, args.block, args.predict_grooves)
     if args.record is not None:
         cfg = load_config(args.config)
         record_takes(cfg, Path(args.takes), args.record, server=args.server)
         if args.midi is None and cfg.midi.connect:
             args.midi = str(Path(args.takes) / "notes.mid")  # what --record just captured
-    if args.predict_grooves < 1:
-        raise DebleedError(f"--predict-grooves must be >= 1, got {args.predict_grooves}")
     rep = run_soundcheck(args.config, args.takes, args.out, midi_path=args.midi, minutes=args.minutes,
                          device=args.device, block=args.block, progress=not args.quiet,
                          predict_grooves=args.predict_grooves)

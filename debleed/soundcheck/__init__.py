@@ -52,15 +52,20 @@ from debleed.soundcheck.report import plot_alignment, plot_hits, soundcheck_repo
 __all__ = ["run_soundcheck", "check_options", "kit_from_takes"]
 
 
-def check_options(minutes: float, device: str) -> None:
-    """Refuse fine-tuning options that cannot work, before any work.
+def check_options(minutes: float, device: str, block: int = 128, predict_grooves: int = PREDICT_GROOVES) -> None:
+    """Refuse options that cannot work, before any work (and before ``--record``).
 
     Raises
     ------
     DebleedError
         ``minutes`` not a finite number > 0; ``device`` not ``cpu`` or ``cuda``; ``cuda``
-        without torch or without a CUDA device.
+        without torch or without a CUDA device; ``block`` not an integer 1-16384 frames;
+        ``predict_grooves`` not an integer >= 1.
     """
+    if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= 16384:
+        raise DebleedError(f"--block must be a whole number of frames from 1 to 16384, got {block!r}")
+    if isinstance(predict_grooves, bool) or not isinstance(predict_grooves, int) or predict_grooves < 1:
+        raise DebleedError(f"--predict-grooves must be a whole number >= 1, got {predict_grooves!r}")
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise DebleedError(f"--minutes must be a finite number > 0, got {minutes!r}")
     if device not in ("cpu", "cuda"):
@@ -123,9 +128,9 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     ------
     DebleedError
         A bad config, takes or MIDI file (see :func:`debleed.offline.render.read_inputs`), a MIDI key
-        without ``--midi``, ``minutes`` not > 0, a device other than cpu or cuda, no hits found.
+        without ``--midi``, a bad option (:func:`check_options`), no hits found.
     """
-    check_options(minutes, device)
+    check_options(minutes, device, block, predict_grooves)
     t_start = time.monotonic()
     say = (lambda s: print(s, flush=True)) if progress else (lambda s: None)  # noqa: E731
     lc = read_line_check(config_path, takes_dir, out_dir, midi_path)
@@ -159,9 +164,14 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     gig = load_config(out / "gig.toml")  # what we wrote must load
 
     say(f"soundcheck: predicting the show on {predict_grooves} grooves of the {len(held_out.hits)} held-out hits")
-    report["prediction"] = predict_show({"soundcheck": gig, "as given": lc.cfg}, held_out, keys, channels=list(fits),
-                                        block=block, n_grooves=predict_grooves, seconds=predict_seconds, seed=seed)
-    report["prediction"]["fit_hits"] = len(fit_kit.hits)
+    try:
+        report["prediction"] = predict_show({"soundcheck": gig, "as given": lc.cfg}, held_out, keys,
+                                            channels=list(fits), block=block, n_grooves=predict_grooves,
+                                            seconds=predict_seconds, seed=seed)
+        report["prediction"]["fit_hits"] = len(fit_kit.hits)
+    except DebleedError as e:  # e.g. a denoised channel at a rate no model is made for: the gig stands
+        report["prediction"] = {"why": f"no prediction: {e}"}
+        say(f"soundcheck: {report['prediction']['why']}")
     report["gig"] = str(out / "gig.toml")
     report["seconds_taken"] = round(time.monotonic() - t_start, 1)
     write_report(out, report)

@@ -19,6 +19,7 @@ from debleed.errors import DebleedError
 from debleed.fileio import atomic_path
 from debleed.models.denoiser import Denoiser, denoise_signal
 from debleed.models.kit import MultiMicKit, kit_scene
+from debleed.models.streaming import load_weights
 from debleed.models.train import model_path as shipped_path
 from debleed.models.train import train
 from debleed.soundcheck.common import MAX_LOUD_LOSS_DB
@@ -92,10 +93,14 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     the channel's own reference mics and key, mixed from the same hits (:func:`informed_scene`),
     all connected (no inputs dropped): what it hears at this gig.
 
+    The adapted model is kept only if it is no worse there and the denoiser stage's kernels load
+    it (:func:`debleed.models.streaming.load_weights`: what ``debleed live`` and ``debleed
+    render`` run).
+
     Returns
     -------
     dict
-        ``before``/``after`` metrics on the validation scenes, ``shipped`` (the model to use:
+        ``before``/``after`` metrics on the validation scenes, ``model`` (the model to use:
         ``out_onnx`` if it is better, else the shipped path), ``kept_shipped`` and ``why``.
     """
     work = Path(work_dir)
@@ -121,11 +126,18 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
                 device=device, max_seconds=60.0 * minutes,
                 loss_kwargs=FINE_TUNE_LOSS if loss_kwargs is None else loss_kwargs,
                 **({} if informed is None else {"drop_key": 0.0, "drop_ref": 0.0, "drop_all_refs": 0.0}))
+    _kernel_tensor_names(out_onnx)
     after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate, **metric_kw)
     # loud hits against the clean snare: against the mic, removing the bleed under a hit counts
     # as losing the hit (on the +10 dB scenes the bleed is as loud as the snare)
     ok_loud = after["hit_loss_loud_vs_clean_db"] <= max(before["hit_loss_loud_vs_clean_db"] + 0.2, MAX_LOUD_LOSS_DB)
     better = after["si_sdr_db"] >= before["si_sdr_db"] and ok_loud
+    unusable = None
+    if better:
+        try:  # what the engines and debleed render run: the data-plane kernels load its weights
+            load_weights(out_onnx)
+        except DebleedError as e:
+            better, unusable = False, str(e)
     why = ("adapted model: SI-SDR {:.1f} dB against the shipped {:.1f} dB on held-out hits, loud-hit loss (vs the "
            "clean snare) {:.2f} against {:.2f} dB".format(after["si_sdr_db"], before["si_sdr_db"],
                                                          after["hit_loss_loud_vs_clean_db"],
@@ -134,6 +146,9 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
            "loud-hit loss vs the clean snare {:.2f} against {:.2f} dB)".format(
                after["si_sdr_db"], before["si_sdr_db"], after["hit_loss_loud_vs_clean_db"],
                before["hit_loss_loud_vs_clean_db"]))
+    if unusable is not None:
+        why = (f"kept the shipped model: the adapted one scores better on held-out hits (SI-SDR {after['si_sdr_db']:.1f} "
+               f"against {before['si_sdr_db']:.1f} dB) but the denoiser stage cannot run it ({unusable})")
     if not better:
         Path(out_onnx).unlink(missing_ok=True)
     return {"before": before, "after": after, "kept_shipped": not better, "model": str(shipped if not better else out_onnx),
@@ -141,6 +156,33 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
             "valid_hits": len(valid_kit.hits), "train_hits": len(train_kit.hits),
             "informed": None if informed is None else {"refs": list(informed.refs), "n_refs": informed.n_refs,
                                                        "key": informed.key}}
+
+
+def _kernel_tensor_names(path) -> None:
+    """Rename a fine-tuned export's ``net.``-prefixed tensors (``net.encoder.weight``) to the
+    names the data-plane kernels look for (``encoder.weight``, as in the shipped models), in
+    place, atomically; the graph computes the same.
+
+    :func:`debleed.models.train.train` exports a model fine-tuned from an ONNX file with its
+    tensors under ``net.``, and :func:`debleed.models.streaming.load_weights` then refuses it
+    ("has no tensor 'encoder.weight'"); the rename belongs in the export, and is harmless here
+    once the export is fixed (nothing is renamed).
+    """
+    import onnx
+
+    m = onnx.load(str(path))
+    have = {t.name for t in m.graph.initializer}
+    ren = {n: n[len("net."):] for n in have if n.startswith("net.") and n[len("net."):] not in have}
+    if not ren:
+        return
+    for t in m.graph.initializer:
+        t.name = ren.get(t.name, t.name)
+    for nd in m.graph.node:
+        for i, x in enumerate(nd.input):
+            if x in ren:
+                nd.input[i] = ren[x]
+    with atomic_path(Path(path)) as tmp:
+        onnx.save(m, str(tmp))
 
 
 def shipped_model(sample_rate: int):

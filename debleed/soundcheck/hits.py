@@ -1,13 +1,18 @@
 """The soundcheck's first step: find every hit in the line check and say which piece played it.
 
-:func:`find_hits` (what :func:`debleed.soundcheck.run_soundcheck` calls) runs
-:func:`kit_from_takes`: onsets on every mic (:func:`detect_hits`), each attributed to the piece
-whose close mic hears it loudest (every ``[inputs]`` entry that is not a trigger is a mic; each
-mic is the close mic of the piece named after it, see :func:`pieces_of_config`; a hit no close
-mic claims by :data:`CLAIM_MARGIN_DB` is a cymbal), then a majority vote per passage (hits with
-less than :data:`PASSAGE_GAP_S` between them: one piece played alone); with the line check's
-MIDI, a hit with a General MIDI drum note (:data:`GM_PIECES`) is that note's piece. Each hit is
-cut across all mics into a :class:`~debleed.models.kit.MultiMicKit`.
+:func:`find_hits` (what :func:`debleed.soundcheck.run_soundcheck` calls) finds onsets on every
+mic (:func:`detect_hits`; every ``[inputs]`` entry that is not a trigger is a mic, the close mic
+of the piece named after it, see :func:`pieces_of_config`) and names each hit's piece:
+
+- by its MIDI note where the line check has one (:data:`GM_PIECES`, or the gig's ``[pieces]``
+  table: :func:`load_gig_and_pieces`);
+- otherwise by its passage (hits less than :data:`PASSAGE_GAP_S` apart: one piece played
+  alone): the piece of the mic that hears most of its hits loudest (a hit no close mic claims
+  by :data:`CLAIM_MARGIN_DB` is a cymbal). Two passages loudest in the same mic are two pieces
+  (``snare`` and ``snare_2``); a passage no mic wins is reported (:func:`passage_summary`).
+
+:func:`kit_from_takes` cuts each hit across all mics into a
+:class:`~debleed.models.kit.MultiMicKit`.
 """
 
 from __future__ import annotations

@@ -199,6 +199,8 @@ def prediction_markdown(p: dict | None) -> list:
     """The report's "What to expect at the show" section (:func:`~debleed.soundcheck.predict.predict_show`)."""
     if not p:
         return []
+    if "channels" not in p:
+        return ["## What to expect at the show", "", p.get("why", "no prediction") + ".", ""]
     lines = ["## What to expect at the show", "",
              f"The gig run as `debleed render` runs it on {p['grooves']} grooves of {p['seconds']:g} s per balance "
              f"(hi-hat eighths or sixteenths, backbeats, fills, ghost notes), mixed from the {p['hits']} line-check hits "

@@ -294,6 +294,10 @@ def test_soundcheck_refuses_bad_input(tmp_path):
         run_soundcheck(gig, takes, tmp_path / "o", progress=False, minutes=0)
     with pytest.raises(DebleedError, match="--device must be cpu or cuda, got 'gpu'"):
         run_soundcheck(gig, takes, tmp_path / "o", progress=False, device="gpu")
+    with pytest.raises(DebleedError, match="--block must be a whole number of frames from 1 to 16384, got 0"):
+        run_soundcheck(gig, takes, tmp_path / "o", progress=False, block=0)
+    with pytest.raises(DebleedError, match="--predict-grooves must be a whole number >= 1, got 0"):
+        run_soundcheck(gig, takes, tmp_path / "o", progress=False, predict_grooves=0)
     with pytest.raises(DebleedError, match="inside|equal|same"):
         run_soundcheck(gig, takes, takes / "out", progress=False, midi_path=None)
 
@@ -714,3 +718,60 @@ def test_a_denoised_channels_lookahead_counts_the_denoiser_stages_63_samples():
                      denoiser_delay_ms(model_path(48000), SR))
     assert plain.lookahead_ms - late.lookahead_ms == pytest.approx(1000.0 * 63 / SR)
     assert "the denoiser already delays the audio" in late.why
+
+
+@pytest.mark.torch
+def test_adapt_denoiser_keeps_the_shipped_model_when_the_stage_cannot_load_the_adapted_one(torch_installed, tmp_path,
+                                                                                            monkeypatch):
+    from debleed.models.train import model_path
+    from debleed.soundcheck import adapt
+
+    calls = []
+
+    def better(path, scenes, sr, informed=None):
+        calls.append(path)
+        return {"si_sdr_db": 1.0 + len(calls), "hit_loss_loud_db": 0.1, "hit_loss_loud_vs_clean_db": 0.1,
+                "bleed_reduction_db": 10.0, "hit_loss_ghost_db": 0.0, "hit_loss_ghost_vs_clean_db": 0.0}
+
+    def unloadable(path):
+        raise DebleedError(f"denoiser model {path} has no tensor 'encoder.weight' (the kernels need it)")
+
+    monkeypatch.setattr(adapt, "denoiser_metrics", better)
+    monkeypatch.setattr(adapt, "load_weights", unloadable)
+    out = tmp_path / "snare.onnx"
+    res = adapt.adapt_denoiser(synth_kit(n_per_piece=8), "snare", out, shipped=model_path(48000), minutes=0.05,
+                               work_dir=tmp_path / "w", progress=False, n_train=2, scene_s=1.0, n_valid=2, valid_s=1.0)
+    assert res["kept_shipped"] and res["model"] == str(model_path(48000)) and not out.exists()
+    assert "the denoiser stage cannot run it" in res["why"] and "encoder.weight" in res["why"]
+
+
+@pytest.mark.torch
+def test_a_fine_tuned_model_loads_into_the_denoiser_stage(torch_installed, tmp_path):
+    """A model fine-tuned from the shipped ONNX file, as the soundcheck saves it, runs in the
+    data-plane kernels (what debleed live and debleed render run) as onnxruntime runs it."""
+    from debleed.models.denoiser import Denoiser, denoise_signal
+    from debleed.models.streaming import StreamingDenoiser, load_weights
+    from debleed.models.train import model_path, train
+    from debleed.soundcheck import adapt
+
+    rng = np.random.default_rng(1)
+    for name in ("tr", "va"):
+        clean = (rng.standard_normal((2, SR)) * 0.1).astype(np.float32)
+        np.savez(tmp_path / f"{name}.npz", noisy=clean + 0.05 * rng.standard_normal((2, SR)).astype(np.float32),
+                 clean=clean)
+    out = tmp_path / "m.onnx"
+    train(sample_rate=SR, steps=2, work_dir=tmp_path / "w", out=out, init_onnx=model_path(SR),
+          data=(tmp_path / "tr.npz", tmp_path / "va.npz"), batch=1, crop_s=0.1, scene_s=1.0, valid_scenes=1,
+          progress=False, ckpt_name="t.pt")
+    adapt._kernel_tensor_names(out)
+    load_weights(out)
+    x = (rng.standard_normal(SR // 2) * 0.1).astype(np.float32)
+    sd = StreamingDenoiser(out)
+    sd.prepare(SR, 1024)
+    ys, buf = np.zeros_like(x), np.zeros(1024, np.float32)
+    for i in range(0, x.size, 1024):
+        sd.process(x[i:i + 1024], buf)
+        ys[i:i + 1024] = buf[:x[i:i + 1024].size]
+    d = Denoiser(out)
+    d.prepare(SR, 1024)
+    assert np.max(np.abs(ys - denoise_signal(x, SR, denoiser=d, compensate=False))) < 1e-4
