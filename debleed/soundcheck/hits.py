@@ -383,8 +383,9 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
 
     The hits a MIDI note did not name, in a passage whose majority (``votes``: ``{passage:
     piece}``) says one piece, are that piece's. Two such passages of the same piece are two
-    pieces heard loudest in the same mic (a snare and a rack tom in the snare mic): the one
-    the mic hears loudest (90th percentile of its hits' levels) keeps the piece's name, the
+    pieces heard loudest in the same mic (a snare and a rack tom in the snare mic), unless every
+    mic hears them alike (:data:`SAME_PIECE_DB`: the same piece again, or one passage split by a
+    stroke too soft to be found): the one the mic hears loudest (90th percentile of its hits' levels) keeps the piece's name, the
     others are ``<piece>_2``, ``<piece>_3``, ... in time order, with no close mic of their own
     (bleed in every mic) and a role from their sound (:func:`_extra_role`). A piece that MIDI
     notes already name gives all its passages new names. A passage with no majority is not
@@ -412,6 +413,7 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
                         h.how += f"; no MIDI note, so not {', '.join(sorted(noted))}"
     n_extra = {}
     for piece, group in groups.items():
+        group = _merge_same_piece(group)
         mic = close.get(piece)
         if piece in noted or mic is None:
             own = None if piece in noted else group[0]
@@ -430,6 +432,33 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
             for h in ps:
                 h.piece, h.by, h.role = name, "passage", role
                 h.how = f"passage {ps[0].passage + 1}, loudest in mic {loudest!r}"
+
+
+#: Two passages heard loudest in one mic are one piece (played again, or split by a stroke too
+#: soft to be found) when every mic hears them at the same level relative to their loudest mic,
+#: within this much (medians over each passage's hits), dB; otherwise two pieces.
+SAME_PIECE_DB = 3.0
+
+
+def _level_profile(passage: list) -> dict:
+    """Median level of a passage's hits in every mic relative to the hit's loudest mic, dB."""
+    mics = list(passage[0].levels)
+    return {m: float(np.median([h.levels[m] - max(h.levels.values()) for h in passage])) for m in mics}
+
+
+def _merge_same_piece(group: list) -> list:
+    """Passages of one mic, those that sound alike merged (:data:`SAME_PIECE_DB`), in time order."""
+    merged = []
+    for ps in group:
+        prof = _level_profile(ps)
+        for g in merged:
+            ref = _level_profile(g)
+            if max(abs(prof[m] - ref[m]) for m in prof) <= SAME_PIECE_DB:
+                g.extend(ps)
+                break
+        else:
+            merged.append(list(ps))
+    return merged
 
 
 #: A passage's pieces beyond the first loudest in one mic: cymbal roles when their sound is
