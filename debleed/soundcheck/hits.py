@@ -480,7 +480,8 @@ def _extra_role(passage: list, used: dict) -> str:
 def _identify_by_notes(hits, events, sr: int, close: dict, mics: list, note_pieces: dict | None = None) -> set:
     """Name hits by their MIDI notes (see :func:`detect_hits`'s ``events``), in place; returns
     the pieces the notes name."""
-    table = {**GM_PIECES, **(note_pieces or {})}
+    by_mic = {m: p for p, m in close.items()}  # a [pieces] name that is a mic names that mic's piece
+    table = {**GM_PIECES, **{n: by_mic.get(p, p) for n, p in (note_pieces or {}).items()}}
     ons = events[((events[:, 1] & 0xF0) == 0x90) & (events[:, 3] > 0)]
     noted = {table.get(int(n)) for n in ons[:, 2]} - {None}
     lo, hi = (int(v * sr / 1000.0) for v in NOTE_WINDOW_MS)

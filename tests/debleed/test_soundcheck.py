@@ -586,6 +586,10 @@ def test_two_passages_loudest_in_one_mic_are_two_pieces_and_pieces_names_notes(t
     named = detect_hits(mx.mics, SR, close, events=notes, note_pieces={47: "rack_tom"})
     assert [(h.piece, h.by, h.how) for h in named[:6]] == [("rack_tom", "midi", "MIDI note 47")] * 6
     assert [h.piece for h in named[12:18]] == ["snare"] * 6
+    renamed = {("snare_top" if m == "snare" else m): x for m, x in mx.mics.items()}
+    top = detect_hits(renamed, SR, {"kick": "kick", "snare": "snare_top", "hihat": "hihat"},
+                      events=notes, note_pieces={47: "snare_top"})  # a mic's name: that mic's piece
+    assert {h.piece for h in top[:6]} == {"snare"}
     gm = detect_hits(mx.mics, SR, close, events=notes)  # General MIDI: 47 is a tom
     assert {h.piece for h in gm[:6]} == {"toms"}
     k, _ = kit_from_takes(mx.mics, SR, close, named)
