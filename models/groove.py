@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from debleed.errors import DebleedError
+
 PIECES = ("kick", "snare", "hihat", "toms", "cymbals")
 #: General MIDI drum notes used for the groove's MIDI.
 GM = {"kick": 36, "snare": 38, "hihat_closed": 42, "hihat_open": 46, "tom_low": 41, "tom_mid": 45,

@@ -12,6 +12,10 @@ import numpy as np
 
 from debleed.errors import DebleedError
 
+#: Default of --predict-grooves (``debleed.soundcheck.predict.PREDICT_GROOVES``; not imported here,
+#: so that ``debleed --help`` does not load the soundcheck).
+PREDICT_GROOVES = 8
+
 HELP = """\
 Learn this kit, this room and these mics before the show. Record each piece played alone
 (kick, snare, toms, hi-hat, cymbals; any order, pauses between), every mic open, one mono WAV
@@ -22,7 +26,9 @@ channel's lookahead, threshold, hysteresis, hold, release and range (fitted thro
 chain on grooves mixed from the hits), fine-tunes the snare denoiser of denoised channels on
 the kit's own hits (kept only when it beats the shipped model on held-out hits) and writes
 OUT/gig.toml (the config with the new values, one comment per value), OUT/<channel>.onnx,
-OUT/report.md, OUT/report.json and PNGs.
+OUT/report.md, OUT/report.json and PNGs. The fit sees half of each piece's hits; the report
+predicts the show from the other half: the gig rendered on show grooves at the measured balance
+and at +10 dB of bleed, SI-SDR and bleed reduction as median and 10-90 % range.
 """
 
 
@@ -104,16 +110,18 @@ def record_takes(cfg, takes_dir: Path, seconds: float, server: str | None = None
 
 
 def cmd_soundcheck(args) -> int:
-    from debleed.soundcheck import run_soundcheck
+    from debleed.soundcheck import check_options, run_soundcheck
     from debleed.rt.config import load_config
 
+    check_options(args.minutes, args.device, args.block, args.predict_grooves)
     if args.record is not None:
         cfg = load_config(args.config)
         record_takes(cfg, Path(args.takes), args.record, server=args.server)
         if args.midi is None and cfg.midi.connect:
             args.midi = str(Path(args.takes) / "notes.mid")  # what --record just captured
     rep = run_soundcheck(args.config, args.takes, args.out, midi_path=args.midi, minutes=args.minutes,
-                         device=args.device, block=args.block, progress=not args.quiet)
+                         device=args.device, block=args.block, progress=not args.quiet,
+                         predict_grooves=args.predict_grooves)
     print(f"soundcheck: wrote {rep['gig']} and {Path(args.out) / 'report.md'}")
     return 0
 
@@ -135,6 +143,9 @@ def register(subparsers) -> None:
                    help="denoiser fine-tuning time, minutes (default 5)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device for fine-tuning (default cpu)")
     p.add_argument("--block", type=int, default=128, metavar="FRAMES",
-                   help="the JACK period the gig will run at (a denoised channel's delay depends on it; default 128)")
+                   help="the JACK period the gig will run at: the show prediction renders at it (a denoised "
+                        "channel's delay is the model's 63 samples whatever the period; default 128)")
+    p.add_argument("--predict-grooves", type=int, default=PREDICT_GROOVES, metavar="N",
+                   help=f"grooves per bleed balance for the show prediction (default {PREDICT_GROOVES})")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_soundcheck)

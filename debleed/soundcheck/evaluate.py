@@ -14,7 +14,8 @@
    gig and with the MIDI-keyed gate of ``configs/demo.toml`` (the baseline);
 4. per groove: the snare's SI-SDR against its own clean signal, bleed reduction between hits,
    hit loss of loud hits and ghost notes (first 30 ms, against the mic), and the kick's hit
-   loss (its attack).
+   loss (its attack); next to them, what the soundcheck's report predicted
+   (:mod:`debleed.soundcheck.predict`, from line-check hits its fit never saw).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from debleed.fileio import atomic_write_text
 from debleed.models.kit import Hit, MultiMicKit, groove, kit_from_oneshots, mix, piezo_trigger
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.multitrack import DEFAULT_BLEED_DB, GM
+from debleed.offline.audiofile import read_audio, write_audio
+from debleed.offline.render import render_gig
+from debleed.soundcheck import run_soundcheck
+from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY
 
 #: The kick piezo lags its mic by this much (a common 4-6 ms), +-1 ms per hit.
 TRIGGER_LAG_S = 0.005
@@ -111,7 +116,7 @@ def soundcheck_takes(kit: MultiMicKit, *, seed: int = 0, hits_per_role: int = 8,
                      pause_s: float = 2.0):
     """Soundcheck takes: each piece alone (its roles in turn), soft to loud, with pauses.
 
-    Returns ``(mix, hits)``: a :class:`~debleed.models.kit.KitMix` and the hits played. The snare
+    Returns ``(mix, hits)``: a :class:`~debleed.models.multitrack.Multitrack` and the hits played. The snare
     also plays ghost notes (velocity 0.05-0.15).
     """
     rng = np.random.default_rng([seed, 21])
@@ -155,8 +160,6 @@ def write_midi(path, events: list, sample_rate: int) -> None:
 
 
 def _write_inputs(folder: Path, tracks: dict, sample_rate: int) -> None:
-    from debleed.offline.audiofile import write_audio
-
     folder.mkdir(parents=True, exist_ok=True)
     for name, x in tracks.items():
         write_audio(folder / f"{name}.wav", np.asarray(x, np.float32)[None], sample_rate, subtype="FLOAT")
@@ -166,9 +169,6 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                         seconds: float = 12.0, seed: int = 0, device: str = "cpu", progress: bool = True,
                         denoiser_scenes: int = 160) -> dict:
     """Steps 1-4 of the module docs; writes ``soundcheck_eval.md`` and ``.json`` into ``out_dir``."""
-    from debleed.soundcheck import run_soundcheck
-    from debleed.offline.render import render_gig
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     full = loud_stage_kit(kit, sample_rate, seed=seed)
@@ -199,24 +199,23 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                            plots=False)
             res[label] = {}
             for piece in ("snare", "kick"):
-                from debleed.offline.audiofile import read_audio
-
                 y = read_audio(folder / label.replace(" ", "_") / f"{piece}.wav")[0][0]
                 lat = r["channels"][piece]["latency_samples"]
                 ya = align(y, lat, n)
                 own = [h for h in hits if h.role == piece]
                 fr = np.array([h.frame for h in own])
                 v = np.array([h.velocity for h in own])
+                loud, ghost = v >= LOUD_VELOCITY, v < GHOST_VELOCITY
                 loss = hit_loss_db(mx.mics[piece], ya, fr, sample_rate)
                 attack = hit_loss_db(mx.mics[piece], ya, fr, sample_rate, window_ms=2.0)
                 res[label][piece] = {
                     "si_sdr_db": si_sdr_db(mx.own[piece], ya),
                     "bleed_reduction_db": bleed_reduction_db(mx.mics[piece], ya, mx.own[piece], sample_rate),
-                    "hit_loss_loud_db": float(np.mean(loss[v >= 0.6])) if np.any(v >= 0.6) else float("nan"),
-                    "hit_loss_ghost_db": float(np.mean(loss[v < 0.2])) if np.any(v < 0.2) else float("nan"),
-                    "hit_loss_ghost_vs_clean_db": float(np.mean(hit_loss_db(mx.own[piece], ya, fr[v < 0.2], sample_rate)))
-                    if np.any(v < 0.2) else float("nan"),
-                    "attack_loss_2ms_db": float(np.mean(attack[v >= 0.6])) if np.any(v >= 0.6) else float("nan"),
+                    "hit_loss_loud_db": float(np.mean(loss[loud])) if np.any(loud) else float("nan"),
+                    "hit_loss_ghost_db": float(np.mean(loss[ghost])) if np.any(ghost) else float("nan"),
+                    "hit_loss_ghost_vs_clean_db": float(np.mean(hit_loss_db(mx.own[piece], ya, fr[ghost], sample_rate)))
+                    if np.any(ghost) else float("nan"),
+                    "attack_loss_2ms_db": float(np.mean(attack[loud])) if np.any(loud) else float("nan"),
                     "latency_samples": lat}
         rows.append({"groove": g, "bpm": bpm, **res})
     result = {"kit": kit, "license": full.license, "sample_rate": sample_rate, "minutes": minutes,
@@ -224,7 +223,9 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
               "denoiser": {k: {kk: vv for kk, vv in v.items() if kk in ("before", "after", "why", "kept_shipped", "steps")}
                            for k, v in rep["denoiser"].items()},
               "kick_lookahead_ms": rep["channels"]["kick"]["settings"].get("lookahead_ms"),
-              "snare_settings": rep["channels"]["snare"]["settings"], "grooves": rows}
+              "snare_settings": rep["channels"]["snare"]["settings"], "grooves": rows,
+              "predicted": {ch: rep["prediction"]["channels"][ch]["soundcheck"]["+0"]
+                            for ch in ("snare", "kick") if ch in rep.get("prediction", {}).get("channels", {})}}
     atomic_write_text(out / "soundcheck_eval.json", json.dumps(result, indent=2, default=float) + "\n")
     atomic_write_text(out / "soundcheck_eval.md", eval_markdown(result))
     return result
@@ -256,6 +257,16 @@ def eval_markdown(r: dict) -> str:
             m = g[lab]["kick"]
             lines.append(f"| {g['groove']} | {'demo config' if lab == 'midi gate' else lab} | {m['hit_loss_loud_db']:.2f} | "
                          f"{m['attack_loss_2ms_db']:.2f} | {m['bleed_reduction_db']:.1f} |")
+    if r.get("predicted"):
+        lines += ["", "The soundcheck report's prediction (median over its grooves, 10-90 %) against the show's median:", "",
+                  "| channel | SI-SDR dB: predicted / show | bleed reduction dB: predicted / show |", "|---|---:|---:|"]
+        for ch, p in r["predicted"].items():
+            show = [g["soundcheck"][ch] for g in r["grooves"]]
+            sdr = float(np.median([m["si_sdr_db"] for m in show]))
+            br = float(np.nanmedian([m["bleed_reduction_db"] for m in show]))
+            lines.append(f"| {ch} | {p['si_sdr_db']['median']:.1f} ({p['si_sdr_db']['p10']:.1f} to {p['si_sdr_db']['p90']:.1f}) / "
+                         f"{sdr:.1f} | {p['bleed_reduction_db']['median']:.1f} ({p['bleed_reduction_db']['p10']:.1f} to "
+                         f"{p['bleed_reduction_db']['p90']:.1f}) / {br:.1f} |")
     for name, d in r["denoiser"].items():
         lines += ["", f"Denoiser ({name}): {d.get('why', '')}"]
     return "\n".join(lines) + "\n"
