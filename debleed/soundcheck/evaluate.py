@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from debleed.fileio import atomic_write_text
-from debleed.models.kit import Hit, MultiMicKit, groove, kit_from_oneshots, mix, piezo_trigger
+from debleed.models.kit import Hit, MultiMicKit, kit_from_oneshots, mix, piezo_trigger
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.multitrack import DEFAULT_BLEED_DB, GM
 from debleed.offline.audiofile import read_audio, write_audio
 from debleed.offline.render import render_gig
 from debleed.soundcheck import run_soundcheck
 from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY
+from debleed.soundcheck.predict import show_bpm, show_groove
 
 #: The kick piezo lags its mic by this much (a common 4-6 ms), +-1 ms per hit.
 TRIGGER_LAG_S = 0.005
@@ -185,8 +186,10 @@ def evaluate_soundcheck(*, kit: str, out_dir, sample_rate: int = 48000, minutes:
                          progress=progress, seed=seed, denoiser_scenes=denoiser_scenes)
     rows = []
     for g in range(grooves):
-        bpm = float(np.random.default_rng([seed, g, 3]).uniform(85.0, 150.0))
-        hits = groove(seconds, sample_rate, bpm=bpm, seed=seed * 101 + g + 500)
+        # a show groove as the prediction draws them (eighth or sixteenth hi-hats, fills, ghost
+        # notes), from seeds the prediction never uses
+        hits = show_groove(seconds, sample_rate, seed=seed * 101 + g + 500)
+        bpm = show_bpm(seed * 101 + g + 500)
         n = int(round(seconds * sample_rate))
         mx = mix(show_kit, hits, n, seed=seed * 101 + g + 500)
         trig = piezo_trigger(hits, n, sample_rate, lag_s=TRIGGER_LAG_S, jitter_s=0.001, seed=g + 7)

@@ -33,6 +33,11 @@ LOUDER_BLEED_DB = 10.0
 SPREAD_PERCENTILES = (10.0, 90.0)
 
 
+def show_bpm(seed: int) -> float:
+    """The tempo :func:`show_groove` plays for ``seed``, bpm (80-160)."""
+    return float(np.random.default_rng([seed, 404]).uniform(80.0, 160.0))
+
+
 def show_groove(seconds: float, sample_rate: int, *, seed: int) -> list[Hit]:
     """A show groove: :func:`~debleed.models.groove.groove` at a random tempo (80-160 bpm), ghost
     notes, flams and fills at random densities; every second seed plays the hi-hat in
@@ -52,7 +57,7 @@ def show_groove(seconds: float, sample_rate: int, *, seed: int) -> list[Hit]:
         In time order.
     """
     rng = np.random.default_rng([seed, 404])
-    bpm = float(rng.uniform(80.0, 160.0))
+    bpm = float(rng.uniform(80.0, 160.0))  # = show_bpm(seed)
     hits = groove(seconds, sample_rate, bpm=bpm, seed=seed, ghost_prob=float(rng.uniform(0.3, 0.6)),
                   flam_prob=float(rng.uniform(0.0, 0.2)), fill_every=int(rng.integers(2, 5)))
     if seed % 2:
