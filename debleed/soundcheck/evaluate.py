@@ -9,7 +9,7 @@
 2. soundcheck takes from the first half (:func:`soundcheck_takes`: each piece alone, soft to
    loud, ghost notes on the snare, pauses), with a kick piezo that lags its mic by
    :data:`TRIGGER_LAG_S` (+-1 ms) and the snare's MIDI notes; ``debleed soundcheck`` on them;
-3. the show from the second half: grooves (:func:`~debleed.models.kit.groove`) mixed by
+3. the show from the second half: show grooves (:func:`~debleed.soundcheck.predict.show_groove`) mixed by
    :func:`~debleed.models.kit.mix`, through ``debleed render`` twice: with the soundcheck's
    gig and with the MIDI-keyed gate of ``configs/demo.toml`` (the baseline);
 4. per groove: the snare's SI-SDR against its own clean signal, bleed reduction between hits,
