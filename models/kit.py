@@ -401,16 +401,17 @@ def reference_mics(kit: MultiMicKit, mic: str, n: int = 2) -> tuple:
 
 
 def kit_scene(kit: MultiMicKit, mic: str, *, seconds: float, seed: int, bleed_offset_db: float = 0.0,
-              augment: bool = True, informed: bool = False, refs=None):
+              augment: bool = True, informed: bool = False, refs=None, n_refs: int = len(REF_MICS), key_of=None):
     """A denoiser scene (:class:`debleed.models.synth.Scene`) for one close mic, mixed from ``kit``.
 
     The groove (:func:`groove`, random tempo 70-180 bpm; with ``augment`` random densities,
     swells and ride bars) is mixed by :func:`mix` with every piece's bleed offset by
     ``bleed_offset_db``; ``noisy`` is the mic, ``clean`` its own pieces, the hits those of the
-    mic's pieces. With ``informed``, the scene also has ``refs``, float32 (2, n): the mics named
-    in ``refs`` (default :func:`reference_mics`; a row of zeros for a missing one, as a reference
-    input that is not connected), and ``key``, float32 (n,): the snare's key with a trigger
-    module's timing, misses and false triggers (:func:`debleed.models.synth.key_signal`).
+    mic's pieces. With ``informed``, the scene also has ``refs``, float32 (n_refs, n): the mics
+    named in ``refs`` (default :func:`reference_mics`; a row of zeros for a missing one, as a
+    reference input that is not connected), and ``key``, float32 (n,): ``key_of(own_hits, n)``
+    where given, else the snare's key with a trigger module's timing, misses and false triggers
+    (:func:`debleed.models.synth.key_signal`).
     """
 
     sr = kit.sample_rate
@@ -429,9 +430,10 @@ def kit_scene(kit: MultiMicKit, mic: str, *, seconds: float, seed: int, bleed_of
     extra = {}
     if informed:
         names = tuple(reference_mics(kit, mic) if refs is None else refs)
-        r = np.zeros((len(REF_MICS), n), np.float32)
-        for i, m in enumerate(names[:len(REF_MICS)]):
+        r = np.zeros((n_refs, n), np.float32)
+        for i, m in enumerate(names[:n_refs]):
             r[i] = mx.mics[m]
-        extra = {"refs": r, "key": key_signal(hits, n, sr, np.random.default_rng([seed, 4244]))}
+        key = key_of(own, n) if key_of is not None else key_signal(hits, n, sr, np.random.default_rng([seed, 4244]))
+        extra = {"refs": r, "key": key}
     return Scene(noisy=mx.mics[mic], clean=mx.own[mic], hit_frames=np.array([h.frame for h in own], np.int64),
                  hit_velocities=np.array([h.velocity for h in own], np.float64), sample_rate=sr, **extra)

@@ -15,7 +15,7 @@ import numpy as np
 
 from debleed.models.denoiser import model_info
 from debleed.models.evaluate import run_onnx_one_shot
-from debleed.models.kit import MultiMicKit, groove, mix, role_piece
+from debleed.models.kit import MultiMicKit, kit_scene
 from debleed.models.synth import Scene
 
 
@@ -80,29 +80,17 @@ def informed_scene(kit: MultiMicKit, mic: str, inf: InformedInputs, *, seconds: 
     (float32 (n,): each own hit's velocity, quantised to 1/127, one of the measured key delays
     after it; zeros when the channel has no key)."""
     sr = kit.sample_rate
-    rng = np.random.default_rng([seed, 4243])
-    bpm = float(rng.uniform(70.0, 180.0))
-    if augment:
-        hits = groove(seconds, sr, bpm=bpm, seed=seed, ghost_prob=rng.uniform(0.2, 0.8),
-                      flam_prob=rng.uniform(0.0, 0.3), fill_every=int(rng.integers(1, 5)), swell_prob=0.5,
-                      ride_prob=0.3)
-    else:
-        hits = groove(seconds, sr, bpm=bpm, seed=seed, swell_prob=0.5, ride_prob=0.3)
-    n = int(round(seconds * sr))
-    mx = mix(kit, hits, n, bleed_offset_db=bleed_offset_db, seed=seed)
-    pieces = set(kit.own_pieces(mic))
-    own = [h for h in hits if role_piece(h.role) in pieces]
-    refs = np.zeros((inf.n_refs, n), np.float32)
-    for r, name in enumerate(inf.refs):
-        refs[r] = mx.mics[name]
-    key = np.zeros(n, np.float32)
-    if inf.key:
+
+    def key_of(own, n):
+        if not inf.key:
+            return np.zeros(n, np.float32)
         d = inf.key_delays_ms if inf.key_delays_ms.size else np.zeros(1)
         krng = np.random.default_rng([seed, 4244])
-        key = key_track([h.frame + int(round(float(krng.choice(d)) * sr / 1000.0)) for h in own],
-                        [h.velocity for h in own], n)
-    return Scene(noisy=mx.mics[mic], clean=mx.own[mic], hit_frames=np.array([h.frame for h in own], np.int64),
-                 hit_velocities=np.array([h.velocity for h in own], np.float64), sample_rate=sr, refs=refs, key=key)
+        return key_track([h.frame + int(round(float(krng.choice(d)) * sr / 1000.0)) for h in own],
+                         [h.velocity for h in own], n)
+
+    return kit_scene(kit, mic, seconds=seconds, seed=seed, bleed_offset_db=bleed_offset_db, augment=augment,
+                     informed=True, refs=inf.refs, n_refs=inf.n_refs, key_of=key_of)
 
 
 def key_track(frames, velocities, n: int) -> np.ndarray:
