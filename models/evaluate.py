@@ -458,7 +458,7 @@ def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kit
     from tqdm import tqdm
 
     from debleed.models.denoiser import SHIPPED, Denoiser
-    from debleed.models.kit import kit_from_drumgizmo, kit_scene
+    from debleed.models.kit import kit_from_drumgizmo, kit_scene, reference_mics
     from debleed.models.synth import HELD_OUT_KITS
 
     kits = tuple(kits) if kits is not None else HELD_OUT_KITS
@@ -485,7 +485,7 @@ def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kit
             raise DebleedError(f"DrumGizmo kit {dg_path} has no snare instrument to evaluate")
         label = f"DrumGizmo: {dg.name}"
         results["setup"]["kits"].append(label)
-        results["setup"]["drumgizmo_refs"] = list(reference_mics_of(dg))
+        results["setup"]["drumgizmo_refs"] = list(reference_mics(dg, dg.close_mic["snare"]))
         results[label] = {}
         for name, bleed_db in scenarios.items():
             off = bleed_db + 20.0  # on the kit's own bleed: loud stage (-10) +10 dB, studio (-40) -20 dB
@@ -500,13 +500,6 @@ def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kit
         atomic_write_text(out_dir / "informed.json", json.dumps(results, indent=2) + "\n")
         atomic_write_text(out_dir / "informed.md", informed_table(results))
     return results
-
-
-def reference_mics_of(kit) -> tuple:
-    """The reference mics :func:`evaluate_informed` gives a kit's snare denoiser."""
-    from debleed.models.kit import reference_mics
-
-    return reference_mics(kit, kit.close_mic["snare"])
 
 
 def informed_table(results: dict) -> str:

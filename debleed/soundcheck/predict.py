@@ -33,9 +33,15 @@ LOUDER_BLEED_DB = 10.0
 SPREAD_PERCENTILES = (10.0, 90.0)
 
 
+def _show_draw(seed: int):
+    """``(rng, bpm)``: the random stream of :func:`show_groove` for ``seed`` after its tempo draw."""
+    rng = np.random.default_rng([seed, 404])
+    return rng, float(rng.uniform(80.0, 160.0))
+
+
 def show_bpm(seed: int) -> float:
     """The tempo :func:`show_groove` plays for ``seed``, bpm (80-160)."""
-    return float(np.random.default_rng([seed, 404]).uniform(80.0, 160.0))
+    return _show_draw(seed)[1]
 
 
 def show_groove(seconds: float, sample_rate: int, *, seed: int) -> list[Hit]:
@@ -56,8 +62,7 @@ def show_groove(seconds: float, sample_rate: int, *, seed: int) -> list[Hit]:
     list of Hit
         In time order.
     """
-    rng = np.random.default_rng([seed, 404])
-    bpm = float(rng.uniform(80.0, 160.0))  # = show_bpm(seed)
+    rng, bpm = _show_draw(seed)
     hits = groove(seconds, sample_rate, bpm=bpm, seed=seed, ghost_prob=float(rng.uniform(0.3, 0.6)),
                   flam_prob=float(rng.uniform(0.0, 0.2)), fill_every=int(rng.integers(2, 5)))
     if seed % 2:
