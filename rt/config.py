@@ -106,8 +106,8 @@ class _ChannelBase(_Strict):
 
     _name = field_validator("name")(_check_name)
 
-    _params = field_validator(*PARAMS, mode="wrap", check_fields=False)(
-        lambda cls, v, handler, info: _check_param(cls, v, info))
+    # "plain": Param.check replaces pydantic's own type and range checks
+    _params = field_validator(*PARAMS, mode="plain", check_fields=False)(_check_param)
 
     @field_validator("link")
     @classmethod
