@@ -18,15 +18,16 @@ from numba import njit
 
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
+from debleed.models.streaming import state_names
 
 MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped model file per supported sample rate (Hz).
 SHIPPED = {48000: MODELS_DIR / "snare_denoiser_48k.onnx", 44100: MODELS_DIR / "snare_denoiser_44k1.onnx"}
-STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+STATE_NAMES = state_names()
 #: The extra inputs of an informed model (reference mics, key) and its extra state; the
 #: onnxruntime wrapper feeds zeros to ``refs`` and ``key`` (a mic-only channel).
 INFORMED_INPUTS = ("refs", "key")
-INFORMED_STATE = ("ref_state",)
+INFORMED_STATE = tuple(sorted(set(state_names(1, True)) - set(STATE_NAMES)))
 
 
 #: Providers whose shared library onnxruntime loads on first use (file name in onnxruntime/capi/).
@@ -304,9 +305,7 @@ class Denoiser(Processor):
                 feed[k] = z[..., :m]
             res = self._sess.run(None, feed)
             y = res[0][0]
-            ok = _all_finite(y, res[1], res[2], res[3])
-            if ok and len(res) > 4:  # an informed model's ref_state
-                ok = _all_finite(res[4], res[4], res[4], res[4])
+            ok = all(_all_finite(r) for r in res)
             if ok:
                 for k, v in zip(self._state_names, res[1:]):  # the outputs become the next state
                     self._state[k] = feed[k] = v
@@ -344,11 +343,10 @@ def _sanitize(x, s):
 
 
 @njit(cache=True)
-def _all_finite(y, a, b, c):
-    for arr in (y.ravel(), a.ravel(), b.ravel(), c.ravel()):
-        for v in arr:
-            if not np.isfinite(v):
-                return False
+def _all_finite(a):
+    for v in a.ravel():
+        if not np.isfinite(v):
+            return False
     return True
 
 

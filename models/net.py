@@ -22,7 +22,12 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
 - informed inputs (``n_refs > 0``, ``key``): reference mics (e.g. the hi-hat close mic and an
   overhead) go through the same encoder (shared weights, same window and hop) and their log
   power joins the features; the channel's key (a per-sample signal: onsets with velocity, zeros
-  elsewhere) joins as one value per frame, its maximum over the hop that just completed. The mask
+  elsewhere) is reduced to one value per frame, its maximum over the hop that just completed;
+  with ``key_ctx > 1`` a learned causal filter over the last ``key_ctx`` of those frames gives
+  ``key_bins`` features that hold after an onset (it starts as the newest frame and onsets
+  decaying over 5, 20 and 80 ms: :data:`KEY_DECAYS_MS`), so the network knows for the whole
+  decay of a hit that the key fired, and how hard, not only on the one frame it arrives (a key
+  arrives 2-6 ms after its hit). The mask
   still applies to the mic's frames only. Zeros in place of a key or a reference mic mean "not
   connected" (training drops them at random), so one model serves every configuration.
 
@@ -41,19 +46,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-STATE_NAMES = ("enc_state", "gru_state", "ola_state")
+from debleed.models.streaming import input_names, state_names  # the graph contract, defined once
 
-
-def input_names(n_refs: int = 0, key: bool = False) -> tuple:
-    """The ONNX graph inputs of a model, in order: ``audio``, ``refs`` (when ``n_refs > 0``), ``key``
-    (when ``key``), ``enc_state``, ``ref_state`` (when ``n_refs > 0``), ``gru_state``, ``ola_state``."""
-    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ()) + ("enc_state",)
-            + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state"))
-
-
-def state_names(n_refs: int = 0) -> tuple:
-    """The state inputs of a model, in graph order (each has an output ``<name>_out``)."""
-    return ("enc_state",) + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state")
+#: The key's features at their start (``key_ctx > 1``): the key's value on the newest frame, then
+#: its onsets decaying with these time constants, ms (the filter is trained from there).
+KEY_DECAYS_MS = (5.0, 20.0, 80.0)
 
 
 def constant_q_kernels(context: int, n_bins: int, sample_rate: float, *, f_min: float = 40.0,
@@ -110,17 +107,22 @@ class SnareDenoiserNet(nn.Module):
         Reference mics (0 to 4; default 0), each encoded by the same encoder.
     key : bool
         Whether the model takes the channel's key signal; default False.
+    key_ctx : int
+        Frames of key history the key filter spans (1 to 4096; default 1: the newest frame's
+        value is the one key feature, no filter and no ``key_state``).
+    key_bins : int
+        Key features (the key filter's outputs) with ``key_ctx > 1``, 1 to 16; default 4.
 
     Raises
     ------
     ValueError
         ``context`` not a multiple of ``hop`` or below ``window``; ``taps`` below 1 or reaching
-        past ``context``; ``n_refs`` outside 0 to 4.
+        past ``context``; ``n_refs`` outside 0 to 4; ``key_ctx`` or ``key_bins`` out of range.
     """
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
                  context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
-                 n_refs: int = 0, key: bool = False):
+                 n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -136,12 +138,22 @@ class SnareDenoiserNet(nn.Module):
         self.n_refs, self.key = int(n_refs), bool(key)
         if not 0 <= self.n_refs <= 4:
             raise ValueError(f"n_refs must be 0 to 4, got {n_refs}")
+        if not 1 <= int(key_ctx) <= 4096:
+            raise ValueError(f"key_ctx must be 1 to 4096 frames, got {key_ctx}")
+        if not 1 <= int(key_bins) <= 16:
+            raise ValueError(f"key_bins must be 1 to 16, got {key_bins}")
+        self.key_ctx = int(key_ctx) if self.key else 1
+        self.key_bins = (int(key_bins) if self.key_ctx > 1 else 1) if self.key else 0
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
         if self.cq_bins:
             self.cq = nn.Conv1d(1, 2 * self.cq_bins, self.context, stride=hop, bias=False)
             with torch.no_grad():
                 self.cq.weight.copy_(constant_q_kernels(self.context, self.cq_bins, self.sample_rate).unsqueeze(1))
             self.cq.weight.requires_grad_(False)
+        if self.key_ctx > 1:
+            self.key_filt = nn.Conv1d(1, self.key_bins, self.key_ctx, bias=False)
+            with torch.no_grad():
+                self.key_filt.weight.copy_(key_filters(self.key_ctx, self.key_bins, self.sample_rate / self.hop))
         self.inp = nn.Linear(self.n_features, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
@@ -176,7 +188,7 @@ class SnareDenoiserNet(nn.Module):
     @property
     def n_features(self) -> int:
         """Features per frame: mic filterbank, constant-Q bins, each reference's filterbank, key."""
-        return self.n_filters * (1 + self.n_refs) + self.cq_bins + int(self.key)
+        return self.n_filters * (1 + self.n_refs) + self.cq_bins + self.key_bins
 
     @property
     def informed(self) -> bool:
@@ -188,7 +200,7 @@ class SnareDenoiserNet(nn.Module):
         kernel tap, every GRU gate; the sigmoid, tanh and log are not counted)."""
         n, h, w = self.n_filters, self.hidden, self.window
         parts = {"encoder": n * w * (1 + self.n_refs), "constant_q": 2 * self.cq_bins * self.context,
-                 "inp": self.n_features * h, "gru": sum(3 * (h + h) * h for _ in range(self.layers)),
+                 "key": self.key_bins * self.key_ctx if self.key_ctx > 1 else 0, "inp": self.n_features * h, "gru": sum(3 * (h + h) * h for _ in range(self.layers)),
                  "out": h * n * self.taps, "decoder": n * w}
         parts["total"] = sum(parts.values())
         return parts
@@ -204,25 +216,36 @@ class SnareDenoiserNet(nn.Module):
             cfg["n_refs"] = self.n_refs
         if self.key:
             cfg["key"] = True
+        if self.key_ctx > 1:
+            cfg.update(key_ctx=self.key_ctx, key_bins=self.key_bins)
         return cfg
 
     def zero_state(self, batch: int = 1):
         """Zero streaming state, in :func:`state_names` order: ``enc_state (B, context - hop)``,
-        ``ref_state (B, n_refs, window - hop)`` (informed models with refs only), ``gru_state
-        (layers, B, hidden)``, ``ola_state (B, hop)``."""
+        ``ref_state (B, n_refs, window - hop)`` (informed models with refs only), ``key_state (B,
+        key_ctx - 1)`` (with a key filter only), ``gru_state (layers, B, hidden)``, ``ola_state (B,
+        hop)``."""
         dev = self.encoder.weight.device
-        enc = torch.zeros(batch, self.context - self.hop, device=dev)
-        rest = (torch.zeros(self.layers, batch, self.hidden, device=dev), torch.zeros(batch, self.hop, device=dev))
+        st = [torch.zeros(batch, self.context - self.hop, device=dev)]
         if self.n_refs:
-            return (enc, torch.zeros(batch, self.n_refs, self.window - self.hop, device=dev)) + rest
-        return (enc,) + rest
+            st.append(torch.zeros(batch, self.n_refs, self.window - self.hop, device=dev))
+        if self.key_ctx > 1:
+            st.append(torch.zeros(batch, self.key_ctx - 1, device=dev))
+        return tuple(st) + (torch.zeros(self.layers, batch, self.hidden, device=dev),
+                            torch.zeros(batch, self.hop, device=dev))
+
+    @property
+    def has_key_state(self) -> bool:
+        """Whether the model carries ``key_state`` (a key filter over past frames)."""
+        return self.key_ctx > 1
 
     def forward(self, audio, *args):
         """One streaming step over a chunk of whole hops.
 
         ``forward(audio, enc_state, gru_state, ola_state)`` for a mic-only model;
-        ``forward(audio, refs, key, enc_state, ref_state, gru_state, ola_state)`` for an informed
-        one (``refs`` and ``ref_state`` None when ``n_refs`` is 0, ``key`` None without a key).
+        ``forward(audio, refs, key, *state)`` for an informed one, ``state`` in
+        :meth:`zero_state` order (``enc_state, [ref_state,] [key_state,] gru_state, ola_state``;
+        ``refs`` None when ``n_refs`` is 0, ``key`` None without a key).
 
         Parameters
         ----------
@@ -236,6 +259,8 @@ class SnareDenoiserNet(nn.Module):
             The previous ``context - hop`` input samples (zeros at start).
         ref_state : Tensor (B, n_refs, window - hop)
             The previous ``window - hop`` samples of each reference mic.
+        key_state : Tensor (B, key_ctx - 1)
+            The key's previous ``key_ctx - 1`` frame values (with a key filter).
         gru_state : Tensor (layers, B, hidden)
         ola_state : Tensor (B, hop)
             Overlap-add tail of the previous chunk (zeros at start).
@@ -244,19 +269,25 @@ class SnareDenoiserNet(nn.Module):
         -------
         denoised : Tensor (B, T * hop)
             Clean estimate, delayed by ``hop`` samples.
-        enc_state_out, [ref_state_out,] gru_state_out, ola_state_out :
+        enc_state_out, [ref_state_out,] [key_state_out,] gru_state_out, ola_state_out :
             The state for the next chunk (same order as the state inputs).
         """
+        n_state = 3 + bool(self.n_refs) + self.has_key_state
         if self.informed:
-            if len(args) != 6:
-                raise TypeError("an informed model takes (audio, refs, key, enc_state, ref_state, gru_state, "
-                                f"ola_state), got {1 + len(args)} arguments")
-            refs, key, enc_state, ref_state, gru_state, ola_state = args
+            if len(args) != 2 + n_state:
+                raise TypeError(f"an informed model takes (audio, refs, key, {', '.join(self._state_list())}), "
+                                f"got {1 + len(args)} arguments")
+            refs, key = args[:2]
+            state = list(args[2:])
         else:
             if len(args) != 3:
                 raise TypeError(f"takes (audio, enc_state, gru_state, ola_state), got {1 + len(args)} arguments")
-            refs = key = ref_state = None
-            enc_state, gru_state, ola_state = args
+            refs = key = None
+            state = list(args)
+        enc_state = state.pop(0)
+        ref_state = state.pop(0) if self.n_refs else None
+        key_state = state.pop(0) if self.has_key_state else None
+        gru_state, ola_state = state
         hop = self.hop
         x = torch.cat([enc_state, audio], dim=-1)                  # (B, context - hop + T * hop)
         past = (self.taps - 1) * hop
@@ -267,16 +298,21 @@ class SnareDenoiserNet(nn.Module):
             c = self.cq(x.unsqueeze(1))                           # (B, 2K, T)
             c = c * c
             feats.append(0.1 * torch.log(c[:, :self.cq_bins] + c[:, self.cq_bins:] + 1e-9))
-        ref_out = None
+        new_state = [x[:, -(self.context - hop):]]
         if self.n_refs:
             rx = torch.cat([ref_state, refs], dim=-1)               # (B, R, window - hop + T * hop)
             for r in range(self.n_refs):                           # the mic's encoder, shared weights
                 e = self.encoder(rx[:, r:r + 1])                   # (B, N, T)
                 feats.append(0.1 * torch.log(e * e + 1e-9))
-            ref_out = rx[:, :, -(self.window - hop):]
+            new_state.append(rx[:, :, -(self.window - hop):])
         if self.key:
             k = key.reshape(key.shape[0], -1, hop).amax(dim=-1)    # (B, T): max over each frame's newest hop
-            feats.append(k.unsqueeze(1))
+            if self.has_key_state:
+                kx = torch.cat([key_state, k], dim=-1)              # (B, key_ctx - 1 + T)
+                feats.append(self.key_filt(kx.unsqueeze(1)))      # (B, key_bins, T)
+                new_state.append(kx[:, -(self.key_ctx - 1):])
+            else:
+                feats.append(k.unsqueeze(1))
         feat = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         feat = feat.transpose(1, 2)
         z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
@@ -291,9 +327,10 @@ class SnareDenoiserNet(nn.Module):
         y = self.decoder(filtered).squeeze(1)                      # (B, (T + 1) * hop)
         y = torch.cat([y[:, :hop] + ola_state, y[:, hop:]], dim=-1)
         n = audio.shape[-1]
-        if self.n_refs:
-            return y[:, :n], x[:, -(self.context - hop):], ref_out, gru_out, y[:, n:]
-        return y[:, :n], x[:, -(self.context - hop):], gru_out, y[:, n:]
+        return (y[:, :n], *new_state, gru_out, y[:, n:])
+
+    def _state_list(self) -> tuple:
+        return state_names(self.n_refs, self.has_key_state)
 
     def run(self, audio, refs=None, key=None):
         """Whole-signal (one-shot) output from zero state; ``audio`` (B, T * hop), ``refs``
@@ -306,11 +343,21 @@ class SnareDenoiserNet(nn.Module):
             refs = audio.new_zeros(b, self.n_refs, audio.shape[-1])
         if self.key and key is None:
             key = audio.new_zeros(b, audio.shape[-1])
-        enc = state[0]
-        ref_state = state[1] if self.n_refs else None
-        gru, ola = state[-2:]
-        return self.forward(audio, refs if self.n_refs else None, key if self.key else None,
-                            enc, ref_state, gru, ola)[0]
+        return self.forward(audio, refs if self.n_refs else None, key if self.key else None, *state)[0]
+
+
+def key_filters(key_ctx: int, key_bins: int, frame_rate: float):
+    """The key filter's start, shape ``(key_bins, 1, key_ctx)`` (newest frame last): row 0 the
+    newest frame alone, row ``i`` an onset ``a`` frames old weighted ``exp(-a / tau_i)`` with
+    ``tau_i`` from :data:`KEY_DECAYS_MS` (cycled, each cycle twice as long) at ``frame_rate``
+    frames per second."""
+    age = torch.arange(key_ctx - 1, -1, -1, dtype=torch.float64)
+    rows = [torch.zeros(key_ctx, dtype=torch.float64)]
+    rows[0][-1] = 1.0
+    for i in range(1, key_bins):
+        tau_ms = KEY_DECAYS_MS[(i - 1) % len(KEY_DECAYS_MS)] * 2.0 ** ((i - 1) // len(KEY_DECAYS_MS))
+        rows.append(torch.exp(-age / (tau_ms * 1e-3 * frame_rate)))
+    return torch.stack(rows).unsqueeze(1).float()
 
 
 class _ExportStep(nn.Module):
@@ -324,9 +371,9 @@ class _ExportStep(nn.Module):
         net = self.net
         if not net.informed:
             return net(*inputs)
-        named = dict(zip(input_names(net.n_refs, net.key), inputs))
-        return net(named["audio"], named.get("refs"), named.get("key"), named["enc_state"],
-                   named.get("ref_state"), named["gru_state"], named["ola_state"])
+        named = dict(zip(input_names(net.n_refs, net.key, net.has_key_state), inputs))
+        return net(named["audio"], named.get("refs"), named.get("key"),
+                   *(named[k] for k in state_names(net.n_refs, net.has_key_state)))
 
 
 def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int = 17) -> None:
@@ -334,7 +381,8 @@ def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int =
 
     Inputs (:func:`input_names`) ``audio`` (1, n) with n a multiple of ``hop``, ``refs`` (1, n_refs, n)
     when the model has reference mics, ``key`` (1, n) when it takes a key, ``enc_state`` (1,
-    context - hop), ``ref_state`` (1, n_refs, window - hop) with reference mics, ``gru_state``
+    context - hop), ``ref_state`` (1, n_refs, window - hop) with reference mics, ``key_state``
+    (1, key_ctx - 1) with a key filter, ``gru_state``
     (layers, 1, hidden), ``ola_state`` (1, hop); outputs ``denoised`` (1, n) and ``<state>_out``
     for each state input, in the same order. The metadata holds ``hop``, ``window``,
     ``sample_rate`` and the constructor arguments (``config`` JSON, with ``n_refs`` and ``key``
@@ -347,8 +395,8 @@ def export_onnx(model: SnareDenoiserNet, path, *, sample_rate: int, opset: int =
 
     model = model.eval()
     n = 4 * model.hop
-    names = input_names(model.n_refs, model.key)
-    states = state_names(model.n_refs)
+    names = input_names(model.n_refs, model.key, model.has_key_state)
+    states = state_names(model.n_refs, model.has_key_state)
     example = {"audio": torch.zeros(1, n), "refs": torch.zeros(1, model.n_refs, n), "key": torch.zeros(1, n),
                **dict(zip(states, model.zero_state(1)))}
     args = tuple(example[k] for k in names)

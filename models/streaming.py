@@ -78,13 +78,14 @@ GAIN_RAMP_MS = 5.0
 # its latency, the most hops a block can complete (scratch rows); an informed model's inputs:
 # reference mics (count, then MAX_REFS input rows, -1 not connected), whether it takes a key,
 # the key's kind (KEY_NONE, KEY_MIDI, KEY_TRIGGER), a trigger key's input row, a MIDI key's
-# notes (two 64-bit masks) and channel (0 any), a trigger's retrigger and scan lengths (samples)
+# notes (two 64-bit masks) and channel (0 any), a trigger's retrigger and scan lengths (samples),
+# the key filter's length (frames) and outputs (an old-style key: length 1, one output of weight 1)
 (L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
 L_NREFS = 15
 L_REF = 16  # MAX_REFS columns
-(L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN) = range(L_REF + MAX_REFS,
-                                                                                     L_REF + MAX_REFS + 8)
-NL = L_REF + MAX_REFS + 8
+(L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN, L_KCTX,
+ L_KBINS) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 10)
+NL = L_REF + MAX_REFS + 10
 KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
 
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
@@ -100,11 +101,12 @@ NPAR = 5
 NCTL = 2
 
 
-def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in) -> int:
-    """Float32 count of one model's packed weights (the layout of :func:`_offsets`)."""
+def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc=1, kb=0) -> int:
+    """Float32 count of one model's packed weights (the layout of :func:`_offsets`); ``kc``, ``kb``
+    the key filter's length (frames) and outputs (0: no key)."""
     # every GRU layer takes h inputs (layer 0 reads the input layer's output)
     return (n * win + 2 * k * ctx + 2 * k + h * n_in + h + layers * (6 * h * h + 6 * h)
-            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n)
+            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n + kb * kc)
 
 
 def max_hops(hop: int, max_block: int) -> int:
@@ -112,11 +114,12 @@ def max_hops(hop: int, max_block: int) -> int:
     return max_block // hop + 1
 
 
-def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0) -> int:
+def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0, kc=1) -> int:
     """Float32 count of one channel's streaming state and scratch for up to ``jm`` hops per
-    block, ``nr`` reference mics and a key when ``kin`` (the layout of :func:`_soffsets`)."""
+    block, ``nr`` reference mics and a key when ``kin`` with a key filter of ``kc`` frames (the
+    layout of :func:`_soffsets`)."""
     return ((ctx + jm * hop) + (taps - 1 + jm) * n + layers * h + (win - hop) + (jm + 1) * hop
-            + (lat + 1) + nr * (win + jm * hop) + kin * (jm + 1) * hop
+            + (lat + 1) + nr * (win + jm * hop) + kin * (jm + 1) * hop + kin * (kc - 1 + jm)
             + jm * 2 * k + jm * n_in + 2 * jm * h + jm * 3 * h + 3 * h + 2 * jm * n + jm * win)
 
 
@@ -127,8 +130,10 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
     Order: encoder (n, win); constant-Q (2k, ctx); per constant-Q row, the first non-zero column
     of its panel's rows (2k, stored as float); W_in (h, n_in); b_in (h); per GRU layer W_ih
     (3h, h), W_hh (3h, h), b_ih (3h), b_hh (3h); W_out (n, h); b_out (n); W_taps (taps - 1
-    matrices (n, h)); b_taps; decoder transposed (win, n). Every matrix is stored in panels
-    (:func:`pack_panels`). Returns (enc, cq, cqs, win_, bin_, gru, wout, bout, wtap, btap, dec).
+    matrices (n, h)); b_taps; decoder transposed (win, n); then the key filter (outputs,
+    frames), row-major, newest frame last, as the ONNX ``Conv`` holds it. Every matrix but the
+    key filter is stored in panels (:func:`pack_panels`). Returns (enc, cq, cqs, win_, bin_, gru,
+    wout, bout, wtap, btap, dec, key).
     """
     o_enc = 0
     o_cq = o_enc + n * win
@@ -141,11 +146,12 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
     o_wtap = o_bout + n
     o_btap = o_wtap + n * (taps - 1) * h
     o_dec = o_btap + n * (taps - 1)
-    return o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec
+    o_key = o_dec + win * n
+    return o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec, o_key
 
 
 @njit(inline="always", **_KW)
-def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin):
+def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc):
     """Offsets inside one channel's block of ``s`` (relative to ``L_S``); ``jm`` hops per block.
 
     State (kept across blocks; :func:`_reset_channel` zeroes it): the input history, then this
@@ -154,9 +160,12 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin):
     frames, then this block's); GRU state (``layers h``); overlap-add tail (``win - hop``); hop
     outputs (``(jm + 1) hop``: the last hop of the previous block, then this block's); dry delay
     ring (``lat + 1``); each reference mic's samples (``win + jm hop``: its previous ``win - hop``,
-    then as the input's); the key's samples (``(jm + 1) hop``, when the model takes one). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
+    then as the input's); the key's samples (``(jm + 1) hop``, when the model takes one) and its
+    frame values (``kc - 1 + jm``: the previous ``kc - 1``, then this block's). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
     buffers (h each), input gates (3h); recurrent gates (3h, one hop); mask or taps coefficients
-    (n), filtered frame (n), decoded frame (win).
+    (n), filtered frame (n), decoded frame (win). Returns the offsets in that order, except
+    the key's frame values, which come last (element 8, the constant-Q scratch, is where the
+    scratch starts).
     """
     o_x = 0
     o_fr = o_x + ctx + jm * hop
@@ -166,7 +175,8 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin):
     o_dry = o_out + (jm + 1) * hop
     o_ref = o_dry + lat + 1
     o_kb = o_ref + nr * (win + jm * hop)
-    o_cq = o_kb + kin * (jm + 1) * hop
+    o_kf = o_kb + kin * (jm + 1) * hop
+    o_cq = o_kf + kin * (kc - 1 + jm)
     o_feat = o_cq + jm * 2 * k
     o_a = o_feat + jm * n_in
     o_b = o_a + jm * h
@@ -176,7 +186,7 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin):
     o_filt = o_mask + jm * n
     o_yfr = o_filt + jm * n
     return (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cq, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-            o_yfr)
+            o_yfr, o_kf)
 
 
 @njit(inline="always", **_KW)
@@ -184,7 +194,7 @@ def _chan_soffsets(lay, c):
     """:func:`_soffsets` of channel ``c``, from its ``lay`` row."""
     return _soffsets(lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], lay[c, L_CTX],
                      lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN], lay[c, L_LAT], lay[c, L_JM], lay[c, L_NREFS],
-                     lay[c, L_KEYIN])
+                     lay[c, L_KEYIN], lay[c, L_KCTX])
 
 
 # --- matrix products -------------------------------------------------------------------------
@@ -571,10 +581,10 @@ def _network(lay, w, s, c, nj):
     hop, win, n, h = lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H]
     layers, ctx, k, taps, n_in = lay[c, L_LAYERS], lay[c, L_CTX], lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN]
     wb, sb, lat, jm = lay[c, L_W], lay[c, L_S], lay[c, L_LAT], lay[c, L_JM]
-    o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec = _offsets(
+    o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec, o_key = _offsets(
         win, n, h, layers, ctx, k, taps, n_in)
     (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-     o_yfr) = _chan_soffsets(lay, c)
+     o_yfr, o_kf) = _chan_soffsets(lay, c)
     nr, kin = lay[c, L_NREFS], lay[c, L_KEYIN]
     xb, fb = sb + o_x, sb + o_fr + (taps - 1) * n  # hop j's context ends at xb + ctx + j hop
     # 1. filterbank frames and constant-Q context of every hop (each constant-Q row is zero
@@ -586,7 +596,8 @@ def _network(lay, w, s, c, nj):
         _features(s, fb + j * n, -1, sb + o_feat + j * n_in, n)
         _features(s, sb + o_cqo + j * 2 * k, sb + o_cqo + j * 2 * k + k, sb + o_feat + j * n_in + n, k)
     # informed inputs: each reference mic through the same encoder (its frames in the mask's
-    # scratch rows for now), then the key's maximum over each hop
+    # scratch rows for now), then the key: its maximum over each hop joins the previous kc - 1
+    # frame values, and the key filter's kb outputs over the last kc of them are the features
     for r in range(nr):
         rb = sb + o_ref + r * (win + jm * hop)  # hop j's window starts at rb + j hop
         _gemm(w, wb + o_enc, n, win, s, rb, hop, nj, w, -1, s, sb + o_mask, n, -1)
@@ -594,12 +605,19 @@ def _network(lay, w, s, c, nj):
         for j in range(nj):
             _features(s, sb + o_mask + j * n, -1, sb + o_feat + j * n_in + at, n)
     if kin:
+        kc, kb = lay[c, L_KCTX], lay[c, L_KBINS]
+        kf, kw = sb + o_kf, wb + o_key
         for j in range(nj):
             m = s[sb + o_kb + j * hop]
             for i in range(1, hop):
                 if s[sb + o_kb + j * hop + i] > m:
                     m = s[sb + o_kb + j * hop + i]
-            s[sb + o_feat + j * n_in + n_in - 1] = m
+            s[kf + kc - 1 + j] = m
+            for b in range(kb):  # frame j's window is kf[j .. j + kc - 1], newest last
+                acc = np.float32(0.0)
+                for i in range(kc):
+                    acc += w[kw + b * kc + i] * s[kf + j + i]
+                s[sb + o_feat + j * n_in + n_in - kb + b] = acc
     _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h, -1)
     for i in range(nj * h):
         if s[sb + o_a + i] < 0.0:
@@ -766,7 +784,7 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
         src, dst, hop, lat, ctx = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT], lay[c, L_CTX]
         win, jm, nr, kin = lay[c, L_WIN], lay[c, L_JM], lay[c, L_NREFS], lay[c, L_KEYIN]
         (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-         o_yfr) = _chan_soffsets(lay, c)
+         o_yfr, o_kf) = _chan_soffsets(lay, c)
         sb, nf = lay[c, L_S], lay[c, L_N]
         fill0, fresh0 = ist[c, I_FILL], ist[c, I_FRESH]
         # 1. collect: the block's samples (after the leading silence of a fresh channel) follow
@@ -842,6 +860,8 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
             if kin:
                 for i in range(fill):
                     s[sb + o_kb + i] = s[sb + o_kb + shift + i]
+                for i in range(lay[c, L_KCTX] - 1):
+                    s[sb + o_kf + i] = s[sb + o_kf + nj + i]
             for i in range(hop):
                 s[sb + o_out + i] = s[sb + o_out + nj * hop + i]
             keep = (lay[c, L_TAPS] - 1) * nf
@@ -871,21 +891,33 @@ def _config_from_meta(path, meta: dict) -> dict:
     taps = int(cfg.get("taps", 1))
     n_refs = int(cfg.get("n_refs", 0))
     key = int(bool(cfg.get("key", False)))
+    kc = int(cfg.get("key_ctx", 1)) if key else 1
+    kb = (int(cfg.get("key_bins", 4)) if kc > 1 else 1) if key else 0
     if hop_c != hop or window != 2 * hop:
         raise DebleedError(f"denoiser model {path}: metadata hop {hop} / window {window} disagree with its "
                            f"config {cfg} (window must be 2 * hop)")
     if not 0 <= n_refs <= MAX_REFS:
         raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
+    if kc < 1 or kb < 0:
+        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} in its config are out of range")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "n_in": n * (1 + n_refs) + k + key, "rate": rate}
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
-def input_names(n_refs: int, key: bool) -> tuple:
+def state_names(n_refs: int = 0, key_state: bool = False) -> tuple:
+    """The state inputs of a streaming model, in graph order: ``enc_state``, ``ref_state`` (with
+    reference mics), ``key_state`` (with a key filter), ``gru_state``, ``ola_state``; each has an
+    output ``<name>_out``, in the same order after ``denoised``."""
+    return (("enc_state",) + (("ref_state",) if n_refs else ()) + (("key_state",) if key_state else ())
+            + ("gru_state", "ola_state"))
+
+
+def input_names(n_refs: int = 0, key: bool = False, key_state: bool = False) -> tuple:
     """The graph inputs of a streaming model, in order: ``audio``, ``refs`` (with reference
-    mics), ``key`` (with a key), ``enc_state``, ``ref_state`` (with reference mics),
-    ``gru_state``, ``ola_state`` (the contract of :func:`debleed.models.net.export_onnx`)."""
-    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ()) + ("enc_state",)
-            + (("ref_state",) if n_refs else ()) + ("gru_state", "ola_state"))
+    mics), ``key`` (with a key), then :func:`state_names` (the contract of
+    :func:`debleed.models.net.export_onnx`; the one definition)."""
+    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ())
+            + state_names(n_refs, key_state))
 
 
 def _check_shape(path, name, arr, shape):
@@ -908,7 +940,8 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     dims : dict
         ``hop``, ``win``, ``n`` (filters), ``h`` (GRU width), ``layers``, ``ctx`` (context
         samples), ``k`` (constant-Q bins), ``taps``, ``n_refs`` (reference mics), ``key`` (1 when
-        it takes a key), ``n_in`` (features), ``rate`` (Hz).
+        it takes a key), ``kc`` and ``kb`` (the key filter's frames and outputs; 1 and 1 for a
+        key that is one feature, 1 and 0 without a key), ``n_in`` (features), ``rate`` (Hz).
     weights : ndarray, float32 (weight_size(...),)
         The packed weights (layout of :func:`_offsets`).
 
@@ -937,7 +970,7 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
                            f"not implement (implemented: {', '.join(sorted(SUPPORTED_OPS))})")
     d = _config_from_meta(path, {p.key: p.value for p in m.metadata_props})
     names = tuple(i.name for i in g.input)
-    expect = input_names(d["n_refs"], d["key"])
+    expect = input_names(d["n_refs"], d["key"], d["kc"] > 1)
     if names != expect:
         raise DebleedError(f"denoiser model {path} has inputs {list(names)}; its config needs {list(expect)} "
                            "(not a debleed streaming denoiser, or a config that does not match the graph)")
@@ -1020,11 +1053,16 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     starts = np.array([first[r // PANEL * PANEL:(r // PANEL + 1) * PANEL].min() for r in range(first.size)],
                       np.float32)
     taps_ = [pack_panels(w_tap[t * n:(t + 1) * n]) for t in range(taps - 1)]
+    kc, kb = d["kc"], d["kb"]
+    if kc > 1:
+        key_filt = _check_shape(path, "key_filt.weight", need("key_filt.weight"), (kb, 1, kc))[:, 0]
+    else:  # the key is one feature: the newest frame's value, weight 1
+        key_filt = np.ones((kb, 1), np.float32)
     parts = [pack_panels(enc), pack_panels(cq), starts, pack_panels(w_in), b_in,
              *gru,
-             pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T)]
+             pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T), key_filt]
     flat = np.ascontiguousarray(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
-    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in)
+    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc, kb)
     if flat.size != expect:
         raise DebleedError(f"denoiser model {path}: packed {flat.size} weights, expected {expect}")
     return d, flat
@@ -1125,7 +1163,7 @@ class StreamingStage:
                                      dims["ctx"], dims["k"], dims["taps"], dims["n_in"], off, soff, lat, jm)
             self._route(c, dims, key, (informed or [{}] * k)[c] or {})
             soff += state_size(dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                               dims["k"], dims["taps"], dims["n_in"], lat, jm, dims["n_refs"], dims["key"])
+                               dims["k"], dims["taps"], dims["n_in"], lat, jm, dims["n_refs"], dims["key"], dims["kc"])
             self.dims.append(dims)
         self.s = np.zeros(max(soff, 1), np.float32)
         self.ist = np.zeros((k, NIS), np.int64)
@@ -1163,6 +1201,7 @@ class StreamingStage:
         row[L_REF:L_REF + MAX_REFS] = -1
         row[L_REF:L_REF + len(refs)] = refs
         row[L_KEYIN] = dims["key"]
+        row[L_KCTX], row[L_KBINS] = dims["kc"], dims["kb"]
         key = inf.get("key") if dims["key"] else None
         row[L_KEYKIND] = KEY_NONE
         if key is not None and key[0] == "midi":

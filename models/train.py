@@ -30,7 +30,7 @@ DEFAULT_MODEL = {"hop": 32, "n_filters": 256, "hidden": 192, "layers": 2, "conte
 #: The small informed architecture (issue 20; see models/README.md): it also hears the hi-hat and
 #: overhead mics and the key; about 173k multiply-adds per 32-sample hop.
 INFORMED_MODEL = {"hop": 32, "n_filters": 128, "hidden": 96, "layers": 1, "context": 512, "cq_bins": 32,
-                  "n_refs": 2, "key": True}
+                  "n_refs": 2, "key": True, "key_ctx": 256, "key_bins": 4}
 ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL}
 #: Per training example, the probability that the key, and each reference mic, is replaced by
 #: zeros ("not connected"), so one model serves mic-only channels, key only, and key and refs.
@@ -107,6 +107,21 @@ def model_from_onnx(path):
         raise DebleedError(f"{path}: no weights found for {sorted(missing)}")
     model.load_state_dict({k: v.to(sd[k].dtype).reshape(sd[k].shape) for k, v in new.items()})
     return model.eval()
+
+
+def _with_key_filter(start: dict, model) -> dict:
+    """``start`` (a state dict) made to fit ``model`` when ``model`` adds a key filter to a start
+    whose key is one feature (the newest frame's value): the input layer gains the filter's
+    ``key_bins`` columns, the first taking the old key column (the filter's first output starts
+    as that same value), the others as ``model`` drew them. Any other start is returned as is."""
+    w = start.get("inp.weight")
+    if (w is None or not getattr(model, "has_key_state", False) or "key_filt.weight" in start
+            or tuple(w.shape) != (model.hidden, model.n_features - model.key_bins + 1)):
+        return start
+    base = model.n_features - model.key_bins
+    grown = model.state_dict()["inp.weight"].clone()
+    grown[:, :base + 1] = w
+    return dict(start, **{"inp.weight": grown})
 
 
 def _require_torch():
@@ -501,12 +516,12 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         torch.set_rng_state(st["torch_rng"])
     elif init_state is not None:
         try:
-            missing, unexpected = model.load_state_dict(init_state["model"], strict=False)
+            missing, unexpected = model.load_state_dict(_with_key_filter(init_state["model"], model), strict=False)
         except RuntimeError as e:  # a shape mismatch
             raise DebleedError(f"checkpoint {init} does not fit this model: {e}") from None
-        if unexpected or any(not k.startswith("taps_out.") for k in missing):
+        if unexpected or any(not k.startswith(("taps_out.", "key_filt.")) for k in missing):
             raise DebleedError(f"checkpoint {init} does not fit this model (missing {missing}, unexpected "
-                               f"{unexpected}); only the multi-frame filter head may be new")
+                               f"{unexpected}); only the multi-frame filter head and the key filter may be new")
     loss_fn = Loss(**(loss_kwargs or {}))
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
@@ -600,6 +615,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", default="train-cache", help="cache and checkpoint folder (default train-cache)")
     p.add_argument("--out", default=None, help="ONNX output (default: the shipped model for the rate)")
     p.add_argument("--init", default=None, help="checkpoint to start from (fine-tuning)")
+    p.add_argument("--init-onnx", default=None,
+                   help="exported model to start from instead of a checkpoint (e.g. a shipped .onnx); with --arch "
+                        "informed, a model whose key is one feature gains the key filter")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--crop-s", type=float, default=0.67, help="training crop length, s")
@@ -645,7 +663,7 @@ def run_from_args(args) -> int:
     log = open(args.log, "a") if args.log else None
     try:
         res = train(sample_rate=args.rate, steps=args.steps, work_dir=args.work_dir, out=args.out,
-                    init=args.init, seed=args.seed, batch=args.batch, crop_s=args.crop_s, lr=args.lr,
+                    init=args.init, init_onnx=args.init_onnx, seed=args.seed, batch=args.batch, crop_s=args.crop_s, lr=args.lr,
                     n_scenes=args.scenes, ckpt_every=args.ckpt_every, resume=not args.no_resume,
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,

@@ -38,6 +38,8 @@ def informed(request, torch_installed, tmp_path_factory):
     with torch.no_grad():  # a varying mask, and inputs that matter, so the comparison means something
         net.out.bias.normal_(0.0, 1.0)
         net.inp.weight.mul_(4.0)
+        if net.key_ctx > 1:
+            net.key_filt.weight.add_(torch.randn_like(net.key_filt.weight) * 0.05)
     path = tmp_path_factory.mktemp("informed") / "net.onnx"
     export_onnx(net, path, sample_rate=48000)
     return net, path
@@ -49,8 +51,9 @@ def test_export_contract_names_ops_initializers_and_metadata(informed):
     net, path = informed
     m = onnx.load(str(path))
     r, k = net.n_refs, net.key
+    kstate = net.key_ctx > 1
     want_in = ["audio"] + ["refs"] * bool(r) + ["key"] * k + ["enc_state"] + ["ref_state"] * bool(r) + \
-        ["gru_state", "ola_state"]
+        ["key_state"] * kstate + ["gru_state", "ola_state"]
     assert [i.name for i in m.graph.input] == want_in
     states = [n for n in want_in if n.endswith("_state")]
     assert [o.name for o in m.graph.output] == ["denoised"] + [s + "_out" for s in states]
@@ -71,6 +74,12 @@ def test_export_contract_names_ops_initializers_and_metadata(informed):
     meta = {p.key: p.value for p in m.metadata_props}
     cfg = json.loads(meta["config"])
     assert cfg.get("n_refs", 0) == r and cfg.get("key", False) == k
+    if kstate:  # the key filter: a named Conv weight over the key's frames, and its state
+        assert cfg["key_ctx"] == net.key_ctx and cfg["key_bins"] == net.key_bins
+        kf = [n for n in m.graph.node if n.op_type == "Conv" and n.input[1] == "key_filt.weight"]
+        assert len(kf) == 1
+        shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
+        assert shapes["key_state"] == [1, net.key_ctx - 1]
     assert meta["hop"] == "32" and meta["window"] == "64"
 
 
@@ -155,6 +164,34 @@ def test_plain_model_config_and_signature_unchanged(torch_installed):
         SnareDenoiserNet(**SMALL, key=True)(torch.zeros(1, 64), *net.zero_state(1))
     with pytest.raises(ValueError, match="n_refs"):
         SnareDenoiserNet(**SMALL, n_refs=5)
+
+
+def test_key_filter_holds_an_onset_and_grows_an_old_key(torch_installed):
+    """The key filter's features hold after an onset (its decaying rows), where the one-frame key
+    is gone a frame later; a model whose key is one feature starts the filtered model exactly
+    (same output with and without a key on the rows that the old model had)."""
+    torch = torch_installed
+    from debleed.models.net import KEY_DECAYS_MS, SnareDenoiserNet, key_filters
+    from debleed.models.train import _with_key_filter
+
+    w = key_filters(256, 4, 48000 / 32)[:, 0]
+    assert w.shape == (4, 256) and w[0, -1] == 1 and torch.all(w[0, :-1] == 0)
+    frames_10ms = int(0.010 * 48000 / 32)
+    for i, tau in enumerate(KEY_DECAYS_MS, start=1):  # an onset 10 ms old weighs exp(-10 / tau)
+        assert float(w[i, -1 - frames_10ms]) == pytest.approx(np.exp(-frames_10ms * 32 / 48 / tau), rel=1e-5)
+    old = SnareDenoiserNet(**SMALL, n_refs=1, key=True)
+    new = SnareDenoiserNet(**SMALL, n_refs=1, key=True, key_ctx=64, key_bins=4)
+    with torch.no_grad():
+        old.out.bias.normal_(0.0, 1.0)
+        old.inp.weight.mul_(4.0)
+    missing, unexpected = new.load_state_dict(_with_key_filter(old.state_dict(), new), strict=False)
+    assert missing == ["key_filt.weight"] and not unexpected
+    with torch.no_grad():  # the new features' columns are zeroed: the grown model is the old one
+        new.inp.weight[:, -3:] = 0.0
+        x, refs, key = (torch.from_numpy(a[None]) for a in _signals(32 * 60, 1, seed=5))
+        assert torch.allclose(old.run(x, refs, key), new.run(x, refs, key), atol=1e-6)
+    with pytest.raises(ValueError, match="key_ctx"):
+        SnareDenoiserNet(**SMALL, key=True, key_ctx=0)
 
 
 def test_informed_model_costs_under_the_budget(torch_installed):

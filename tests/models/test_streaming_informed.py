@@ -22,15 +22,16 @@ pytestmark = pytest.mark.torch
 RATE = 48000
 
 
-@pytest.fixture(scope="module")
-def informed_model(tmp_path_factory, torch_installed):
+@pytest.fixture(scope="module", params=[1, 40], ids=["key-frame", "key-filter"])
+def informed_model(request, tmp_path_factory, torch_installed):
+    """Its key as one feature (the newest frame's value), or through a key filter over 40 frames."""
     import torch
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
 
     torch.manual_seed(0)
     net = SnareDenoiserNet(hop=32, n_filters=48, hidden=24, layers=2, context=256, cq_bins=8, sample_rate=RATE,
-                           n_refs=2, key=True)
+                           n_refs=2, key=True, key_ctx=request.param, key_bins=3)
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
@@ -117,7 +118,8 @@ def test_trigger_key_is_the_piezo_peak_after_its_threshold(informed_model):
 
 def test_weights_and_routing_errors(informed_model):
     dims, _ = load_weights(informed_model)
-    assert dims["n_refs"] == 2 and dims["key"] == 1 and dims["n_in"] == 48 * 3 + 8 + 1
+    assert dims["n_refs"] == 2 and dims["key"] == 1 and dims["n_in"] == 48 * 3 + 8 + dims["kb"]
+    assert (dims["kc"], dims["kb"]) in ((1, 1), (40, 3))
     with pytest.raises(ParameterError, match="takes 2 reference mic\\(s\\), got 3"):
         StreamingStage([(0, 3)], RATE, models=[informed_model], informed=[{"refs": [1, 2, 4]}])
     with pytest.raises(ParameterError, match="takes 0 reference mic\\(s\\), got 1 \\(denoise_refs\\)"):
