@@ -31,7 +31,10 @@ DEFAULT_MODEL = {"hop": 32, "n_filters": 256, "hidden": 192, "layers": 2, "conte
 #: overhead mics and the key; about 173k multiply-adds per 32-sample hop.
 INFORMED_MODEL = {"hop": 32, "n_filters": 128, "hidden": 96, "layers": 1, "context": 512, "cq_bins": 32,
                   "n_refs": 2, "key": True, "key_ctx": 256, "key_bins": 4}
-ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL}
+#: The informed model's first two training stages: its key one feature (the newest frame's value);
+#: the third stage grows it into :data:`INFORMED_MODEL` (``--init-onnx``).
+INFORMED_FRAME_KEY_MODEL = dict(INFORMED_MODEL, key_ctx=1)
+ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL, "informed-frame-key": INFORMED_FRAME_KEY_MODEL}
 #: Per training example, the probability that the key, and each reference mic, is replaced by
 #: zeros ("not connected"), so one model serves mic-only channels, key only, and key and refs.
 DROP_KEY = 0.3
@@ -635,8 +638,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-name", default=None,
                    help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
-                   help="architecture from scratch: default (mic only, 256 filters, GRU 2x192) or informed "
-                        "(hi-hat and overhead mics and the key, 128 filters, GRU 96); default that of --init, "
+                   help="architecture from scratch: default (mic only, 256 filters, GRU 2x192), informed "
+                        "(hi-hat and overhead mics and the key through a key filter, 128 filters, GRU 96) or "
+                        "informed-frame-key (the same with the key as one feature); default that of --init, "
                         "else default")
     p.add_argument("--drop-key", type=float, default=DROP_KEY,
                    help=f"informed models: probability that an example's key is zeros (default {DROP_KEY})")

@@ -64,6 +64,12 @@ class LatencyRange(ctypes.Structure):
     _fields_ = [("min", ctypes.c_uint32), ("max", ctypes.c_uint32)]
 
 
+#: ``void (*JackThreadInitCallback)(void *arg)``: called once in the new process thread.
+ThreadInitCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_set_thread_init_callback = libjack.jack_set_thread_init_callback
+_set_thread_init_callback.argtypes = [ctypes.c_void_p, ThreadInitCallback, ctypes.c_void_p]
+_set_thread_init_callback.restype = ctypes.c_int
+
 _set_latency_callback = libjack.jack_set_latency_callback
 _set_latency_callback.argtypes = [ctypes.c_void_p, LatencyCallback, ctypes.c_void_p]
 _set_latency_callback.restype = ctypes.c_int
@@ -149,6 +155,17 @@ def recompute_total_latencies(client: jack.Client) -> None:
 _client_real_time_priority = libjack.jack_client_real_time_priority
 _client_real_time_priority.argtypes = [ctypes.c_void_p]
 _client_real_time_priority.restype = ctypes.c_int
+
+
+def set_thread_init_callback(client: jack.Client, callback) -> object:
+    """Have JACK call ``callback()`` once in ``client``'s process thread when it starts (before
+    activation; ``jack_set_thread_init_callback``). Returns the ctypes function, which the caller
+    must keep alive while the client lives."""
+    fn = ThreadInitCallback(lambda _arg: callback())
+    err = _set_thread_init_callback(address(client), fn, None)
+    if err:
+        raise EngineError(f"jack_set_thread_init_callback failed with error {err}")
+    return fn
 
 
 def client_real_time_priority(client: jack.Client) -> int | None:

@@ -167,6 +167,7 @@ class EngineBase:
             "dsp_load_percent": self.dsp_load(),
             "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
             "denoiser": None if self.stage is None else self.stage.stats(),
+            "process_nice": getattr(self, "process_nice", None),
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {
@@ -218,6 +219,10 @@ class JackEngine(EngineBase):
         self.server_name = server_name or os.environ.get("JACK_DEFAULT_SERVER") or None
         self.client: jack.Client | None = None
         self._keepalive: list = []
+        #: The process thread's nice value once set (server without real-time scheduling), and
+        #: why it could not be set.
+        self.process_nice: int | None = None
+        self.process_nice_error: str | None = None
         self._header = None
         self.server_gone = False
 
@@ -288,6 +293,8 @@ class JackEngine(EngineBase):
         client.set_blocksize_callback(self._on_blocksize)
         client.set_samplerate_callback(self._on_samplerate)
         self._keepalive.append(_jackptr.set_latency_callback(client, self._on_latency))
+        if not client.realtime and self.config.client.process_nice != 0:
+            self._keepalive.append(_jackptr.set_thread_init_callback(client, self._on_thread_init))
         if self.engine == "cfunc":
             self._install_cfunc()
         else:
@@ -296,6 +303,18 @@ class JackEngine(EngineBase):
         self.started_at = time.monotonic()
         self._connect()
         _jackptr.recompute_total_latencies(client)
+
+    def _on_thread_init(self) -> None:
+        """In the process thread as JACK starts it (a server without real-time scheduling): lower
+        its nice value to ``[client] process_nice``. Runs once, before the first callback."""
+        nice = self.config.client.process_nice
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            self.process_nice = nice
+        except OSError as e:
+            self.process_nice_error = (f"could not set the process thread's nice value to {nice} ({e.strerror}); "
+                                       "it runs at 0 (run as root, or give debleed CAP_SYS_NICE, or start jackd "
+                                       "with -R)")
 
     def _install_cfunc(self) -> None:
         from debleed.rt import jack_cfunc as jc

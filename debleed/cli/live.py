@@ -126,6 +126,8 @@ def _run_live(args, config_path, nsm) -> int:
             nsm.on_save = control.save
             nsm.ready()
         print(_startup_line(eng, cfg) + (f"; OSC on {osc.host}:{osc.port}" if osc else ""), flush=True)
+        if getattr(eng, "process_nice_error", None):
+            print(f"debleed: warning: {eng.process_nice_error}", file=sys.stderr)
         t_end = time.monotonic() + args.duration if args.duration else float("inf")
         if args.tui:
             from debleed.rt.control.tui import run_tui

@@ -6,9 +6,12 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
+from pathlib import Path
 
 import jack
 import numpy as np
+import pytest
 
 from debleed.rt import _jackptr
 from debleed.rt.jack_cfunc import process_cfunc
@@ -201,3 +204,46 @@ def test_period_change_while_running_keeps_processing(jack_server, tmp_path):
     import json
 
     assert json.loads(info["stats"].read_text())["oversize_blocks"] == 0
+
+
+def _thread_nices() -> dict:
+    """nice value of each thread of this process, by thread id (/proc/self/task/*/stat field 19)."""
+    out = {}
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(stat.parent.name)] = int(fields[16])
+    return out
+
+
+def test_process_thread_gets_its_nice_value_without_realtime_scheduling(jack_server, tmp_path):
+    """On a server without -R the process thread runs at ``[client] process_nice`` (we are root
+    here, so it is allowed), and no thread that was there before changes; with 0 nothing does."""
+    import os
+
+    from debleed.rt.config import parse_config
+    from debleed.rt.engine import JackEngine
+
+    if os.geteuid() != 0:
+        pytest.skip("lowering a nice value needs root or CAP_SYS_NICE")
+    for nice, name in ((-7, "nicetest"), (0, "nicetest0")):
+        cfg = parse_config(tomllib.loads(f'[client]\nname = "{name}"\nprocess_nice = {nice}\n' + MINIMAL))
+        before = _thread_nices()
+        eng = JackEngine(cfg, server_name=jack_server.name)
+        eng.start()
+        try:
+            deadline = time.monotonic() + 5.0
+            while eng.stats()["callbacks"] < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            new = {t: v for t, v in _thread_nices().items() if t not in before}
+            assert eng.stats()["process_nice"] == (nice or None)
+            # the process thread (and the helper threads libjack starts from it) run at the value;
+            # the threads that were there before are untouched
+            assert {v for v in new.values() if v != 0} == ({nice} if nice else set())
+            assert all(v == before[t] for t, v in _thread_nices().items() if t in before)
+        finally:
+            eng.stop()
+    with pytest.raises(Exception, match="process_nice"):
+        parse_config(tomllib.loads('[client]\nprocess_nice = 5\n' + MINIMAL))
