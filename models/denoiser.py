@@ -508,15 +508,22 @@ def denoise_signal(x: np.ndarray, sample_rate: int, *, denoiser: Denoiser | None
     return out[:, 0] if mono else out
 
 
-def model_latency_samples(path) -> int:
-    """Latency of a streaming model file, samples: ``window - 1`` (63 for the shipped models).
+def model_latency_samples(path, keyed: bool = False) -> int:
+    """Latency of a streaming model file in the denoiser stage, samples: ``window - 1`` (63 for
+    the shipped models), plus, for a channel whose ``midi:`` or ``trigger:`` key reaches the model
+    (``keyed``), the model's key lead (``key_lead_ms`` of its config, at its sample rate).
 
     Raises
     ------
     DebleedError
         ``path`` missing or not a loadable model.
     """
-    return int(model_info(path)["window"]) - 1
+    info = model_info(path)
+    lead = 0
+    cfg = info.get("config") or {}
+    if keyed and cfg.get("key"):
+        lead = int(round(float(cfg.get("key_lead_ms", 0.0)) * 1e-3 * int(info["sample_rate"])))
+    return int(info["window"]) - 1 + lead
 
 
 def model_info(path) -> dict:

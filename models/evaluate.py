@@ -359,9 +359,12 @@ def _best_key_gate(scenes, inputs, sample_rate: int, latency: int):
 
 
 def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, key: np.ndarray | None = None):
-    """An exported model over a whole signal from zero state (onnxruntime), float32 (n,), delayed
-    by the model's hop (no block buffering). Inputs the model lacks are ignored; inputs it has but
-    that are not given are zeros (not connected)."""
+    """An exported model over a whole signal from zero state (onnxruntime): ``(output float32
+    (n,), latency samples)``, the output delayed by the model's hop (no block buffering) plus,
+    when a key is given to a model with a key lead (``key_lead_ms`` in its config), that lead:
+    the model hears the key that much ahead of the mic and reference mics, as the denoiser stage
+    arranges by delaying them. Inputs the model lacks are ignored; inputs it has but that are not
+    given are zeros (not connected)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -370,6 +373,11 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     hop = int(meta["hop"])
+    lead_ms = float(json.loads(meta.get("config", "{}")).get("key_lead_ms", 0.0))
+    has_key = any(i.name == "key" for i in sess.get_inputs())
+    lead = int(round(lead_ms * 1e-3 * int(meta["sample_rate"]))) if key is not None and has_key else 0
+    if lead:
+        key = np.concatenate([np.asarray(key, np.float32)[lead:], np.zeros(min(lead, key.size), np.float32)])
     n = audio.size
     m = -(-n // hop) * hop
     pad = lambda a: np.pad(np.asarray(a, np.float32), [(0, 0)] * (a.ndim - 1) + [(0, m - n)])  # noqa: E731
@@ -383,7 +391,10 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
             feed[i.name] = (pad(key) if key is not None else np.zeros(m, np.float32))[None]
         else:
             feed[i.name] = np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
-    return sess.run(None, feed)[0][0][:n], hop
+    y = sess.run(None, feed)[0][0][:n]
+    if lead:
+        y = np.concatenate([np.zeros(lead, np.float32), y])[:n]
+    return y, hop + lead
 
 
 #: Where a DrumGizmo kit is looked for when none is given (``<dir>/<kit>/drumkit.xml``).
@@ -406,15 +417,16 @@ def _informed_rows(sc: list, model_path, base, sample_rate: int) -> dict:
     res = {"raw": _metrics(sc, [s.noisy for s in sc], 0, sample_rate)}
     res["gate"] = _best_gates(sc, [s.noisy for s in sc], sample_rate, 0)[0]
     res["key gate"] = _best_key_gate(sc, [s.noisy for s in sc], sample_rate, 0)
-    outs, hop = {}, 0
+    outs, lats = {}, {}
     for row, (use_key, use_refs) in INFORMED_INPUTS.items():
         ys = []
         for s in sc:
-            y, hop = run_onnx_one_shot(model_path, s.noisy, s.refs if use_refs else None, s.key if use_key else None)
+            y, lats[row] = run_onnx_one_shot(model_path, s.noisy, s.refs if use_refs else None,
+                                             s.key if use_key else None)
             ys.append(y)
         outs[row] = ys
-        res[row] = _metrics(sc, ys, hop, sample_rate)
-    res["model, key -> key gate"] = _best_key_gate(sc, outs["model, key"], sample_rate, hop)
+        res[row] = _metrics(sc, ys, lats[row], sample_rate)
+    res["model, key -> key gate"] = _best_key_gate(sc, outs["model, key"], sample_rate, lats["model, key"])
     dn = [denoise_signal(s.noisy, sample_rate, denoiser=base, compensate=False) for s in sc]
     res["baseline (mic only)"] = _metrics(sc, dn, base.latency_samples, sample_rate)
     res["oracle mask (bound)"] = _metrics(sc, [oracle_mask_signal(s.noisy, s.clean) for s in sc], 0, sample_rate)

@@ -112,6 +112,12 @@ class SnareDenoiserNet(nn.Module):
         value is the one key feature, no filter and no ``key_state``).
     key_bins : int
         Key features (the key filter's outputs) with ``key_ctx > 1``, 1 to 16; default 4.
+    key_lead_ms : float
+        How far ahead of the audio the model hears its key, ms (0 to 20; default 0): trained
+        with the key moved this much earlier, so a key that lags its hit by less still arrives
+        before the hit's audio. The network does not use it; the data-plane stage and the
+        evaluation delay the mic and reference mics by it where a key is connected (a look-ahead,
+        added to the channel's latency). Saved in the config.
 
     Raises
     ------
@@ -122,7 +128,7 @@ class SnareDenoiserNet(nn.Module):
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
                  context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
-                 n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4):
+                 n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4, key_lead_ms: float = 0.0):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -142,6 +148,9 @@ class SnareDenoiserNet(nn.Module):
             raise ValueError(f"key_ctx must be 1 to 4096 frames, got {key_ctx}")
         if not 1 <= int(key_bins) <= 16:
             raise ValueError(f"key_bins must be 1 to 16, got {key_bins}")
+        if not 0.0 <= float(key_lead_ms) <= 20.0:
+            raise ValueError(f"key_lead_ms must be 0 to 20 ms, got {key_lead_ms}")
+        self.key_lead_ms = float(key_lead_ms) if self.key else 0.0
         self.key_ctx = int(key_ctx) if self.key else 1
         self.key_bins = (int(key_bins) if self.key_ctx > 1 else 1) if self.key else 0
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
@@ -218,6 +227,8 @@ class SnareDenoiserNet(nn.Module):
             cfg["key"] = True
         if self.key_ctx > 1:
             cfg.update(key_ctx=self.key_ctx, key_bins=self.key_bins)
+        if self.key_lead_ms:
+            cfg["key_lead_ms"] = self.key_lead_ms
         return cfg
 
     def zero_state(self, batch: int = 1):

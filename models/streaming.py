@@ -79,19 +79,22 @@ GAIN_RAMP_MS = 5.0
 # reference mics (count, then MAX_REFS input rows, -1 not connected), whether it takes a key,
 # the key's kind (KEY_NONE, KEY_MIDI, KEY_TRIGGER), a trigger key's input row, a MIDI key's
 # notes (two 64-bit masks) and channel (0 any), a trigger's retrigger and scan lengths (samples),
-# the key filter's length (frames) and outputs (an old-style key: length 1, one output of weight 1)
+# the key filter's length (frames) and outputs (an old-style key: length 1, one output of weight 1),
+# the key's lead: samples the mic and reference mics are delayed before the model, so the key
+# reaches it that much ahead (the model's ``key_lead_ms`` where a key is connected, else 0)
 (L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
 L_NREFS = 15
 L_REF = 16  # MAX_REFS columns
 (L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN, L_KCTX,
- L_KBINS) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 10)
-NL = L_REF + MAX_REFS + 10
+ L_KBINS, L_LEAD) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 11)
+NL = L_REF + MAX_REFS + 11
 KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
 
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
-# index, hops run, resets after a non-finite hop; a trigger key's retrigger mask and scan left
-(I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS, I_TMASK, I_TSCAN) = range(7)
-NIS = 7
+# index, hops run, resets after a non-finite hop; a trigger key's retrigger mask and scan left;
+# the key lead's delay rings' write index
+(I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS, I_TMASK, I_TSCAN, I_LEADW) = range(8)
+NIS = 8
 # ``par`` columns (float64): target weight g of the denoised signal, the weight now, ramp step
 # per sample, a trigger key's threshold (linear) and the peak of the hit being scanned
 (P_G, P_GNOW, P_STEP, P_TRIGTHR, P_PEAK) = range(5)
@@ -114,12 +117,13 @@ def max_hops(hop: int, max_block: int) -> int:
     return max_block // hop + 1
 
 
-def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0, kc=1) -> int:
+def state_size(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr=0, kin=0, kc=1, lead=0) -> int:
     """Float32 count of one channel's streaming state and scratch for up to ``jm`` hops per
-    block, ``nr`` reference mics and a key when ``kin`` with a key filter of ``kc`` frames (the
-    layout of :func:`_soffsets`)."""
+    block, ``nr`` reference mics and a key when ``kin`` with a key filter of ``kc`` frames and a
+    lead of ``lead`` samples (the layout of :func:`_soffsets`)."""
     return ((ctx + jm * hop) + (taps - 1 + jm) * n + layers * h + (win - hop) + (jm + 1) * hop
             + (lat + 1) + nr * (win + jm * hop) + kin * (jm + 1) * hop + kin * (kc - 1 + jm)
+            + (1 + nr) * lead + jm * hop
             + jm * 2 * k + jm * n_in + 2 * jm * h + jm * 3 * h + 3 * h + 2 * jm * n + jm * win)
 
 
@@ -151,7 +155,7 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
 
 
 @njit(inline="always", **_KW)
-def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc):
+def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc, lead):
     """Offsets inside one channel's block of ``s`` (relative to ``L_S``); ``jm`` hops per block.
 
     State (kept across blocks; :func:`_reset_channel` zeroes it): the input history, then this
@@ -161,11 +165,13 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc):
     outputs (``(jm + 1) hop``: the last hop of the previous block, then this block's); dry delay
     ring (``lat + 1``); each reference mic's samples (``win + jm hop``: its previous ``win - hop``,
     then as the input's); the key's samples (``(jm + 1) hop``, when the model takes one) and its
-    frame values (``kc - 1 + jm``: the previous ``kc - 1``, then this block's). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
+    frame values (``kc - 1 + jm``: the previous ``kc - 1``, then this block's); the key lead's
+    delay rings (``lead`` each: the mic, then each reference mic). Scratch, one row per hop: constant-Q (2k), features (n_in), two layer
     buffers (h each), input gates (3h); recurrent gates (3h, one hop); mask or taps coefficients
-    (n), filtered frame (n), decoded frame (win). Returns the offsets in that order, except
-    the key's frame values, which come last (element 8, the constant-Q scratch, is where the
-    scratch starts).
+    (n), filtered frame (n), decoded frame (win); and the block's mic samples as the model hears
+    them (``jm hop``: after the lead's delay, non-finite ones as 0). Returns the offsets in that
+    order, except the key's frame values, the lead's rings and the mic samples, which come last
+    in that order (element 8, the constant-Q scratch, is where the scratch starts).
     """
     o_x = 0
     o_fr = o_x + ctx + jm * hop
@@ -176,7 +182,8 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc):
     o_ref = o_dry + lat + 1
     o_kb = o_ref + nr * (win + jm * hop)
     o_kf = o_kb + kin * (jm + 1) * hop
-    o_cq = o_kf + kin * (kc - 1 + jm)
+    o_lead = o_kf + kin * (kc - 1 + jm)
+    o_cq = o_lead + (1 + nr) * lead
     o_feat = o_cq + jm * 2 * k
     o_a = o_feat + jm * n_in
     o_b = o_a + jm * h
@@ -185,8 +192,9 @@ def _soffsets(hop, win, n, h, layers, ctx, k, taps, n_in, lat, jm, nr, kin, kc):
     o_mask = o_gh + 3 * h
     o_filt = o_mask + jm * n
     o_yfr = o_filt + jm * n
+    o_xd = o_yfr + jm * win
     return (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cq, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-            o_yfr, o_kf)
+            o_yfr, o_kf, o_lead, o_xd)
 
 
 @njit(inline="always", **_KW)
@@ -194,7 +202,7 @@ def _chan_soffsets(lay, c):
     """:func:`_soffsets` of channel ``c``, from its ``lay`` row."""
     return _soffsets(lay[c, L_HOP], lay[c, L_WIN], lay[c, L_N], lay[c, L_H], lay[c, L_LAYERS], lay[c, L_CTX],
                      lay[c, L_K], lay[c, L_TAPS], lay[c, L_IN], lay[c, L_LAT], lay[c, L_JM], lay[c, L_NREFS],
-                     lay[c, L_KEYIN], lay[c, L_KCTX])
+                     lay[c, L_KEYIN], lay[c, L_KCTX], lay[c, L_LEAD])
 
 
 # --- matrix products -------------------------------------------------------------------------
@@ -584,7 +592,7 @@ def _network(lay, w, s, c, nj):
     o_enc, o_cq, o_cqs, o_inw, o_inb, o_gru, o_wout, o_bout, o_wtap, o_btap, o_dec, o_key = _offsets(
         win, n, h, layers, ctx, k, taps, n_in)
     (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-     o_yfr, o_kf) = _chan_soffsets(lay, c)
+     o_yfr, o_kf, _, _) = _chan_soffsets(lay, c)
     nr, kin = lay[c, L_NREFS], lay[c, L_KEYIN]
     xb, fb = sb + o_x, sb + o_fr + (taps - 1) * n  # hop j's context ends at xb + ctx + j hop
     # 1. filterbank frames and constant-Q context of every hop (each constant-Q row is zero
@@ -694,6 +702,7 @@ def _reset_channel(lay, s, ist, c):
     ist[c, I_DRYW] = 0
     ist[c, I_TMASK] = 0
     ist[c, I_TSCAN] = 0
+    ist[c, I_LEADW] = 0
 
 
 @njit(inline="always", **_KW)
@@ -784,14 +793,17 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
         src, dst, hop, lat, ctx = lay[c, L_SRC], lay[c, L_DST], lay[c, L_HOP], lay[c, L_LAT], lay[c, L_CTX]
         win, jm, nr, kin = lay[c, L_WIN], lay[c, L_JM], lay[c, L_NREFS], lay[c, L_KEYIN]
         (o_x, o_fr, o_h, o_ola, o_out, o_dry, o_ref, o_kb, o_cqo, o_feat, o_a, o_b, o_gi, o_gh, o_mask, o_filt,
-         o_yfr, o_kf) = _chan_soffsets(lay, c)
+         o_yfr, o_kf, o_lead, o_xd) = _chan_soffsets(lay, c)
         sb, nf = lay[c, L_S], lay[c, L_N]
         fill0, fresh0 = ist[c, I_FILL], ist[c, I_FRESH]
         # 1. collect: the block's samples (after the leading silence of a fresh channel) follow
         # the history and the pending part of a hop; an informed model's reference mics and key
-        # alongside
+        # alongside. With a key lead the mic and reference mics pass a delay line of ``lead``
+        # samples first (the key does not): the model hears the key that much ahead
         xs = sb + o_x + ctx - hop
         pos, fresh, e = fill0, fresh0, 0
+        lead, lw = lay[c, L_LEAD], ist[c, I_LEADW]
+        lb = sb + o_lead
         for i in range(n):
             kv = 0.0
             if kin:
@@ -799,15 +811,32 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
             x = inputs[src, i]
             if not math.isfinite(x):
                 x = np.float32(0.0)
+            if lead > 0:
+                d = s[lb + lw]
+                s[lb + lw] = x
+                x = d
+                for r in range(nr):  # each reference mic's ring, written whatever happens next
+                    row = lay[c, L_REF + r]
+                    v = inputs[row, i] if row >= 0 else np.float32(0.0)
+                    q = lb + (1 + r) * lead + lw
+                    d = s[q]
+                    s[q] = v if math.isfinite(v) else np.float32(0.0)
+                    if fresh == 0 or x != 0.0:
+                        s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = d
+                lw += 1
+                if lw == lead:
+                    lw = 0
+            s[sb + o_xd + i] = x
             if fresh != 0:
                 if x == 0.0:
                     continue
                 fresh = 0
             s[xs + pos] = x
-            for r in range(nr):
-                row = lay[c, L_REF + r]
-                v = inputs[row, i] if row >= 0 else np.float32(0.0)
-                s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = v if math.isfinite(v) else np.float32(0.0)
+            if lead == 0:
+                for r in range(nr):
+                    row = lay[c, L_REF + r]
+                    v = inputs[row, i] if row >= 0 else np.float32(0.0)
+                    s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = v if math.isfinite(v) else np.float32(0.0)
             if kin:
                 s[sb + o_kb + pos] = kv
             pos += 1
@@ -820,13 +849,12 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
                 ist[c, I_RESETS] += 1
                 fresh0 = 0  # the channel had sound: it goes on from here, not fresh
         # 3. outputs: sample i reads the output of the last hop completed at or before it
+        ist[c, I_LEADW] = lw
         fill, fresh, jdone = fill0, fresh0, 0
         dw = ist[c, I_DRYW]
         g, gt, step = par[c, P_GNOW], par[c, P_G], par[c, P_STEP]
         for i in range(n):
-            x = inputs[src, i]
-            if not math.isfinite(x):
-                x = np.float32(0.0)
+            x = s[sb + o_xd + i]  # the mic as the model heard it (after the lead)
             if fresh != 0:
                 if x == 0.0:
                     inputs[dst, i] = 0.0
@@ -898,10 +926,13 @@ def _config_from_meta(path, meta: dict) -> dict:
                            f"config {cfg} (window must be 2 * hop)")
     if not 0 <= n_refs <= MAX_REFS:
         raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
-    if kc < 1 or kb < 0:
-        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} in its config are out of range")
+    lead_ms = float(cfg.get("key_lead_ms", 0.0)) if key else 0.0
+    if kc < 1 or kb < 0 or not 0.0 <= lead_ms <= 20.0:
+        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {lead_ms} in its "
+                           "config are out of range (key_ctx >= 1, key_bins >= 0, key_lead_ms 0 to 20)")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "lead": int(round(lead_ms * 1e-3 * rate)),
+            "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
 def state_names(n_refs: int = 0, key_state: bool = False) -> tuple:
@@ -941,7 +972,9 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         ``hop``, ``win``, ``n`` (filters), ``h`` (GRU width), ``layers``, ``ctx`` (context
         samples), ``k`` (constant-Q bins), ``taps``, ``n_refs`` (reference mics), ``key`` (1 when
         it takes a key), ``kc`` and ``kb`` (the key filter's frames and outputs; 1 and 1 for a
-        key that is one feature, 1 and 0 without a key), ``n_in`` (features), ``rate`` (Hz).
+        key that is one feature, 1 and 0 without a key), ``lead`` (the key's lead, samples at
+        ``rate``: the mic and reference mics are delayed this much where a key is connected),
+        ``n_in`` (features), ``rate`` (Hz).
     weights : ndarray, float32 (weight_size(...),)
         The packed weights (layout of :func:`_offsets`).
 
@@ -1163,7 +1196,8 @@ class StreamingStage:
                                      dims["ctx"], dims["k"], dims["taps"], dims["n_in"], off, soff, lat, jm)
             self._route(c, dims, key, (informed or [{}] * k)[c] or {})
             soff += state_size(dims["hop"], dims["win"], dims["n"], dims["h"], dims["layers"], dims["ctx"],
-                               dims["k"], dims["taps"], dims["n_in"], lat, jm, dims["n_refs"], dims["key"], dims["kc"])
+                               dims["k"], dims["taps"], dims["n_in"], lat, jm, dims["n_refs"], dims["key"], dims["kc"],
+                               int(self.lay[c, L_LEAD]))
             self.dims.append(dims)
         self.s = np.zeros(max(soff, 1), np.float32)
         self.ist = np.zeros((k, NIS), np.int64)
@@ -1202,6 +1236,7 @@ class StreamingStage:
         row[L_REF:L_REF + len(refs)] = refs
         row[L_KEYIN] = dims["key"]
         row[L_KCTX], row[L_KBINS] = dims["kc"], dims["kb"]
+        row[L_LEAD] = 0
         key = inf.get("key") if dims["key"] else None
         row[L_KEYKIND] = KEY_NONE
         if key is not None and key[0] == "midi":
@@ -1211,9 +1246,11 @@ class StreamingStage:
             # the masks are int64: store the top bit's pattern as a negative number
             row[L_KEYKIND], row[L_NOTES_LO], row[L_NOTES_HI], row[L_MIDICH] = (
                 KEY_MIDI, np.int64(np.uint64(lo)), np.int64(np.uint64(hi)), int(midich))
+            row[L_LEAD] = dims["lead"]
         elif key is not None and key[0] == "trigger":
             _, src_row, thr_db, retrig_ms = key
             row[L_KEYKIND], row[L_KEYSRC] = KEY_TRIGGER, int(src_row)
+            row[L_LEAD] = dims["lead"]
             row[L_RETRIG] = ms_to_samples(float(retrig_ms), self.sample_rate)
             row[L_SCAN] = ms_to_samples(TRIGGER_SCAN_MS, self.sample_rate)
             self._trig_thr.append((c, 10.0 ** (float(thr_db) / 20.0)))
@@ -1257,12 +1294,15 @@ class StreamingStage:
 
     @property
     def latency_samples(self) -> int:
-        """Largest latency of the denoised channels, samples (``window - 1`` of each model)."""
-        return int(self.lay[:, L_LAT].max(initial=0))
+        """Largest latency of the denoised channels, samples (``window - 1`` of each model, plus
+        the key's lead where a model with one hears its key)."""
+        return int((self.lay[:, L_LAT] + self.lay[:, L_LEAD]).max(initial=0))
 
     def channel_latency(self, channel_index: int) -> int:
-        """Latency of one denoised channel (by gig channel index), samples."""
-        return int(self.lay[self.channels.index(channel_index), L_LAT])
+        """Latency of one denoised channel (by gig channel index), samples: the model's
+        ``window - 1`` plus the key's lead when its key is connected."""
+        j = self.channels.index(channel_index)
+        return int(self.lay[j, L_LAT] + self.lay[j, L_LEAD])
 
     def arrays(self) -> tuple:
         """The arrays :func:`denoise_block` takes after ``n, inputs`` (the same tuple every call)."""
@@ -1337,7 +1377,7 @@ class StreamingStage:
         """Hops run and resets after a non-finite hop, per denoised channel (JSON-ready)."""
         return {"hops": [int(v) for v in self.ist[:, I_HOPS]],
                 "nonfinite_resets": [int(v) for v in self.ist[:, I_RESETS]],
-                "latency_samples": [int(v) for v in self.lay[:, L_LAT]]}
+                "latency_samples": [int(v) for v in self.lay[:, L_LAT] + self.lay[:, L_LEAD]]}
 
 
 class StreamingDenoiser(Processor):

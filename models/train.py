@@ -30,10 +30,10 @@ DEFAULT_MODEL = {"hop": 32, "n_filters": 256, "hidden": 192, "layers": 2, "conte
 #: The small informed architecture (issue 20; see models/README.md): it also hears the hi-hat and
 #: overhead mics and the key; about 173k multiply-adds per 32-sample hop.
 INFORMED_MODEL = {"hop": 32, "n_filters": 128, "hidden": 96, "layers": 1, "context": 512, "cq_bins": 32,
-                  "n_refs": 2, "key": True, "key_ctx": 256, "key_bins": 4}
+                  "n_refs": 2, "key": True, "key_ctx": 256, "key_bins": 4, "key_lead_ms": 7.0}
 #: The informed model's first two training stages: its key one feature (the newest frame's value);
 #: the third stage grows it into :data:`INFORMED_MODEL` (``--init-onnx``).
-INFORMED_FRAME_KEY_MODEL = dict(INFORMED_MODEL, key_ctx=1)
+INFORMED_FRAME_KEY_MODEL = dict(INFORMED_MODEL, key_ctx=1, key_lead_ms=0.0)
 ARCHITECTURES = {"default": DEFAULT_MODEL, "informed": INFORMED_MODEL, "informed-frame-key": INFORMED_FRAME_KEY_MODEL}
 #: Per training example, the probability that the key, and each reference mic, is replaced by
 #: zeros ("not connected"), so one model serves mic-only channels, key only, and key and refs.
@@ -286,11 +286,12 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_key: float = 0.0,
-           drop_ref: float = 0.0, drop_all_refs: float = 0.0):
+           drop_ref: float = 0.0, drop_all_refs: float = 0.0, key_lead: int = 0):
     """``batch`` random crops ``(noisy, clean)``, each (batch, length); informed: also ``refs``
     (batch, R, length) and ``key`` (batch, length), each dropped to zeros with its probability
     per example, and all refs of an example at once with ``drop_all_refs`` (the draws come after
-    the crop positions, so the plain crops stay as they were)."""
+    the crop positions, so the plain crops stay as they were). The key crop starts ``key_lead``
+    samples later than the audio's (the key heard that much ahead; zeros past the scene's end)."""
     idx = rng.integers(0, data["noisy"].shape[0], batch)
     start = rng.integers(0, data["noisy"].shape[1] - length, batch)
     x = np.stack([data["noisy"][i, s:s + length] for i, s in zip(idx, start)])
@@ -298,7 +299,10 @@ def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_k
     if not informed:
         return x, y
     refs = np.stack([data["refs"][i, :, s:s + length] for i, s in zip(idx, start)])
-    key = np.stack([data["key"][i, s:s + length] for i, s in zip(idx, start)])
+    key = np.zeros((batch, length), np.float32)
+    for b, (i, s) in enumerate(zip(idx, start)):
+        k = data["key"][i, s + key_lead:s + key_lead + length]
+        key[b, :k.size] = k
     if drop_key > 0.0 or drop_ref > 0.0:
         key *= (rng.random(batch) >= drop_key)[:, None]
         refs *= (rng.random((batch, refs.shape[1])) >= drop_ref)[:, :, None]
@@ -332,7 +336,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
           max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
-          drop_all_refs: float = DROP_ALL_REFS) -> dict:
+          drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -373,6 +377,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         Informed models: per example, the probability that the key, each reference mic, and all
         reference mics at once read as zeros (not connected); defaults :data:`DROP_KEY`,
         :data:`DROP_REF`, :data:`DROP_ALL_REFS`.
+    key_lead_ms : float, optional
+        Informed models with a key: how far ahead of the audio the model hears the key, ms (0 to
+        20; see :class:`~debleed.models.net.SnareDenoiserNet`); default that of ``model_kwargs``
+        or the start weights.
     max_seconds : float, optional
         Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
         schedule is stretched over the steps the first ones say fit in that time.
@@ -480,8 +488,11 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
                         else dict(DEFAULT_MODEL, sample_rate=int(sample_rate)))
     if taps is not None:
         model_kwargs = dict(model_kwargs, taps=int(taps))
+    if key_lead_ms is not None:
+        model_kwargs = dict(model_kwargs, key_lead_ms=float(key_lead_ms))
     model = SnareDenoiserNet(**model_kwargs).to(device)
     hop = model.hop
+    key_lead = int(round(model.key_lead_ms * 1e-3 * sample_rate))
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
     if length < model.context + model.window:
         raise DebleedError(f"crop_s {crop_s} s gives {length} samples per crop; at least {model.context + model.window} "
@@ -529,7 +540,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
     vc = [torch.from_numpy(a).to(device)
-          for a in _crops(valid, np.random.default_rng(99), 8, vlen, informed=informed)]
+          for a in _crops(valid, np.random.default_rng(99), 8, vlen, informed=informed, key_lead=key_lead)]
     vx, vy, vextra = vc[0], vc[1], vc[2:]  # informed: every input connected
 
     def validate():
@@ -555,7 +566,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     while step < steps:
         c = [torch.from_numpy(a).to(device) for a in _crops(data, rng, batch, length, informed=informed,
                                                              drop_key=drop_key, drop_ref=drop_ref,
-                                                             drop_all_refs=drop_all_refs)]
+                                                             drop_all_refs=drop_all_refs, key_lead=key_lead)]
         x, y = c[0], c[1]
         est = model.run(x, *c[2:])[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
@@ -648,6 +659,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"informed models: probability that each reference mic is zeros (default {DROP_REF})")
     p.add_argument("--drop-all-refs", type=float, default=DROP_ALL_REFS,
                    help=f"informed models: probability that all reference mics are zeros (default {DROP_ALL_REFS})")
+    p.add_argument("--key-lead-ms", type=float, default=None,
+                   help="informed models: how far ahead of the audio the model hears its key, ms (0 to 20; "
+                        "default that of --arch or the start weights)")
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -673,7 +687,7 @@ def run_from_args(args) -> int:
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
-                    drop_all_refs=args.drop_all_refs,
+                    drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

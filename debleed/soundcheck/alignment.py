@@ -77,17 +77,18 @@ def key_alignment(delays_ms: np.ndarray, attack_ms: float, range_db: float, audi
 
 
 
-def denoiser_delay_ms(model_path, sample_rate: int) -> float:
+def denoiser_delay_ms(model_path, sample_rate: int, keyed: bool = False) -> float:
     """How late a denoised channel's audio reaches its gate, ms: the denoiser stage's
     ``latency_samples`` for the model file ``model_path`` (63 samples for the shipped models,
-    whatever the JACK period); 0 for no model (None).
+    whatever the JACK period, plus an informed model's key lead when the channel's key reaches
+    it: ``keyed``); 0 for no model (None).
 
     Raises
     ------
     DebleedError
         ``model_path`` missing or not a loadable model.
     """
-    return 1000.0 * model_latency_samples(model_path) / sample_rate if model_path else 0.0
+    return 1000.0 * model_latency_samples(model_path, keyed) / sample_rate if model_path else 0.0
 
 
 @dataclasses.dataclass
@@ -228,6 +229,7 @@ def align_keys(starts: list, kit: MultiMicKit, hits: list, inputs: dict, events:
     for st in starts:
         ch = st.channel
         own_frames = [h.frame for h in hits if h.piece == st.piece]
-        delay = denoiser_delay_ms(models.get(ch.name), kit.sample_rate) if ch.denoise else 0.0
+        keyed = ch.key.partition(":")[0] in ("midi", "trigger")  # such a key reaches an informed model
+        delay = denoiser_delay_ms(models.get(ch.name), kit.sample_rate, keyed) if ch.denoise else 0.0
         out[ch.name] = align_key(ch, st.piece, st.values, kit, own_frames, inputs, events, kit.sample_rate, delay)
     return out

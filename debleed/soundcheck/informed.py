@@ -105,7 +105,8 @@ def key_track(frames, velocities, n: int) -> np.ndarray:
 
 def denoise_informed(model_path, audio: np.ndarray, refs: np.ndarray | None, key: np.ndarray | None):
     """An informed model over a whole signal with its reference mics and key (onnxruntime, from
-    zero state), delayed as the denoiser stage delays it (``window - 1`` samples).
+    zero state), delayed as the denoiser stage delays it (``window - 1`` samples, plus the key's
+    lead when a key is given to a model with one).
 
     Parameters
     ----------
@@ -122,7 +123,7 @@ def denoise_informed(model_path, audio: np.ndarray, refs: np.ndarray | None, key
         Output float32 (n,), and its latency, samples.
     """
     info = model_info(model_path)
-    lat = int(info["window"]) - 1
-    y, hop = run_onnx_one_shot(model_path, audio, refs, key)
+    y, lat_graph = run_onnx_one_shot(model_path, audio, refs, key)  # hop, plus a key lead
+    lat = lat_graph + int(info["window"]) - 1 - int(info["hop"])  # the stage's hop buffering
     n = audio.size
-    return np.concatenate([np.zeros(lat - hop, np.float32), np.asarray(y, np.float32)])[:n], lat
+    return np.concatenate([np.zeros(lat - lat_graph, np.float32), np.asarray(y, np.float32)])[:n], lat

@@ -157,7 +157,9 @@ def test_parse_jackd_log():
            "JackTimedDriver::Process XRun = 6 usec\n"
            "JackEngine::XRun: client = sc_gate_mono-01 was not finished, state = Running\n"
            "JackEngine::XRun: client = debleed was not finished, state = Triggered\n")
-    assert parse_jackd_log(log) == {"blamed": {"debleed": 2, "sc_gate_mono-01": 1}, "server_xruns": 1}
+    assert parse_jackd_log(log) == {"blamed": {"debleed": 2, "sc_gate_mono-01": 1},
+                                    "blamed_state": {"debleed": {"Triggered": 2}, "sc_gate_mono-01": {"Running": 1}},
+                                    "server_xruns": 1}
 
 
 def test_stat_and_bad_options(tmp_path):

@@ -22,16 +22,17 @@ pytestmark = pytest.mark.torch
 RATE = 48000
 
 
-@pytest.fixture(scope="module", params=[1, 40], ids=["key-frame", "key-filter"])
+@pytest.fixture(scope="module", params=[(1, 0.0), (40, 0.0), (40, 2.0)], ids=["key-frame", "key-filter", "key-lead"])
 def informed_model(request, tmp_path_factory, torch_installed):
-    """Its key as one feature (the newest frame's value), or through a key filter over 40 frames."""
+    """Its key as one feature (the newest frame's value), or through a key filter over 40 frames,
+    and with a key lead of 2 ms (96 samples: the mic and refs are delayed that much)."""
     import torch
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
 
     torch.manual_seed(0)
     net = SnareDenoiserNet(hop=32, n_filters=48, hidden=24, layers=2, context=256, cq_bins=8, sample_rate=RATE,
-                           n_refs=2, key=True, key_ctx=request.param, key_bins=3)
+                           n_refs=2, key=True, key_ctx=request.param[0], key_bins=3, key_lead_ms=request.param[1])
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
@@ -50,15 +51,27 @@ def _signals(n, seed=0):
     return x, refs, frames, vels
 
 
-def _onnxruntime(path, x, refs, key):
+def _lead(path) -> int:
+    import json
+
+    import onnx
+
+    cfg = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["config"])
+    return int(round(cfg.get("key_lead_ms", 0.0) * RATE / 1000))
+
+
+def _onnxruntime(path, x, refs, key, lead=0):
     """One-shot run of the graph from zero state (streaming equals one-shot), then the kernels'
-    extra ``hop - 1`` samples of buffering so both line up."""
+    extra ``hop - 1`` samples of buffering so both line up. With a key lead of ``lead`` samples
+    the graph hears the key that much ahead of the audio, and the output comes that much later."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32) for i in sess.get_inputs()}
     m = x.size // 32 * 32
-    feeds.update(audio=x[None, :m], refs=refs[None, :, :m], key=key[None, :m])
+    k = np.zeros(m, np.float32)
+    k[:m - lead] = key[lead:m]
+    feeds.update(audio=x[None, :m], refs=refs[None, :, :m], key=k[None])
     y = sess.run(None, feeds)[0][0]
-    return np.concatenate([np.zeros(31, np.float32), y])[:m]
+    return np.concatenate([np.zeros(31 + lead, np.float32), y])[:m]
 
 
 def _kernels(stage, x, refs, events, block, trig=None):
@@ -90,12 +103,18 @@ def test_refs_and_midi_key_equal_onnxruntime(informed_model, block):
     events = events[np.argsort(events[:, 0], kind="stable")]
     st = StreamingStage([(0, 3)], RATE, models=[informed_model], max_block=block,
                         informed=[{"refs": [1, 2], "key": ("midi", (38,), 0)}])
+    lead = _lead(informed_model)
+    assert st.channel_latency(0) == 63 + lead and st.stats()["latency_samples"] == [63 + lead]
     y = _kernels(st, x, refs, events, block)
-    ref = _onnxruntime(informed_model, x, refs, key)
+    ref = _onnxruntime(informed_model, x, refs, key, lead)
     assert np.max(np.abs(y[:ref.size] - ref)) <= 1e-4
-    # the refs and the key matter: without them the output differs
+    # the refs and the key matter: without them the output differs (and without a key there is
+    # no lead: the model's own latency)
     bare = StreamingStage([(0, 3)], RATE, models=[informed_model], max_block=block)
-    assert np.max(np.abs(_kernels(bare, x, refs, events, block)[:ref.size] - ref)) > 1e-3
+    assert bare.channel_latency(0) == 63
+    y0 = _kernels(bare, x, refs, events, block)
+    assert np.max(np.abs(y0[:ref.size] - ref)) > 1e-3
+    assert np.max(np.abs(y0 - _onnxruntime(informed_model, x, np.zeros_like(refs), np.zeros_like(key)))) <= 1e-4
 
 
 def test_trigger_key_is_the_piezo_peak_after_its_threshold(informed_model):
@@ -112,7 +131,7 @@ def test_trigger_key_is_the_piezo_peak_after_its_threshold(informed_model):
     st = StreamingStage([(0, 3)], RATE, models=[informed_model], max_block=128,
                         informed=[{"refs": [1, 2], "key": ("trigger", 4, -20.0, 30.0)}])
     y = _kernels(st, x, refs, np.zeros((0, 4), np.int32), 128, trig=trig)
-    ref = _onnxruntime(informed_model, x, refs, key)
+    ref = _onnxruntime(informed_model, x, refs, key, _lead(informed_model))
     assert np.max(np.abs(y[:ref.size] - ref)) <= 1e-4
 
 
