@@ -46,8 +46,8 @@ test: system venv
 # 48 kHz from scratch with the key as one feature (about 5 minutes of rendering and 40-55 minutes
 # on one torch thread), a 48 kHz stage with the key and all reference mics dropped in half the
 # examples (15 minutes), a 48 kHz stage that grows the key into the key filter (13 minutes on two
-# threads), and 44.1 kHz fine-tuned from that (5 minutes of rendering, 5 of training): about 3
-# hours in all.
+# threads), one that moves the key 7 ms ahead of the audio (the key lead; 13 minutes), and 44.1 kHz
+# fine-tuned from that (5 minutes of rendering, 5 of training): about 3 hours in all.
 TRAIN_STEPS_48K    ?= 7000
 TRAIN_STEPS_48K_FT ?= 1000
 TRAIN_STEPS_44K1   ?= 1000
@@ -56,6 +56,7 @@ TRAIN_THREADS      ?= 2
 TRAIN_STEPS_INF_48K  ?= 2400
 TRAIN_STEPS_INF_48K_FT ?= 800
 TRAIN_STEPS_INF_KEY  ?= 1500
+TRAIN_STEPS_INF_LEAD ?= 1500
 TRAIN_STEPS_INF_44K1 ?= 500
 TRAIN_SISDR_INF      ?= 0.2
 train: system venv
@@ -75,10 +76,14 @@ train: system venv
 	  --lr 3e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.5 --drop-all-refs 0.5 \
 	  --init train-cache/ckpt_48k_informed.pt --ckpt-name ckpt_48k_informed_ft.pt \
 	  --out train-cache/snare_denoiser_48k_informed_frame_key.onnx --log train-cache/train_48k_informed_ft.jsonl
-	$(PY) -m debleed.models.train --arch informed --rate 48000 --steps $(TRAIN_STEPS_INF_KEY) --batch 10 --threads 2 \
-	  --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
+	$(PY) -m debleed.models.train --arch informed --key-lead-ms 0 --rate 48000 --steps $(TRAIN_STEPS_INF_KEY) --batch 10 \
+	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
 	  --init-onnx train-cache/snare_denoiser_48k_informed_frame_key.onnx --ckpt-name ckpt_48k_informed_key.pt \
-	  --out models/snare_denoiser_48k_informed.onnx --log train-cache/train_48k_informed_key.jsonl
+	  --out train-cache/snare_denoiser_48k_informed_key.onnx --log train-cache/train_48k_informed_key.jsonl
+	$(PY) -m debleed.models.train --key-lead-ms 7 --rate 48000 --steps $(TRAIN_STEPS_INF_LEAD) --batch 10 \
+	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
+	  --init-onnx train-cache/snare_denoiser_48k_informed_key.onnx --ckpt-name ckpt_48k_informed_lead.pt \
+	  --out models/snare_denoiser_48k_informed.onnx --log train-cache/train_48k_informed_lead.jsonl
 	$(PY) -m debleed.models.train --rate 44100 --steps $(TRAIN_STEPS_INF_44K1) --batch 10 --threads 2 --lr 3e-4 \
 	  --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
 	  --init-onnx models/snare_denoiser_48k_informed.onnx --ckpt-name ckpt_44k1_informed.pt \

@@ -23,6 +23,9 @@ from debleed.models.streaming import state_names
 MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped model file per supported sample rate (Hz).
 SHIPPED = {48000: MODELS_DIR / "snare_denoiser_48k.onnx", 44100: MODELS_DIR / "snare_denoiser_44k1.onnx"}
+#: The shipped informed models (reference mics and the key; a ``denoise_model`` to name), per rate.
+SHIPPED_INFORMED = {48000: MODELS_DIR / "snare_denoiser_48k_informed.onnx",
+                    44100: MODELS_DIR / "snare_denoiser_44k1_informed.onnx"}
 STATE_NAMES = state_names()
 #: The extra inputs of an informed model (reference mics, key) and its extra state; the
 #: onnxruntime wrapper feeds zeros to ``refs`` and ``key`` (a mic-only channel).

@@ -786,3 +786,24 @@ def test_a_fine_tuned_model_loads_into_the_denoiser_stage(torch_installed, tmp_p
     d = Denoiser(out)
     d.prepare(ProcessSpec(SR, 1024))
     assert np.max(np.abs(ys - denoise_signal(x, SR, denoiser=d, compensate=False))) < 1e-4
+
+
+def test_evaluation_gigs_load_and_the_informed_one_routes_refs_and_key():
+    """The soundcheck evaluation's gigs are valid gigs; the informed one puts the snare on the
+    shipped informed model with the hi-hat and cymbal mics, its MIDI key reaching the model
+    ahead of the audio (the model's key lead), so the channel's latency includes the lead."""
+    import tomllib
+
+    from debleed.models.denoiser import SHIPPED_INFORMED, model_info, model_latency_samples
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck.evaluate import EVAL_GIG, informed_gig
+
+    plain = parse_config(tomllib.loads(EVAL_GIG))
+    cfg = parse_config(tomllib.loads(informed_gig(48000)))
+    snare = next(ch for ch in cfg.channel if ch.name == "snare")
+    assert snare.denoise and snare.denoise_refs == ("hihat", "cymbals")
+    assert str(snare.denoise_model) == str(SHIPPED_INFORMED[48000])
+    assert [ch.name for ch in cfg.channel] == [ch.name for ch in plain.channel]
+    lead_ms = model_info(SHIPPED_INFORMED[48000])["config"].get("key_lead_ms", 0.0)
+    assert model_latency_samples(SHIPPED_INFORMED[48000], keyed=True) == 63 + round(lead_ms * 48)
+    assert model_latency_samples(SHIPPED_INFORMED[48000]) == 63
