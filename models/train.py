@@ -42,6 +42,10 @@ DROP_REF = 0.3
 #: ... and the probability that all reference mics at once are (a mic-only or key-only channel);
 #: 0 in the first stage, where both refs are missing in only 9 % of the examples.
 DROP_ALL_REFS = 0.0
+#: ``--loud-share``: the bleed-to-snare energy ratio a loud-stage example is raised to, dB (drawn
+#: uniformly; the loud-stage evaluation's scenes, bleed -10 dB, measure -5 to -2 dB). A scene
+#: already louder keeps its level.
+LOUD_LEVEL_DB = (-6.0, 2.0)
 
 
 def model_path(sample_rate: int, folder=MODELS_DIR) -> Path:
@@ -314,16 +318,25 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_key: float = 0.0,
-           drop_ref: float = 0.0, drop_all_refs: float = 0.0, key_lead: int = 0):
+           drop_ref: float = 0.0, drop_all_refs: float = 0.0, key_lead: int = 0, loud_share: float = 0.0,
+           levels=None):
     """``batch`` random crops ``(noisy, clean)``, each (batch, length); informed: also ``refs``
     (batch, R, length) and ``key`` (batch, length), each dropped to zeros with its probability
     per example, and all refs of an example at once with ``drop_all_refs`` (the draws come after
     the crop positions, so the plain crops stay as they were). The key crop starts ``key_lead``
-    samples later than the audio's (the key heard that much ahead; zeros past the scene's end)."""
+    samples later than the audio's (the key heard that much ahead; zeros past the scene's end).
+    With ``loud_share``, that share of the examples has its bleed (``noisy - clean``) raised so the
+    scene's bleed-to-snare energy ratio (``levels``, dB per scene) reaches a level drawn from
+    :data:`LOUD_LEVEL_DB` (a loud stage; drawn last, so the other draws stay as they were)."""
     idx = rng.integers(0, data["noisy"].shape[0], batch)
     start = rng.integers(0, data["noisy"].shape[1] - length, batch)
     x = np.stack([data["noisy"][i, s:s + length] for i, s in zip(idx, start)])
     y = np.stack([data["clean"][i, s:s + length] for i, s in zip(idx, start)])
+    if loud_share > 0.0:
+        loud = rng.random(batch) < loud_share
+        target = rng.uniform(*LOUD_LEVEL_DB, batch)
+        boost = np.where(loud, np.maximum(target - levels[idx], 0.0), 0.0)
+        x = y + (x - y) * (10.0 ** (boost / 20.0)).astype(np.float32)[:, None]
     if not informed:
         return x, y
     refs = np.stack([data["refs"][i, :, s:s + length] for i, s in zip(idx, start)])
@@ -364,7 +377,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
           max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
-          drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None) -> dict:
+          drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None, loud_share: float = 0.0) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -405,6 +418,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         Informed models: per example, the probability that the key, each reference mic, and all
         reference mics at once read as zeros (not connected); defaults :data:`DROP_KEY`,
         :data:`DROP_REF`, :data:`DROP_ALL_REFS`.
+    loud_share : float
+        Share of the training examples (0 to 1; default 0) whose bleed is raised to a loud
+        stage's level (:data:`LOUD_LEVEL_DB`): the rendered scenes' bleed is uniform in dB from a
+        studio to a loud stage, where an informed model's key matters most.
     key_lead_ms : float, optional
         Informed models with a key: how far ahead of the audio the model hears the key, ms (0 to
         20; see :class:`~debleed.models.net.SnareDenoiserNet`); default that of ``model_kwargs``
@@ -462,7 +479,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and np.isfinite(max_seconds)
                                         and max_seconds > 0):
         raise DebleedError(f"max_seconds must be a finite number > 0, got {max_seconds!r}")
-    for name, v in (("drop_key", drop_key), ("drop_ref", drop_ref), ("drop_all_refs", drop_all_refs)):
+    for name, v in (("drop_key", drop_key), ("drop_ref", drop_ref), ("drop_all_refs", drop_all_refs),
+                    ("loud_share", loud_share)):
         if not (isinstance(v, (int, float, np.floating)) and 0.0 <= v <= 1.0):
             raise DebleedError(f"{name} must be a probability from 0 to 1, got {v!r}")
     if init_onnx is not None and not Path(init_onnx).is_file():
@@ -505,6 +523,9 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if informed and not {"refs", "key"} <= set(data) & set(valid):
         raise DebleedError(f"an informed model needs training data with reference mics and a key "
                            f"('refs', 'key'); {train_npz.name} / {valid_npz.name} have {sorted(data)} / {sorted(valid)}")
+    with np.errstate(divide="ignore"):  # bleed-to-snare energy ratio of each scene, dB (loud_share)
+        levels = 10.0 * np.log10(np.sum((data["noisy"] - data["clean"]) ** 2, axis=1)
+                                 / np.maximum(np.sum(data["clean"] ** 2, axis=1), 1e-12))
     init_state = torch.load(init, weights_only=False, map_location="cpu") if init is not None else None
     if init_onnx is not None:
         start = model_from_onnx(init_onnx)
@@ -594,7 +615,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     while step < steps:
         c = [torch.from_numpy(a).to(device) for a in _crops(data, rng, batch, length, informed=informed,
                                                              drop_key=drop_key, drop_ref=drop_ref,
-                                                             drop_all_refs=drop_all_refs, key_lead=key_lead)]
+                                                             drop_all_refs=drop_all_refs, key_lead=key_lead,
+                                                             loud_share=loud_share, levels=levels)]
         x, y = c[0], c[1]
         est = model.run(x, *c[2:])[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
@@ -690,6 +712,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"informed models: probability that each reference mic is zeros (default {DROP_REF})")
     p.add_argument("--drop-all-refs", type=float, default=DROP_ALL_REFS,
                    help=f"informed models: probability that all reference mics are zeros (default {DROP_ALL_REFS})")
+    p.add_argument("--loud-share", type=float, default=0.0,
+                   help="share of the examples whose bleed is raised to a loud stage's level (0 to 1; default 0)")
     p.add_argument("--key-lead-ms", type=float, default=None,
                    help="informed models: how far ahead of the audio the model hears its key, ms (0 to 20; "
                         "default that of --arch or the start weights)")
@@ -719,7 +743,7 @@ def run_from_args(args) -> int:
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight,
                                  "snare_level_weight": args.snare_level_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
-                    drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms,
+                    drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms, loud_share=args.loud_share,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

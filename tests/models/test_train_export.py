@@ -158,6 +158,59 @@ def test_frame_level_loss_weighs_ghost_notes_like_accents(torch_installed):
         assert float(frame_level_loss(t(more), t(ref))) > float(frame_level_loss(t(bleed), t(ref)))
 
 
+def test_snare_level_loss_counts_only_where_the_snare_sounds(torch_installed):
+    """Losing a ghost note costs as much as losing an accent, however long the silence around
+    them; output between hits (no snare) costs nothing in this term."""
+    torch = torch_installed
+    from debleed.models.train import snare_level_loss
+
+    rng = np.random.default_rng(1)
+    burst = rng.standard_normal(1024)
+    t = lambda a: torch.tensor(a[None], dtype=torch.float32)  # noqa: E731
+    for n in (4096, 16384):  # more silence: the same loss
+        ref = np.zeros(n)
+        ref[512:1536] = burst
+        ref[2560:3584] = 10 ** (-30 / 20) * burst
+        no_ghost, no_accent, bleed = ref.copy(), ref.copy(), ref.copy()
+        no_ghost[2560:3584] *= 0.1
+        no_accent[512:1536] *= 0.1
+        bleed[3840:] += 0.3 * rng.standard_normal(n - 3840)
+        lg, la = float(snare_level_loss(t(no_ghost), t(ref))), float(snare_level_loss(t(no_accent), t(ref)))
+        assert lg > 0.2 and abs(lg - la) < 0.05 * la
+        assert float(snare_level_loss(t(bleed), t(ref))) < 0.05 * lg  # only the frames overlapping the hits
+        assert float(snare_level_loss(t(ref), t(ref))) == 0.0
+
+
+def test_crops_key_lead_and_loud_share():
+    """The key crop starts key_lead samples after the audio's; loud examples get their bleed
+    raised to LOUD_LEVEL_DB (never lowered), the clean snare untouched."""
+    from debleed.models.train import LOUD_LEVEL_DB, _crops
+
+    rng = np.random.default_rng(0)
+    n, length, lead = 9600, 2000, 336
+    clean = rng.standard_normal((4, n)).astype(np.float32)
+    bleed = rng.standard_normal((4, n)).astype(np.float32) * np.array([[0.01], [0.1], [1.0], [3.0]], np.float32)
+    key = np.zeros((4, n), np.float32)
+    key[:, ::500] = 0.5
+    data = {"noisy": clean + bleed, "clean": clean, "refs": np.zeros((4, 2, n), np.float32), "key": key}
+    levels = 10 * np.log10((bleed ** 2).sum(1) / (clean ** 2).sum(1))
+    x, y, refs, k = _crops(data, np.random.default_rng(5), 64, length, informed=True, key_lead=lead)
+    r = np.random.default_rng(5)
+    idx, start = r.integers(0, 4, 64), r.integers(0, n - length, 64)
+    for b in range(64):
+        np.testing.assert_array_equal(x[b], data["noisy"][idx[b], start[b]:start[b] + length])
+        want = key[idx[b], start[b] + lead:start[b] + lead + length]
+        np.testing.assert_array_equal(k[b, :want.size], want)
+    x2, y2, *_ = _crops(data, np.random.default_rng(5), 64, length, informed=True, key_lead=lead, loud_share=1.0,
+                        levels=levels)
+    np.testing.assert_array_equal(y2, y)
+    got = 10 * np.log10(((x2 - y2) ** 2).sum(1) / (y2 ** 2).sum(1))
+    base = levels[idx]
+    assert np.all(got >= base - 0.5)  # never lowered (crop levels scatter about the scene's)
+    assert np.all(got <= np.maximum(base, LOUD_LEVEL_DB[1]) + 0.5)
+    assert np.all(got[base < LOUD_LEVEL_DB[0] - 1] >= LOUD_LEVEL_DB[0] - 0.5)
+
+
 def test_bleed_loss_measures_the_output_where_only_bleed_sounds(torch_installed):
     """The bleed loss is the metric's bleed reduction as a loss: 0 once the output is 40 dB under
     the mic where only bleed sounds, 1 per 10 dB above that, blind to what happens under hits."""
