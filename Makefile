@@ -45,9 +45,10 @@ test: system venv
 # loss. Then the small informed models (hi-hat and overhead mics and the key; models/README.md):
 # 48 kHz from scratch with the key as one feature (about 5 minutes of rendering and 40-55 minutes
 # on one torch thread), a 48 kHz stage with the key and all reference mics dropped in half the
-# examples (15 minutes), a 48 kHz stage that grows the key into the key filter (13 minutes on two
-# threads), one that moves the key 7 ms ahead of the audio (the key lead; 13 minutes), and 44.1 kHz
-# fine-tuned from that (5 minutes of rendering, 5 of training): about 3 hours in all.
+# examples (15 minutes), then five 48 kHz fine-tuning stages of 1500 steps (13 minutes each on two
+# threads): the key filter, the key 7 ms ahead of the audio (the key lead), the snare level loss,
+# half the examples at a loud stage's bleed, the key's direct path to the mask; and 44.1 kHz
+# fine-tuned from that (5 minutes of rendering, 5 of training): about 4 hours in all.
 TRAIN_STEPS_48K    ?= 7000
 TRAIN_STEPS_48K_FT ?= 1000
 TRAIN_STEPS_44K1   ?= 1000
@@ -55,8 +56,8 @@ TRAIN_SISDR_FT     ?= 0.5
 TRAIN_THREADS      ?= 2
 TRAIN_STEPS_INF_48K  ?= 2400
 TRAIN_STEPS_INF_48K_FT ?= 800
-TRAIN_STEPS_INF_KEY  ?= 1500
-TRAIN_STEPS_INF_LEAD ?= 1500
+TRAIN_STEPS_INF_STAGE ?= 1500
+TRAIN_INF_DROP       := --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3
 TRAIN_STEPS_INF_44K1 ?= 500
 TRAIN_SISDR_INF      ?= 0.2
 train: system venv
@@ -76,16 +77,28 @@ train: system venv
 	  --lr 3e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.5 --drop-all-refs 0.5 \
 	  --init train-cache/ckpt_48k_informed.pt --ckpt-name ckpt_48k_informed_ft.pt \
 	  --out train-cache/snare_denoiser_48k_informed_frame_key.onnx --log train-cache/train_48k_informed_ft.jsonl
-	$(PY) -m debleed.models.train --arch informed --key-lead-ms 0 --rate 48000 --steps $(TRAIN_STEPS_INF_KEY) --batch 10 \
-	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
+	$(PY) -m debleed.models.train --arch informed --key-lead-ms 0 --rate 48000 --steps $(TRAIN_STEPS_INF_STAGE) --batch 10 \
+	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) $(TRAIN_INF_DROP) \
 	  --init-onnx train-cache/snare_denoiser_48k_informed_frame_key.onnx --ckpt-name ckpt_48k_informed_key.pt \
 	  --out train-cache/snare_denoiser_48k_informed_key.onnx --log train-cache/train_48k_informed_key.jsonl
-	$(PY) -m debleed.models.train --key-lead-ms 7 --rate 48000 --steps $(TRAIN_STEPS_INF_LEAD) --batch 10 \
-	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
+	$(PY) -m debleed.models.train --key-lead-ms 7 --rate 48000 --steps $(TRAIN_STEPS_INF_STAGE) --batch 10 \
+	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) $(TRAIN_INF_DROP) \
 	  --init-onnx train-cache/snare_denoiser_48k_informed_key.onnx --ckpt-name ckpt_48k_informed_lead.pt \
-	  --out models/snare_denoiser_48k_informed.onnx --log train-cache/train_48k_informed_lead.jsonl
+	  --out train-cache/snare_denoiser_48k_informed_lead.onnx --log train-cache/train_48k_informed_lead.jsonl
+	$(PY) -m debleed.models.train --snare-level-weight 3 --rate 48000 --steps $(TRAIN_STEPS_INF_STAGE) --batch 10 \
+	  --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) $(TRAIN_INF_DROP) \
+	  --init-onnx train-cache/snare_denoiser_48k_informed_lead.onnx --ckpt-name ckpt_48k_informed_ghost.pt \
+	  --out train-cache/snare_denoiser_48k_informed_ghost.onnx --log train-cache/train_48k_informed_ghost.jsonl
+	$(PY) -m debleed.models.train --snare-level-weight 3 --loud-share 0.5 --rate 48000 --steps $(TRAIN_STEPS_INF_STAGE) \
+	  --batch 10 --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) $(TRAIN_INF_DROP) \
+	  --init-onnx train-cache/snare_denoiser_48k_informed_ghost.onnx --ckpt-name ckpt_48k_informed_loud.pt \
+	  --out train-cache/snare_denoiser_48k_informed_loud.onnx --log train-cache/train_48k_informed_loud.jsonl
+	$(PY) -m debleed.models.train --key-mask --snare-level-weight 3 --loud-share 0.5 --rate 48000 \
+	  --steps $(TRAIN_STEPS_INF_STAGE) --batch 10 --threads 2 --lr 5e-4 --sisdr-weight $(TRAIN_SISDR_INF) $(TRAIN_INF_DROP) \
+	  --init-onnx train-cache/snare_denoiser_48k_informed_loud.onnx --ckpt-name ckpt_48k_informed_kmask.pt \
+	  --out models/snare_denoiser_48k_informed.onnx --log train-cache/train_48k_informed_kmask.jsonl
 	$(PY) -m debleed.models.train --rate 44100 --steps $(TRAIN_STEPS_INF_44K1) --batch 10 --threads 2 --lr 3e-4 \
-	  --sisdr-weight $(TRAIN_SISDR_INF) --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3 \
+	  --sisdr-weight $(TRAIN_SISDR_INF) --snare-level-weight 3 --loud-share 0.5 $(TRAIN_INF_DROP) \
 	  --init-onnx models/snare_denoiser_48k_informed.onnx --ckpt-name ckpt_44k1_informed.pt \
 	  --out models/snare_denoiser_44k1_informed.onnx --log train-cache/train_44k1_informed.jsonl
 

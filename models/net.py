@@ -112,6 +112,11 @@ class SnareDenoiserNet(nn.Module):
         value is the one key feature, no filter and no ``key_state``).
     key_bins : int
         Key features (the key filter's outputs) with ``key_ctx > 1``, 1 to 16; default 4.
+    key_mask : bool
+        With a key filter: its features also reach the mask directly, ``mask = sigmoid(out(h) +
+        key_out(k))`` with ``key_out`` a ``(key_bins -> n_filters)`` linear map without bias,
+        started at zero (the model starts as the same model without it): a key that fired can
+        open the mask on the snare's filters whatever the recurrent state; default False.
     key_lead_ms : float
         How far ahead of the audio the model hears its key, ms (0 to 20; default 0): trained
         with the key moved this much earlier, so a key that lags its hit by less still arrives
@@ -128,7 +133,8 @@ class SnareDenoiserNet(nn.Module):
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
                  context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
-                 n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4, key_lead_ms: float = 0.0):
+                 n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4, key_lead_ms: float = 0.0,
+                 key_mask: bool = False):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -159,6 +165,7 @@ class SnareDenoiserNet(nn.Module):
             with torch.no_grad():
                 self.cq.weight.copy_(constant_q_kernels(self.context, self.cq_bins, self.sample_rate).unsqueeze(1))
             self.cq.weight.requires_grad_(False)
+        self.key_mask = bool(key_mask) and self.key_ctx > 1
         if self.key_ctx > 1:
             self.key_filt = nn.Conv1d(1, self.key_bins, self.key_ctx, bias=False)
             with torch.no_grad():
@@ -166,6 +173,9 @@ class SnareDenoiserNet(nn.Module):
         self.inp = nn.Linear(self.n_features, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
+        if self.key_mask:
+            self.key_out = nn.Linear(self.key_bins, n_filters, bias=False)
+            nn.init.zeros_(self.key_out.weight)
         if self.taps > 1:
             self.taps_out = nn.Linear(hidden, n_filters * (self.taps - 1))
             nn.init.zeros_(self.taps_out.weight)
@@ -210,7 +220,7 @@ class SnareDenoiserNet(nn.Module):
         n, h, w = self.n_filters, self.hidden, self.window
         parts = {"encoder": n * w * (1 + self.n_refs), "constant_q": 2 * self.cq_bins * self.context,
                  "key": self.key_bins * self.key_ctx if self.key_ctx > 1 else 0, "inp": self.n_features * h, "gru": sum(3 * (h + h) * h for _ in range(self.layers)),
-                 "out": h * n * self.taps, "decoder": n * w}
+                 "out": h * n * self.taps + (self.key_bins * n if self.key_mask else 0), "decoder": n * w}
         parts["total"] = sum(parts.values())
         return parts
 
@@ -229,6 +239,8 @@ class SnareDenoiserNet(nn.Module):
             cfg.update(key_ctx=self.key_ctx, key_bins=self.key_bins)
         if self.key_lead_ms:
             cfg["key_lead_ms"] = self.key_lead_ms
+        if self.key_mask:
+            cfg["key_mask"] = True
         return cfg
 
     def zero_state(self, batch: int = 1):
@@ -316,18 +328,23 @@ class SnareDenoiserNet(nn.Module):
                 e = self.encoder(rx[:, r:r + 1])                   # (B, N, T)
                 feats.append(0.1 * torch.log(e * e + 1e-9))
             new_state.append(rx[:, :, -(self.window - hop):])
+        kf = None
         if self.key:
             k = key.reshape(key.shape[0], -1, hop).amax(dim=-1)    # (B, T): max over each frame's newest hop
             if self.has_key_state:
                 kx = torch.cat([key_state, k], dim=-1)              # (B, key_ctx - 1 + T)
-                feats.append(self.key_filt(kx.unsqueeze(1)))      # (B, key_bins, T)
+                kf = self.key_filt(kx.unsqueeze(1))               # (B, key_bins, T)
+                feats.append(kf)
                 new_state.append(kx[:, -(self.key_ctx - 1):])
             else:
                 feats.append(k.unsqueeze(1))
         feat = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
         feat = feat.transpose(1, 2)
         z, gru_out = self.gru(torch.relu(self.inp(feat)), gru_state)
-        mask = torch.sigmoid(self.out(z)).transpose(1, 2)         # (B, N, T)
+        logits = self.out(z)
+        if self.key_mask:
+            logits = logits + self.key_out(kf.transpose(1, 2))
+        mask = torch.sigmoid(logits).transpose(1, 2)              # (B, N, T)
         filtered = frames * mask
         if self.taps > 1:
             t = frames.shape[-1]
@@ -470,7 +487,8 @@ def onnx_weight_layout(path) -> list:
     ``out.bias``, ``decoder.weight``); the exporter gives the input and output layers' weights and
     the GRU's tensors generated names, so they are found by the node that reads them: the first
     ``MatMul`` with an initializer is ``inp`` (its weight transposed, (features, hidden)), the
-    last is ``out`` ((hidden, n_filters)); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
+    second ``out`` ((hidden, n_filters)), a third the key's mask weights ``key_out`` ((key_bins,
+    n_filters), ``key_mask`` models); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
     ``linear_before_reset=1``).
     """
     import onnx
@@ -487,8 +505,11 @@ def onnx_weight_layout(path) -> list:
     if mats:
         rows.append(("inp.weight (transposed)", mats[0].input[1], tuple(inits[mats[0].input[1]]), "MatMul",
                      "features x hidden"))
-        rows.append(("out.weight (transposed)", mats[-1].input[1], tuple(inits[mats[-1].input[1]]), "MatMul",
+        rows.append(("out.weight (transposed)", mats[1].input[1], tuple(inits[mats[1].input[1]]), "MatMul",
                      "hidden x n_filters"))
+    if len(mats) > 2:
+        rows.append(("key_out.weight (transposed)", mats[2].input[1], tuple(inits[mats[2].input[1]]), "MatMul",
+                     "key_bins x n_filters"))
     for layer, node in enumerate(n for n in m.graph.node if n.op_type == "GRU"):
         for i, what in ((1, "W (input weights, gates z, r, h)"), (2, "R (recurrent weights, gates z, r, h)"),
                         (3, "B (Wb then Rb, gates z, r, h)")):

@@ -81,13 +81,14 @@ GAIN_RAMP_MS = 5.0
 # notes (two 64-bit masks) and channel (0 any), a trigger's retrigger and scan lengths (samples),
 # the key filter's length (frames) and outputs (an old-style key: length 1, one output of weight 1),
 # the key's lead: samples the mic and reference mics are delayed before the model, so the key
-# reaches it that much ahead (the model's ``key_lead_ms`` where a key is connected, else 0)
+# reaches it that much ahead (the model's ``key_lead_ms`` where a key is connected, else 0),
+# whether the key features also reach the mask directly (``key_mask``)
 (L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
 L_NREFS = 15
 L_REF = 16  # MAX_REFS columns
 (L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN, L_KCTX,
- L_KBINS, L_LEAD) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 11)
-NL = L_REF + MAX_REFS + 11
+ L_KBINS, L_LEAD, L_KMASK) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 12)
+NL = L_REF + MAX_REFS + 12
 KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
 
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
@@ -104,12 +105,12 @@ NPAR = 5
 NCTL = 2
 
 
-def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc=1, kb=0) -> int:
+def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc=1, kb=0, km=0) -> int:
     """Float32 count of one model's packed weights (the layout of :func:`_offsets`); ``kc``, ``kb``
-    the key filter's length (frames) and outputs (0: no key)."""
+    the key filter's length (frames) and outputs (0: no key), ``km`` 1 with the key's mask weights."""
     # every GRU layer takes h inputs (layer 0 reads the input layer's output)
     return (n * win + 2 * k * ctx + 2 * k + h * n_in + h + layers * (6 * h * h + 6 * h)
-            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n + kb * kc)
+            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n + kb * kc + km * kb * n)
 
 
 def max_hops(hop: int, max_block: int) -> int:
@@ -135,9 +136,10 @@ def _offsets(win, n, h, layers, ctx, k, taps, n_in):
     of its panel's rows (2k, stored as float); W_in (h, n_in); b_in (h); per GRU layer W_ih
     (3h, h), W_hh (3h, h), b_ih (3h), b_hh (3h); W_out (n, h); b_out (n); W_taps (taps - 1
     matrices (n, h)); b_taps; decoder transposed (win, n); then the key filter (outputs,
-    frames), row-major, newest frame last, as the ONNX ``Conv`` holds it. Every matrix but the
-    key filter is stored in panels (:func:`pack_panels`). Returns (enc, cq, cqs, win_, bin_, gru,
-    wout, bout, wtap, btap, dec, key).
+    frames), row-major, newest frame last, as the ONNX ``Conv`` holds it; then the key's mask
+    weights (n, key outputs), row-major (``key_mask`` models). Every matrix but the key's is stored
+    in panels (:func:`pack_panels`). Returns (enc, cq, cqs, win_, bin_, gru, wout, bout, wtap,
+    btap, dec, key); the key's mask weights follow the key filter.
     """
     o_enc = 0
     o_cq = o_enc + n * win
@@ -657,8 +659,19 @@ def _network(lay, w, s, c, nj):
                 s[hs + i] = hn
                 s[dst + j * h + i] = hn
         src, dst = dst, src
-    # 4. mask on every hop's frame, and the multi-frame filter over the previous frames
+    # 4. mask on every hop's frame (its logits plus the key's mask weights times the key
+    # features), and the multi-frame filter over the previous frames
     _gemm(w, wb + o_wout, n, h, s, src, h, nj, w, wb + o_bout, s, sb + o_mask, n, -1)
+    if kin and lay[c, L_KMASK]:
+        kb = lay[c, L_KBINS]
+        km = wb + o_key + kb * lay[c, L_KCTX]
+        for j in range(nj):
+            kfe = sb + o_feat + j * n_in + n_in - kb
+            for i in range(n):
+                acc = s[sb + o_mask + j * n + i]
+                for b in range(kb):
+                    acc += w[km + i * kb + b] * s[kfe + b]
+                s[sb + o_mask + j * n + i] = acc
     nv = n - n % LANES  # per hop: an element is computed the same way whatever nj
     for j in range(nj):
         jn = j * n
@@ -927,11 +940,12 @@ def _config_from_meta(path, meta: dict) -> dict:
     if not 0 <= n_refs <= MAX_REFS:
         raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
     lead_ms = float(cfg.get("key_lead_ms", 0.0)) if key else 0.0
+    km = int(bool(cfg.get("key_mask", False))) if kc > 1 else 0
     if kc < 1 or kb < 0 or not 0.0 <= lead_ms <= 20.0:
         raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {lead_ms} in its "
                            "config are out of range (key_ctx >= 1, key_bins >= 0, key_lead_ms 0 to 20)")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "lead": int(round(lead_ms * 1e-3 * rate)),
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": int(round(lead_ms * 1e-3 * rate)),
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
@@ -974,6 +988,7 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         it takes a key), ``kc`` and ``kb`` (the key filter's frames and outputs; 1 and 1 for a
         key that is one feature, 1 and 0 without a key), ``lead`` (the key's lead, samples at
         ``rate``: the mic and reference mics are delayed this much where a key is connected),
+        ``km`` (1 when the key features also reach the mask),
         ``n_in`` (features), ``rate`` (Hz).
     weights : ndarray, float32 (weight_size(...),)
         The packed weights (layout of :func:`_offsets`).
@@ -1049,11 +1064,13 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     else:
         cq = np.zeros((0, ctx), np.float32)
     mats = [nd for nd in g.node if nd.op_type == "MatMul" and any(i in init for i in nd.input)]
-    w_in = w_out = b_out = None
+    w_in = w_out = b_out = w_kmask = None
     w_tap, b_tap = np.zeros((0, h), np.float32), np.zeros(0, np.float32)
     for nd in mats:
         wt = next(init[i] for i in nd.input if i in init)
-        if follows(nd, "Sigmoid"):
+        if d["km"] and follows(nd, "Sigmoid") and wt.shape == (d["kb"], n) and w_out is not None:
+            w_kmask = wt.T  # (n, key outputs): the key's mask weights, after the mask layer's MatMul
+        elif follows(nd, "Sigmoid"):
             w_out = _check_shape(path, f"{nd.name} (mask head)", wt, (h, n)).T
             b_out = _check_shape(path, "out.bias", bias_of(nd), (n,))
         elif follows(nd, "Relu"):
@@ -1061,6 +1078,8 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         else:
             w_tap = _check_shape(path, f"{nd.name} (multi-frame filter head)", wt, (h, n * (taps - 1))).T
             b_tap = _check_shape(path, "taps_out.bias", bias_of(nd), (n * (taps - 1),))
+    if d["km"] and w_kmask is None:
+        raise DebleedError(f"denoiser model {path} says key_mask but has no ({d['kb']}, {n}) key MatMul before its mask")
     for what, v in (("input layer MatMul", w_in), ("mask head MatMul", w_out)):
         if v is None:
             raise DebleedError(f"denoiser model {path} has no {what} (the kernels need it)")
@@ -1093,9 +1112,10 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         key_filt = np.ones((kb, 1), np.float32)
     parts = [pack_panels(enc), pack_panels(cq), starts, pack_panels(w_in), b_in,
              *gru,
-             pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T), key_filt]
+             pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T), key_filt,
+             w_kmask if w_kmask is not None else np.zeros(0, np.float32)]
     flat = np.ascontiguousarray(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
-    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc, kb)
+    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc, kb, d["km"])
     if flat.size != expect:
         raise DebleedError(f"denoiser model {path}: packed {flat.size} weights, expected {expect}")
     return d, flat
@@ -1235,7 +1255,7 @@ class StreamingStage:
         row[L_REF:L_REF + MAX_REFS] = -1
         row[L_REF:L_REF + len(refs)] = refs
         row[L_KEYIN] = dims["key"]
-        row[L_KCTX], row[L_KBINS] = dims["kc"], dims["kb"]
+        row[L_KCTX], row[L_KBINS], row[L_KMASK] = dims["kc"], dims["kb"], dims["km"]
         row[L_LEAD] = 0
         key = inf.get("key") if dims["key"] else None
         row[L_KEYKIND] = KEY_NONE

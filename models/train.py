@@ -94,10 +94,13 @@ def model_from_onnx(path):
             new[name] = torch.from_numpy(np.array(init[name]))
     mats = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in init]
     grus = [n for n in m.graph.node if n.op_type == "GRU"]
-    if len(mats) != 2 or len(grus) != model.layers:
+    if len(mats) != 2 + model.key_mask or len(grus) != model.layers:
         raise DebleedError(f"{path}: graph does not match the model ({len(mats)} weight MatMuls, {len(grus)} GRU nodes)")
+    # in graph order: the input layer, the mask layer, then the key's mask weights (key_mask)
     new["inp.weight"] = torch.from_numpy(np.array(init[mats[0].input[1]]).T.copy())
     new["out.weight"] = torch.from_numpy(np.array(init[mats[1].input[1]]).T.copy())
+    if model.key_mask:
+        new["key_out.weight"] = torch.from_numpy(np.array(init[mats[2].input[1]]).T.copy())
     h = model.hidden
 
     def reorder(w):  # ONNX (z, r, h) -> torch (r, z, n) along axis 0
@@ -377,7 +380,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           log=None, loss_kwargs: dict | None = None, ckpt_name: str | None = None,
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
           max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
-          drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None, loud_share: float = 0.0) -> dict:
+          drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None, loud_share: float = 0.0,
+          key_mask: bool | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -418,6 +422,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         Informed models: per example, the probability that the key, each reference mic, and all
         reference mics at once read as zeros (not connected); defaults :data:`DROP_KEY`,
         :data:`DROP_REF`, :data:`DROP_ALL_REFS`.
+    key_mask : bool, optional
+        Informed models with a key filter: give its features a direct path to the mask
+        (:class:`~debleed.models.net.SnareDenoiserNet`'s ``key_mask``, started at zero); default
+        that of ``model_kwargs`` or the start weights.
     loud_share : float
         Share of the training examples (0 to 1; default 0) whose bleed is raised to a loud
         stage's level (:data:`LOUD_LEVEL_DB`): the rendered scenes' bleed is uniform in dB from a
@@ -539,6 +547,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         model_kwargs = dict(model_kwargs, taps=int(taps))
     if key_lead_ms is not None:
         model_kwargs = dict(model_kwargs, key_lead_ms=float(key_lead_ms))
+    if key_mask is not None:
+        model_kwargs = dict(model_kwargs, key_mask=bool(key_mask))
     model = SnareDenoiserNet(**model_kwargs).to(device)
     hop = model.hop
     key_lead = int(round(model.key_lead_ms * 1e-3 * sample_rate))
@@ -582,9 +592,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
             missing, unexpected = model.load_state_dict(_with_key_filter(init_state["model"], model), strict=False)
         except RuntimeError as e:  # a shape mismatch
             raise DebleedError(f"checkpoint {init} does not fit this model: {e}") from None
-        if unexpected or any(not k.startswith(("taps_out.", "key_filt.")) for k in missing):
+        if unexpected or any(not k.startswith(("taps_out.", "key_filt.", "key_out.")) for k in missing):
             raise DebleedError(f"checkpoint {init} does not fit this model (missing {missing}, unexpected "
-                               f"{unexpected}); only the multi-frame filter head and the key filter may be new")
+                               f"{unexpected}); only the multi-frame filter head and the key filter and mask "
+                               "weights may be new")
     loss_fn = Loss(**(loss_kwargs or {}))
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
@@ -712,6 +723,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"informed models: probability that each reference mic is zeros (default {DROP_REF})")
     p.add_argument("--drop-all-refs", type=float, default=DROP_ALL_REFS,
                    help=f"informed models: probability that all reference mics are zeros (default {DROP_ALL_REFS})")
+    p.add_argument("--key-mask", action="store_true", default=None,
+                   help="informed models: the key filter's features also reach the mask directly (started at zero)")
     p.add_argument("--loud-share", type=float, default=0.0,
                    help="share of the examples whose bleed is raised to a loud stage's level (0 to 1; default 0)")
     p.add_argument("--key-lead-ms", type=float, default=None,
@@ -744,6 +757,7 @@ def run_from_args(args) -> int:
                                  "snare_level_weight": args.snare_level_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
                     drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms, loud_share=args.loud_share,
+                    key_mask=args.key_mask,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

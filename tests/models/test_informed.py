@@ -192,6 +192,12 @@ def test_key_filter_holds_an_onset_and_grows_an_old_key(torch_installed):
         assert torch.allclose(old.run(x, refs, key), new.run(x, refs, key), atol=1e-6)
     with pytest.raises(ValueError, match="key_ctx"):
         SnareDenoiserNet(**SMALL, key=True, key_ctx=0)
+    # the key's mask weights start at zero: the model with them is the model without them
+    masked = SnareDenoiserNet(**SMALL, n_refs=1, key=True, key_ctx=64, key_bins=4, key_mask=True)
+    missing, _ = masked.load_state_dict(new.state_dict(), strict=False)
+    assert missing == ["key_out.weight"]
+    with torch.no_grad():
+        assert torch.equal(masked.run(x, refs, key), new.run(x, refs, key))
 
 
 def test_informed_model_costs_under_the_budget(torch_installed):

@@ -22,17 +22,20 @@ pytestmark = pytest.mark.torch
 RATE = 48000
 
 
-@pytest.fixture(scope="module", params=[(1, 0.0), (40, 0.0), (40, 2.0)], ids=["key-frame", "key-filter", "key-lead"])
+@pytest.fixture(scope="module", params=[(1, 0.0, False), (40, 0.0, False), (40, 2.0, True)],
+                ids=["key-frame", "key-filter", "key-lead-mask"])
 def informed_model(request, tmp_path_factory, torch_installed):
     """Its key as one feature (the newest frame's value), or through a key filter over 40 frames,
-    and with a key lead of 2 ms (96 samples: the mic and refs are delayed that much)."""
+    and with a key lead of 2 ms (96 samples: the mic and refs are delayed that much) and the key
+    features reaching the mask directly."""
     import torch
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
 
     torch.manual_seed(0)
     net = SnareDenoiserNet(hop=32, n_filters=48, hidden=24, layers=2, context=256, cq_bins=8, sample_rate=RATE,
-                           n_refs=2, key=True, key_ctx=request.param[0], key_bins=3, key_lead_ms=request.param[1])
+                           n_refs=2, key=True, key_ctx=request.param[0], key_bins=3, key_lead_ms=request.param[1],
+                           key_mask=request.param[2])
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
