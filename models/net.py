@@ -497,7 +497,7 @@ def onnx_weight_layout(path) -> list:
     m = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
     rows = []
-    for name in ("encoder.weight", "cq.weight", "inp.bias", "out.bias", "decoder.weight"):
+    for name in ("encoder.weight", "cq.weight", "key_filt.weight", "inp.bias", "out.bias", "decoder.weight"):
         if name in inits:
             users = sorted({n.op_type for n in m.graph.node if name in n.input})
             rows.append((name, name, tuple(inits[name]), "/".join(users), ""))
