@@ -327,7 +327,7 @@ class LoopPlayer:
 
 #: jackd names the client that was still running when a cycle ended (JACK2 1.9.x,
 #: ``JackEngine::XRun``): ``JackEngine::XRun: client = debleed was not finished, state = Triggered``.
-BLAME_RE = re.compile(r"JackEngine::XRun: client = (\S+) was not finished")
+BLAME_RE = re.compile(r"JackEngine::XRun: client = (\S+) was not finished(?:, state = (\w+))?")
 #: The driver's own xrun line (every late cycle, whoever caused it): ``JackTimedDriver::Process XRun = 6 usec``.
 SERVER_XRUN_RE = re.compile(r"Process XRun = (\d+) usec")
 
@@ -338,15 +338,20 @@ def parse_jackd_log(text: str) -> dict:
     Returns
     -------
     dict
-        ``{"blamed": {client: count}, "server_xruns": int}``: ``blamed`` counts the lines
-        ``JackEngine::XRun: client = NAME was not finished`` per client (the client JACK found
-        unfinished at the end of a cycle); ``server_xruns`` the driver's ``Process XRun = N usec``
-        lines.
+        ``{"blamed": {client: count}, "blamed_state": {client: {state: count}}, "server_xruns":
+        int}``: ``blamed`` counts the lines ``JackEngine::XRun: client = NAME was not finished``
+        per client (the client JACK found unfinished at the end of a cycle); ``blamed_state`` the
+        same by the state the line gives (``Triggered``: woken but not yet running, i.e. waiting
+        for a CPU; ``Running``: inside its callback; ``?`` when the line has none);
+        ``server_xruns`` the driver's ``Process XRun = N usec`` lines.
     """
     blamed: dict[str, int] = {}
+    by_state: dict[str, dict[str, int]] = {}
     for m in BLAME_RE.finditer(text):
         blamed[m.group(1)] = blamed.get(m.group(1), 0) + 1
-    return {"blamed": blamed, "server_xruns": len(SERVER_XRUN_RE.findall(text))}
+        st = by_state.setdefault(m.group(1), {})
+        st[m.group(2) or "?"] = st.get(m.group(2) or "?", 0) + 1
+    return {"blamed": blamed, "blamed_state": by_state, "server_xruns": len(SERVER_XRUN_RE.findall(text))}
 
 
 def rss_kib(pid: int) -> int | None:

@@ -144,16 +144,18 @@ def markdown(report: dict) -> str:
               f"{k['seconds']:g} s per run at {k['period']} frames, {k['channels']} channels, denoised channels "
               f"{k['denoised_channels']}, one `lsp-plugins-sc-gate-mono -hl` per channel in the same server "
               "(one run per jackd mode).", "",
-              "| jackd | callbacks | xruns | blamed on debleed / on LSP | "
+              "| jackd | callbacks | xruns | blamed on debleed / on LSP | debleed / worst gate (debleed waiting / running) | "
               "p50 / p99.9 / max us | deadline us | DSP load mean / max % | RSS start / end KiB |",
-              "|---|---:|---:|---|---|---:|---|---|"]
+              "|---|---:|---:|---|---|---|---:|---|---|"]
         for mode, r in k["runs"].items():
             if "callbacks" not in r:
-                L.append(f"| {mode} | {r.get('skipped') or r.get('error')} | | | | | | |")
+                L.append(f"| {mode} | {r.get('skipped') or r.get('error')} | | | | | | | |")
                 continue
             cb = r["callback_us"]
+            st = r.get("blamed_state", {}).get("debleed", {})
             L.append(f"| {r['jackd']} | {r['callbacks']} | {r['xruns']} | {r['blamed_debleed']} / {r['blamed_lsp']} "
-                     f"({r['lsp_clients']} LSP clients) | "
+                     f"({r['lsp_clients']} LSP clients) | {r['blamed_debleed']} / {r.get('blamed_worst_lsp', '-')} "
+                     f"({st.get('Triggered', 0)} / {st.get('Running', 0)}) | "
                      f"{fmt(cb['p50'])} / {fmt(cb['p99.9'])} / {fmt(cb['max'])} | {r['deadline_us']:.0f} | "
                      f"{fmt(r['dsp_load_percent']['mean'])} / {fmt(r['dsp_load_percent']['max'])} | "
                      f"{r['rss_kib']['start']} / {r['rss_kib']['end']} |")
