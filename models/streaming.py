@@ -824,32 +824,32 @@ def denoise_block(n, inputs, events, n_events, lay, w, s, ist, par, ctl):
             x = inputs[src, i]
             if not math.isfinite(x):
                 x = np.float32(0.0)
-            if lead > 0:
+            if lead > 0:  # the mic through its delay ring
                 d = s[lb + lw]
                 s[lb + lw] = x
                 x = d
-                for r in range(nr):  # each reference mic's ring, written whatever happens next
-                    row = lay[c, L_REF + r]
-                    v = inputs[row, i] if row >= 0 else np.float32(0.0)
+            s[sb + o_xd + i] = x
+            take = fresh == 0 or x != 0.0  # a fresh channel skips leading silence
+            for r in range(nr):
+                row = lay[c, L_REF + r]
+                v = inputs[row, i] if row >= 0 else np.float32(0.0)
+                if not math.isfinite(v):
+                    v = np.float32(0.0)
+                if lead > 0:  # each reference mic's ring, written whatever is taken
                     q = lb + (1 + r) * lead + lw
                     d = s[q]
-                    s[q] = v if math.isfinite(v) else np.float32(0.0)
-                    if fresh == 0 or x != 0.0:
-                        s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = d
+                    s[q] = v
+                    v = d
+                if take:
+                    s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = v
+            if lead > 0:
                 lw += 1
                 if lw == lead:
                     lw = 0
-            s[sb + o_xd + i] = x
-            if fresh != 0:
-                if x == 0.0:
-                    continue
-                fresh = 0
+            if not take:
+                continue
+            fresh = 0
             s[xs + pos] = x
-            if lead == 0:
-                for r in range(nr):
-                    row = lay[c, L_REF + r]
-                    v = inputs[row, i] if row >= 0 else np.float32(0.0)
-                    s[sb + o_ref + r * (win + jm * hop) + win - hop + pos] = v if math.isfinite(v) else np.float32(0.0)
             if kin:
                 s[sb + o_kb + pos] = kv
             pos += 1
