@@ -18,7 +18,7 @@ from numba import njit
 
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
-from debleed.models.streaming import state_names
+from debleed.models.graph import state_names
 
 MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped model file per supported sample rate (Hz).

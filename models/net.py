@@ -46,7 +46,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from debleed.models.streaming import input_names, state_names  # the graph contract, defined once
+from debleed.models.graph import input_names, state_names  # the graph contract, defined once
 
 #: The key's features at their start (``key_ctx > 1``): the key's value on the newest frame, then
 #: its onsets decaying with these time constants, ms (the filter is trained from there).

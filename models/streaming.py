@@ -48,6 +48,7 @@ from numba import njit
 
 from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
+from debleed.models.graph import input_names
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
 from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma, vload, vmax, vmin, vmul,
@@ -947,22 +948,6 @@ def _config_from_meta(path, meta: dict) -> dict:
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
             "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": int(round(lead_ms * 1e-3 * rate)),
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
-
-
-def state_names(n_refs: int = 0, key_state: bool = False) -> tuple:
-    """The state inputs of a streaming model, in graph order: ``enc_state``, ``ref_state`` (with
-    reference mics), ``key_state`` (with a key filter), ``gru_state``, ``ola_state``; each has an
-    output ``<name>_out``, in the same order after ``denoised``."""
-    return (("enc_state",) + (("ref_state",) if n_refs else ()) + (("key_state",) if key_state else ())
-            + ("gru_state", "ola_state"))
-
-
-def input_names(n_refs: int = 0, key: bool = False, key_state: bool = False) -> tuple:
-    """The graph inputs of a streaming model, in order: ``audio``, ``refs`` (with reference
-    mics), ``key`` (with a key), then :func:`state_names` (the contract of
-    :func:`debleed.models.net.export_onnx`; the one definition)."""
-    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ())
-            + state_names(n_refs, key_state))
 
 
 def _check_shape(path, name, arr, shape):

@@ -1,0 +1,24 @@
+"""The streaming denoiser's ONNX graph contract: its input and state names, defined once.
+
+The torch export (:mod:`debleed.models.net`), the onnxruntime wrapper
+(:mod:`debleed.models.denoiser`) and the data-plane kernels' weight loader
+(:mod:`debleed.models.streaming`) all read them from here.
+"""
+
+from __future__ import annotations
+
+
+def state_names(n_refs: int = 0, key_state: bool = False) -> tuple:
+    """The state inputs of a streaming model, in graph order: ``enc_state``, ``ref_state`` (with
+    reference mics), ``key_state`` (with a key filter), ``gru_state``, ``ola_state``; each has an
+    output ``<name>_out``, in the same order after ``denoised``."""
+    return (("enc_state",) + (("ref_state",) if n_refs else ()) + (("key_state",) if key_state else ())
+            + ("gru_state", "ola_state"))
+
+
+def input_names(n_refs: int = 0, key: bool = False, key_state: bool = False) -> tuple:
+    """The graph inputs of a streaming model, in order: ``audio``, ``refs`` (with reference
+    mics), ``key`` (with a key), then :func:`state_names` (the contract of
+    :func:`debleed.models.net.export_onnx`)."""
+    return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ())
+            + state_names(n_refs, key_state))
