@@ -18,7 +18,7 @@ from numba import njit
 
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
-from debleed.models.graph import state_names
+from debleed.models.graph import key_lead_samples, state_names
 
 MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped model file per supported sample rate (Hz).
@@ -522,10 +522,7 @@ def model_latency_samples(path, keyed: bool = False) -> int:
         ``path`` missing or not a loadable model.
     """
     info = model_info(path)
-    lead = 0
-    cfg = info.get("config") or {}
-    if keyed and cfg.get("key"):
-        lead = int(round(float(cfg.get("key_lead_ms", 0.0)) * 1e-3 * int(info["sample_rate"])))
+    lead = key_lead_samples(info.get("config") or {}, int(info["sample_rate"])) if keyed else 0
     return int(info["window"]) - 1 + lead
 
 

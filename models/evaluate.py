@@ -40,6 +40,7 @@ import numpy as np
 
 from debleed.errors import DebleedError
 from debleed.fileio import atomic_path, atomic_write_text
+from debleed.models.graph import key_lead_samples
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, TRAIN_KITS, VALID_KIT, render_scene
 from debleed.dsp.processor import ProcessSpec
@@ -373,9 +374,9 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     hop = int(meta["hop"])
-    lead_ms = float(json.loads(meta.get("config", "{}")).get("key_lead_ms", 0.0))
     has_key = any(i.name == "key" for i in sess.get_inputs())
-    lead = int(round(lead_ms * 1e-3 * int(meta["sample_rate"]))) if key is not None and has_key else 0
+    lead = (key_lead_samples(json.loads(meta.get("config", "{}")), int(meta["sample_rate"]))
+            if key is not None and has_key else 0)
     if lead:
         key = np.concatenate([np.asarray(key, np.float32)[lead:], np.zeros(min(lead, key.size), np.float32)])
     n = audio.size

@@ -22,3 +22,12 @@ def input_names(n_refs: int = 0, key: bool = False, key_state: bool = False) -> 
     :func:`debleed.models.net.export_onnx`)."""
     return (("audio",) + (("refs",) if n_refs else ()) + (("key",) if key else ())
             + state_names(n_refs, key_state))
+
+
+def key_lead_samples(config: dict, sample_rate: int) -> int:
+    """A model's key lead in samples at ``sample_rate``: its config's ``key_lead_ms`` (how far
+    ahead of the mic and reference mics it hears its key) for a model that takes a key, else 0.
+    The denoiser stage, the onnxruntime evaluation and the soundcheck's latency all read it here."""
+    if not config.get("key"):
+        return 0
+    return int(round(float(config.get("key_lead_ms", 0.0)) * 1e-3 * int(sample_rate)))

@@ -48,9 +48,9 @@ from numba import njit
 
 from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
-from debleed.models.graph import input_names
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
+from debleed.models.graph import input_names, key_lead_samples
 from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma, vload, vmax, vmin, vmul,
                                   vselect_lt, vsplat, vsplitexp, vstore, vsub, vzero)
 
@@ -940,13 +940,13 @@ def _config_from_meta(path, meta: dict) -> dict:
                            f"config {cfg} (window must be 2 * hop)")
     if not 0 <= n_refs <= MAX_REFS:
         raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
-    lead_ms = float(cfg.get("key_lead_ms", 0.0)) if key else 0.0
     km = int(bool(cfg.get("key_mask", False))) if kc > 1 else 0
-    if kc < 1 or kb < 0 or not 0.0 <= lead_ms <= 20.0:
-        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {lead_ms} in its "
+    lead = key_lead_samples(cfg, rate)
+    if kc < 1 or kb < 0 or not 0 <= lead <= 0.02 * rate:
+        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {cfg.get('key_lead_ms')} in its "
                            "config are out of range (key_ctx >= 1, key_bins >= 0, key_lead_ms 0 to 20)")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": int(round(lead_ms * 1e-3 * rate)),
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": lead,
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
