@@ -26,28 +26,16 @@ try:
 except OSError as e:  # pragma: no cover - JACK-Client would have failed first
     raise EngineError(f"cannot load libjack ({_name}): {e}; install jackd2 (Debian) or JACK") from e
 
-#: ``void *jack_port_get_buffer(jack_port_t *, jack_nframes_t)``; inside numba the result is an integer.
-port_get_buffer = libjack.jack_port_get_buffer
-port_get_buffer.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-port_get_buffer.restype = ctypes.c_void_p
-
-#: ``uint32_t jack_midi_get_event_count(void *port_buffer)``
-midi_get_event_count = libjack.jack_midi_get_event_count
-midi_get_event_count.argtypes = [ctypes.c_void_p]
-midi_get_event_count.restype = ctypes.c_uint32
-
-#: ``int jack_midi_event_get(jack_midi_event_t *event, void *port_buffer, uint32_t index)``.
-#: The event is 24 bytes on 64-bit: uint32 time (+4 padding), size_t size, uint8 *buffer;
-#: a preallocated ``uint64[3]`` array receives it.
-midi_event_get = libjack.jack_midi_event_get
-midi_event_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32]
-midi_event_get.restype = ctypes.c_int
-
-#: ``jack_nframes_t jack_last_frame_time(const jack_client_t *)``: the server's frame time at
-#: the start of this cycle (callable from the process thread); parameter changes are logged with it.
-last_frame_time = libjack.jack_last_frame_time
-last_frame_time.argtypes = [ctypes.c_void_p]
-last_frame_time.restype = ctypes.c_uint32
+# Called from the cfunc by symbol name (rt/jack_cfunc.py: _external), not through ctypes:
+#   void *jack_port_get_buffer(jack_port_t *, jack_nframes_t)
+#   uint32_t jack_midi_get_event_count(void *port_buffer)
+#   int jack_midi_event_get(jack_midi_event_t *event, void *port_buffer, uint32_t index): the event
+#     is 24 bytes on 64-bit (uint32 time + 4 padding, size_t size, uint8 *buffer); a preallocated
+#     uint64[3] array receives it
+#   jack_nframes_t jack_last_frame_time(const jack_client_t *): the server's frame time at the
+#     start of this cycle; parameter changes are logged with it
+#   libc int clock_gettime(clockid_t, struct timespec *): the cfunc times itself with it
+CLOCK_MONOTONIC = 1
 
 _set_process_callback = libjack.jack_set_process_callback
 _set_process_callback.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -85,19 +73,6 @@ _port_set_latency_range.restype = None
 _recompute_total_latencies = libjack.jack_recompute_total_latencies
 _recompute_total_latencies.argtypes = [ctypes.c_void_p]
 _recompute_total_latencies.restype = ctypes.c_int
-
-#: libc ``int clock_gettime(clockid_t, struct timespec *)``; the cfunc times itself with it.
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-clock_gettime = _libc.clock_gettime
-clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
-clock_gettime.restype = ctypes.c_int
-CLOCK_MONOTONIC = 1
-
-#: libc ``ssize_t write(int, const void *, size_t)``; the cfunc posts the denoiser's eventfd with it.
-libc_write = _libc.write
-libc_write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-libc_write.restype = ctypes.c_ssize_t
-
 
 def address(obj) -> int:
     """Integer address of a JACK-Client ``Client`` or ``Port`` (its private ``_ptr``).

@@ -5,8 +5,12 @@ to register with ``jack_set_process_callback``. Everything it touches is reached
 ``arg``: the address of an int64 *header* array (layout: the ``H_*`` and ``A_*`` indices) that
 holds sizes and the addresses of preallocated numpy arrays and of the JACK ports. Nothing is
 read from globals except the libjack and libc function pointers, so the compiled function is
-reusable for any config; it is deliberately not cached on disk, because a cached cfunc would
-keep this process's function addresses, and a cached cfunc keeps every global it read as a constant.
+reusable for any config. libjack and libc are called by symbol name (:func:`_external`), never
+through a ctypes function pointer, so the compiled code holds no address of this process and is
+cached on disk: the first ``debleed live`` compiles it (about 20 s on 2 cores), later ones load it
+(:func:`process_cfunc`). A cached function keeps the code of every function it calls, and numba's
+cache only sees the caller's own file change; so the cached source carries a fingerprint of
+every module of debleed.dsp, debleed.models and debleed.rt, and any edit there recompiles.
 
 Per callback it: reads the clock; gets each input port's buffer and copies it into the chain's
 input array; reads JACK MIDI events with their frame offsets into the events array; runs the
@@ -18,12 +22,20 @@ no lock and calls no Python.
 
 from __future__ import annotations
 
+import ctypes.util
+import hashlib
+import inspect
+import os
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
-from numba import carray, cfunc, types
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
-from numba import njit
 
 from debleed.dsp.chain import K_CLOCK, NK, ChainArrays, run_block
 from debleed.models.streaming import StreamingStage, denoise_block
@@ -68,33 +80,64 @@ def _voidptr(typingctx, addr):
     return sig, codegen
 
 
-_get_buffer = _jackptr.port_get_buffer
-_event_count = _jackptr.midi_get_event_count
-_event_get = _jackptr.midi_event_get
-_clock = _jackptr.clock_gettime
-_write = _jackptr.libc_write
+def _external(symbol: str, restype, *argtypes):
+    """An intrinsic calling the C function ``symbol`` by name (pointer results as int64).
+
+    The call is a relocation against the symbol, resolved when the code is loaded, so the
+    compiled code stays valid in another process (numba treats a ctypes function pointer as a
+    constant address, which would tie a cached cfunc to the process that compiled it)."""
+
+    def typer(typingctx, args):
+        def codegen(context, builder, signature, llargs):
+            ptr_result = restype is types.voidptr
+            ret = cgutils.voidptr_t if ptr_result else context.get_value_type(restype)
+            fnty = ir.FunctionType(ret, [context.get_value_type(a) for a in argtypes])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+            out = builder.call(fn, [context.cast(builder, v, t, a)
+                                    for v, t, a in zip(llargs, signature.args, argtypes)])
+            return builder.ptrtoint(out, ir.IntType(64)) if ptr_result else out
+
+        return (types.int64 if restype is types.voidptr else restype)(*args), codegen
+
+    # numba types an intrinsic by its Python signature: one named parameter per C argument
+    names = ", ".join(f"a{i}" for i in range(len(argtypes)))
+    ns = {"typer": typer}
+    exec(f"def _c_{symbol}(typingctx, {names}):\n    return typer(typingctx, ({names},))\n", ns)
+    return intrinsic(ns[f"_c_{symbol}"])
+
+
+# the same libjack instance JACK-Client opened, visible to the JIT's symbol resolution
+llvm.load_library_permanently(ctypes.util.find_library("jack") or "libjack.so.0")
+#: see rt/_jackptr.py for the C signatures
+_get_buffer = _external("jack_port_get_buffer", types.voidptr, types.voidptr, types.uint32)
+_event_count = _external("jack_midi_get_event_count", types.uint32, types.voidptr)
+_event_get = _external("jack_midi_event_get", types.intc, types.voidptr, types.voidptr, types.uint32)
+_clock = _external("clock_gettime", types.intc, types.intc, types.voidptr)
+_frame_time = _external("jack_last_frame_time", types.uint32, types.voidptr)
 _CLOCK = _jackptr.CLOCK_MONOTONIC
-_frame_time = _jackptr.last_frame_time
 
 
-def _make_runner(name: str, fn, base: int, fields, head: str):
-    """``name(<head>, h)``: ``fn(<head>, *arrays)`` over the arrays the header points at from
-    slot ``base``, the argument list generated from ``fields`` (``(name, dtype, ndim)``)."""
+def _runner_source(name: str, base: int, fields, head: str, fn: str) -> str:
+    """Source of ``name(<head>, h)``: ``fn(<head>, *arrays)`` over the arrays the header points at
+    from slot ``base``, the argument list generated from ``fields`` (``(name, dtype, ndim)``)."""
     args = []
     for k, (_, dtype, ndim) in enumerate(fields):
         at = base + _SLOTS * k
         dims = ", ".join(f"h[{at + 1 + d}]" for d in range(ndim)) + ("," if ndim == 1 else "")
         args.append(f"carray(_voidptr(h[{at}]), ({dims}), np.{np.dtype(dtype).name})")
-    src = (f"def {name}({head}, h):\n"
-           f"    fn({head}, {', '.join(args)})\n")
-    ns = {"fn": fn, "carray": carray, "_voidptr": _voidptr, "np": np}
-    exec(compile(src, f"<debleed.rt.jack_cfunc {name}>", "exec"), ns)
-    return njit(ns[name])
+    return (f"@njit\n"
+            f"def {name}({head}, h):\n"
+            f"    {fn}({head}, {', '.join(args)})\n")
 
 
 #: run_block over the chain's arrays; denoise_block over the denoiser stage's
-_run_chain = _make_runner("_run_chain", run_block, H_CHAIN, ChainArrays.FIELDS, "n, inputs, outputs, events, n_ev")
-_run_denoise = _make_runner("_run_denoise", denoise_block, H_DN, StreamingStage.FIELDS, "n, inputs, events, n_ev")
+_RUNNERS = (_runner_source("_run_chain", H_CHAIN, ChainArrays.FIELDS, "n, inputs, outputs, events, n_ev", "run_block")
+            + "\n\n" + _runner_source("_run_denoise", H_DN, StreamingStage.FIELDS, "n, inputs, events, n_ev",
+                                        "denoise_block"))
+_ns = {"njit": njit, "carray": carray, "_voidptr": _voidptr, "np": np, "run_block": run_block,
+       "denoise_block": denoise_block}
+exec(compile(_RUNNERS, "<debleed.rt.jack_cfunc runners>", "exec"), _ns)
+_run_chain, _run_denoise = _ns["_run_chain"], _ns["_run_denoise"]
 
 
 def _process(nframes, arg):
@@ -166,12 +209,64 @@ def _process(nframes, arg):
     return 0
 
 
-_compiled = None
+_SIGNATURE = types.intc(types.uint32, types.voidptr)
+_compiled: dict = {}
 
 
-def process_cfunc():
-    """Compile (once per process) and return the numba cfunc; ``.address`` is the C pointer."""
-    global _compiled
-    if _compiled is None:
-        _compiled = cfunc(types.intc(types.uint32, types.voidptr), nopython=True)(_process)
-    return _compiled
+def fingerprint_files() -> list[Path]:
+    """The sources the callback is compiled from: every module of debleed.dsp, debleed.models
+    and debleed.rt (a cached cfunc holds the code of all of them)."""
+    import debleed.dsp
+    import debleed.models
+
+    pkgs = (Path(debleed.dsp.__file__), Path(debleed.models.__file__), Path(__file__))
+    return [f for pkg in pkgs for f in sorted(pkg.resolve().parent.rglob("*.py")) if "__pycache__" not in f.parts]
+
+
+def fingerprint() -> str:
+    """SHA-256 over :func:`fingerprint_files` (names and contents), Python's and numpy's versions."""
+    h = hashlib.sha256(f"{sys.version} {np.__version__}".encode())
+    for f in fingerprint_files():
+        h.update(f"{f.parent.name}/{f.name}".encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_source_path(text: str) -> Path | None:
+    """Write ``text`` (atomically, only when it changed) to the source file the cached cfunc is
+    keyed on: ``rt/__pycache__/jack_process.py`` beside this module, or under
+    ``$XDG_CACHE_HOME/debleed`` (``~/.cache/debleed``) when the package is read-only. None when
+    neither is writable (the cfunc is then compiled without a cache)."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for d in (Path(__file__).resolve().parent / "__pycache__", Path(xdg) / "debleed"):
+        path = d / "jack_process.py"
+        try:
+            if path.is_file() and path.read_text() == text:
+                return path
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".jack_process.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def process_cfunc(*, cache: bool = True):
+    """Return the numba cfunc (``.address`` is the C pointer), compiled once per process.
+
+    With ``cache`` (the engine's default) it is loaded from numba's on-disk cache when the
+    sources are unchanged (:func:`fingerprint`), else compiled and stored. ``cache=False``
+    always compiles, which keeps the LLVM IR for :meth:`inspect_llvm` (a cache hit has none).
+    """
+    if cache not in _compiled:
+        path = _cache_source_path(f"# debleed JACK process callback, cached by numba; fingerprint {fingerprint()}\n"
+                                  + _RUNNERS + "\n\n" + inspect.getsource(_process)) if cache else None
+        if path is None:
+            _compiled[cache] = cfunc(_SIGNATURE, nopython=True)(_process)
+        else:
+            ns = dict(globals())
+            exec(compile(path.read_text(), str(path), "exec"), ns)
+            _compiled[cache] = cfunc(_SIGNATURE, nopython=True, cache=True)(ns["_process"])
+    return _compiled[cache]

@@ -13,8 +13,8 @@ import jack
 import numpy as np
 import pytest
 
-from debleed.rt import _jackptr
-from debleed.rt.jack_cfunc import process_cfunc
+from debleed.rt import _jackptr, jack_cfunc
+from debleed.rt.jack_cfunc import fingerprint, fingerprint_files, process_cfunc
 from debleed.testing import DummyServer
 from tests.conftest import live
 
@@ -38,7 +38,7 @@ def _functions(ir):
 
 
 def test_cfunc_audio_path_allocates_nothing_and_calls_no_python():
-    ir = process_cfunc().inspect_llvm()
+    ir = process_cfunc(cache=False).inspect_llvm()  # a cache hit keeps no IR; the same source
     funcs = list(_functions(ir))
     body = [f for f in funcs if "jack_cfunc8_process" in f[0] and not f[0].startswith("cfunc.")]
     chain = [f for f in funcs if "run_block" in f[0] or "_run_chain" in f[0] or "chain4_run" in f[0]]
@@ -59,6 +59,22 @@ def test_cfunc_audio_path_allocates_nothing_and_calls_no_python():
     assert not any("numba_do_raise" in calls for _, _, calls in audio)
     raising = [name[:60] for name, body, _ in audio if "numba_exception_output" in body]
     assert not raising, raising
+
+
+def test_cfunc_is_cached_on_disk_and_keyed_on_every_source_it_holds():
+    files = {f"{f.parent.name}/{f.name}" for f in fingerprint_files()}
+    assert {"dsp/chain.py", "dsp/envelope.py", "models/streaming.py", "models/_simd.py", "rt/jack_cfunc.py",
+            "rt/stats.py"} <= files
+    assert not any("__pycache__" in f for f in files)
+    probe = ("from debleed.rt.jack_cfunc import process_cfunc\n"
+             "f = process_cfunc()\nprint(f.cache_hits, f.address != 0)\n")
+    # the first process compiles unless an earlier one stored it; the next one loads it
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["1", "True"], r.stdout
+    src = Path(jack_cfunc.__file__).parent / "__pycache__" / "jack_process.py"  # the tree is writable here
+    assert src.read_text().splitlines()[0].endswith(f"fingerprint {fingerprint()}")
 
 
 def test_jack_client_private_pointers_are_reachable(jack_server):
