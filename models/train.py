@@ -201,9 +201,11 @@ def frame_level_loss(est, ref, frame: int = 256, floor_db: float = -50.0):
     return (level(est) - level(ref)).abs().mean()
 
 
-def snare_level_loss(est, ref, frame: int = 256, present_db: float = -50.0):
+def snare_level_loss(est, ref, frame: int = 256, present_db: float = -50.0, deficit_weight: float = 1.0):
     """Mean absolute difference of short-time levels over the frames where the snare sounds, in
-    units of 10 dB (B, n inputs at unit mic RMS).
+    units of 10 dB (B, n inputs at unit mic RMS); a level under the clean snare's counts
+    ``deficit_weight`` times (1: symmetric), so losing a ghost note costs more than passing the
+    bleed under it, as the hit-loss metric sees it.
 
     Levels as :func:`frame_level_loss` (frames of ``frame`` samples, hop ``frame / 2``), averaged
     only over the frames where the clean snare's power is above ``present_db`` (relative to unit
@@ -219,7 +221,8 @@ def snare_level_loss(est, ref, frame: int = 256, present_db: float = -50.0):
 
     e_ref, e_est = energy(ref), energy(est)
     present = (e_ref > 10.0 ** (present_db / 10.0)).float()
-    d = (torch.log10(e_est + 1e-6) - torch.log10(e_ref + 1e-6)).abs()
+    diff = torch.log10(e_est + 1e-6) - torch.log10(e_ref + 1e-6)
+    d = torch.relu(diff) + float(deficit_weight) * torch.relu(-diff)
     return (d * present).sum() / present.sum().clamp(min=1.0)
 
 
@@ -283,7 +286,7 @@ class Loss:
 
     def __init__(self, compressed_weight: float = 10.0, level_weight: float = 1.0, bleed_weight: float = 0.0,
                  bleed_reference: str = "mic", bleed_target_db: float = -40.0, sisdr_weight: float = 0.05,
-                 snare_level_weight: float = 0.0):
+                 snare_level_weight: float = 0.0, snare_deficit_weight: float = 1.0):
         import auraloss
 
         self.compressed_weight = float(compressed_weight)
@@ -292,6 +295,9 @@ class Loss:
         self.bleed_kw = {"reference": bleed_reference, "target_db": float(bleed_target_db)}
         self.sisdr_weight = float(sisdr_weight)
         self.snare_level_weight = float(snare_level_weight)
+        if not (np.isfinite(snare_deficit_weight) and snare_deficit_weight >= 1.0):
+            raise DebleedError(f"snare_deficit_weight must be a number >= 1, got {snare_deficit_weight!r}")
+        self.snare_deficit_weight = float(snare_deficit_weight)
         self.mrstft = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024],
             w_sc=1.0, w_log_mag=0.0, w_lin_mag=1.0, eps=1e-2)
@@ -304,7 +310,8 @@ class Loss:
         comp = compressed_spectral_loss(est, ref)
         lev = frame_level_loss(est, ref)
         bl = bleed_loss(est, ref, mix / rms, **self.bleed_kw) if self.bleed_weight else est.new_zeros(())
-        sl = snare_level_loss(est, ref) if self.snare_level_weight else est.new_zeros(())
+        sl = (snare_level_loss(est, ref, deficit_weight=self.snare_deficit_weight) if self.snare_level_weight
+              else est.new_zeros(()))
         has_snare = (ref.pow(2).mean(-1) > 1e-8).float()
         sisdr = (batch_si_sdr_db(ref, est).clamp(max=50.0) * has_snare).sum() / has_snare.sum().clamp(min=1.0)
         loss = (l1 + spec + self.compressed_weight * comp + self.level_weight * lev + self.bleed_weight * bl
@@ -710,6 +717,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snare-level-weight", type=float, default=0.0,
                    help="weight of the snare level loss (short-time level where the snare sounds, ghost notes as "
                         "much as accents; default 0)")
+    p.add_argument("--snare-deficit-weight", type=float, default=1.0,
+                   help="in the snare level loss, a level under the clean snare's counts this many times more "
+                        "than one above it (>= 1; default 1, symmetric)")
     p.add_argument("--ckpt-name", default=None,
                    help="checkpoint file name in --work-dir (default ckpt_48k.pt / ckpt_44k1.pt)")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
@@ -754,7 +764,8 @@ def run_from_args(args) -> int:
                     threads=args.threads, log=log, ckpt_name=args.ckpt_name,
                     loss_kwargs={"bleed_weight": args.bleed_weight, "bleed_reference": args.bleed_reference,
                                  "bleed_target_db": args.bleed_target, "sisdr_weight": args.sisdr_weight,
-                                 "snare_level_weight": args.snare_level_weight},
+                                 "snare_level_weight": args.snare_level_weight,
+                                 "snare_deficit_weight": args.snare_deficit_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
                     drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms, loud_share=args.loud_share,
                     key_mask=args.key_mask,

@@ -179,6 +179,15 @@ def test_snare_level_loss_counts_only_where_the_snare_sounds(torch_installed):
         assert lg > 0.2 and abs(lg - la) < 0.05 * la
         assert float(snare_level_loss(t(bleed), t(ref))) < 0.05 * lg  # only the frames overlapping the hits
         assert float(snare_level_loss(t(ref), t(ref))) == 0.0
+        # a ghost note lost (10 x under) against the same ghost with bleed over it (10 x over):
+        # symmetric by default, the loss counts deficit_weight times with it
+        over = ref.copy()
+        over[2560:3584] *= 10.0
+        lo, lg1 = float(snare_level_loss(t(over), t(ref))), float(snare_level_loss(t(no_ghost), t(ref)))
+        assert lo == pytest.approx(lg1, rel=0.05)
+        lg4 = float(snare_level_loss(t(no_ghost), t(ref), deficit_weight=4.0))
+        assert lg4 == pytest.approx(4.0 * lg1, rel=1e-5)
+        assert float(snare_level_loss(t(over), t(ref), deficit_weight=4.0)) == pytest.approx(lo, rel=1e-5)
 
 
 def test_crops_key_lead_and_loud_share():
