@@ -56,7 +56,7 @@ class ClientConfig(_Strict):
 
     name: str = Field("debleed", description="JACK client name")
     process_nice: int = Field(
-        -10, ge=-20, le=0,
+        -20, ge=-20, le=0,
         description="nice value (-20 to 0) debleed gives its JACK process thread when the server runs without "
                     "real-time scheduling (jackd without -R), so ordinary processes preempt the audio thread less; "
                     "needs root or CAP_SYS_NICE (else a warning, and the thread stays at 0); 0 leaves the thread as "

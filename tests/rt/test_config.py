@@ -211,3 +211,20 @@ def test_pieces_table_maps_notes_to_piece_names_and_names_a_bad_entry():
         with pytest.raises(ConfigError) as e:
             parse_config(d)
         assert expect in str(e.value)
+
+
+def test_readme_client_and_midi_rows_match_the_config_models():
+    """The README's config reference states each ``[client]`` and ``[midi]`` default as the
+    config model defines it (the channel rows are generated: tests of debleed.docs)."""
+    import re
+
+    from debleed.rt.config import ClientConfig, MidiConfig
+
+    text = (CONFIGS.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `((?:client|midi)\.\w+)` \|[^|]*\|[^|]*\| ([^|]*) \|", text, re.M))
+    for section, model in (("client", ClientConfig), ("midi", MidiConfig)):
+        for name, field in model.model_fields.items():
+            key = f"{section}.{name}"
+            assert key in rows, f"README's config reference has no row for {key}"
+            default = field.default if field.default_factory is None else field.default_factory()
+            assert rows[key].strip().strip("`") == str(default).replace("'", '"'), (key, rows[key], default)
