@@ -70,9 +70,10 @@ def _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel) -> int:
     cfg = load_config(cfg_path)
     server = None
     if not server_running():
-        server = DummyServer(sample_rate=48000, period_frames=period_frames).start()
+        server = DummyServer(sample_rate=48000, period_frames=period_frames, nice=cfg.client.process_nice).start()
         env = server.env
-        print(f"demo: started a private dummy JACK server '{server.name}' (48000 Hz, {period_frames} frames)")
+        print(f"demo: started a private dummy JACK server '{server.name}' (48000 Hz, {period_frames} frames, nice "
+              f"{cfg.client.process_nice})")
     else:
         import os
 

@@ -44,6 +44,10 @@ class DummyServer:
     name : str, optional
         Server name; default a fresh ``debleed-<random>``. Set ``JACK_DEFAULT_SERVER`` to it (or
         pass ``servername``) for clients to find it; :attr:`env` is a ready environment.
+    nice : int
+        Without ``realtime``: run jackd (its driver thread included) at this nice value, -20 to
+        0 (``nice -n``; without the permission it runs at 0, with a warning in its log). Default
+        0; the demo passes its gig's ``[client] process_nice``.
 
     Raises
     ------
@@ -58,7 +62,10 @@ class DummyServer:
 
     def __init__(self, *, sample_rate: int = 48000, period_frames: int = 128, name: str | None = None,
                  timeout_s: float = 10.0, realtime: bool = False, realtime_priority: int = 70,
-                 client_timeout_ms: int = CLIENT_TIMEOUT_MS):
+                 client_timeout_ms: int = CLIENT_TIMEOUT_MS, nice: int = 0):
+        if isinstance(nice, bool) or not isinstance(nice, int) or not -20 <= nice <= 0:
+            raise EngineError(f"nice must be an integer from -20 to 0, got {nice!r}")
+        self.nice = nice
         self.sample_rate, self.period_frames = int(sample_rate), int(period_frames)
         self.name = name or f"debleed-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
@@ -89,6 +96,8 @@ class DummyServer:
         else:
             cmd += ["-R", "-P", str(self.realtime_priority)]
         cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period_frames)]
+        if self.nice and not self.realtime and shutil.which("nice"):
+            cmd = ["nice", "-n", str(self.nice), *cmd]  # exec: the pid stays jackd's
         self.proc = popen_dies_with_parent(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                            stderr=subprocess.STDOUT, env=self.env)
         try:

@@ -152,3 +152,16 @@ def test_server_dying_while_live_starts_exits_1_with_a_message(engine, tmp_path,
     assert rc == 1
     assert "went away while debleed was starting" in err
     assert "Traceback" not in err
+
+
+def test_a_niced_dummy_server_runs_jackd_at_that_nice_value_and_stops_cleanly():
+    with pytest.raises(Exception, match="nice must be an integer from -20 to 0, got 3"):
+        DummyServer(nice=3)
+    want = -5 if os.geteuid() == 0 else 0  # raising priority needs root; else jackd stays at 0
+    with DummyServer(nice=-5) as srv:
+        pid = srv.proc.pid
+        assert os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("jackd")
+        tids = os.listdir(f"/proc/{pid}/task")
+        assert len(tids) > 1  # the driver's threads started after the nice value was set
+        assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in tids} == {want}
+    assert not server_running(srv.name)
