@@ -26,6 +26,10 @@ from debleed.errors import EngineError
 from debleed.rt import _jackptr
 
 
+#: Real time: seconds between the last connection and the first frame played.
+SETTLE_S = 1.0
+
+
 def _process_nice() -> int:
     """``[client] process_nice``'s default: the nice value the player's process threads get on a
     server without real-time scheduling, as debleed's own (one definition: rt/config.py)."""
@@ -186,6 +190,10 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
             # none comes, so wait a bounded time and go on
             freewheeling.wait(min(timeout_s, 10.0))
         settle(4, deadline)
+        if not freewheel:
+            # in real time, the graph changes (activations, connections) cost late cycles of
+            # their own; let them pass before the first frame is played
+            time.sleep(SETTLE_S)
         st["armed"] = True
         ok = done.wait(timeout_s)
         if freewheel:
