@@ -76,6 +76,11 @@ def denoiser_metrics(model_path, scenes: list, sample_rate: int, informed: Infor
 
 #: Loss settings of the soundcheck's fine-tuning (:class:`debleed.models.train.Loss`).
 FINE_TUNE_LOSS = {}  # the defaults: SI-SDR weight 0.05 (0.5, as make train's second stage, cost loud hits more)
+#: An informed model is fine-tuned with the loss of its own last training stages (make train:
+#: TRAIN_INF_GHOST and the bleed loss, models/README.md): with the defaults the fine-tuning gave
+#: back the ghost notes those stages had kept.
+FINE_TUNE_LOSS_INFORMED = {"sisdr_weight": 0.2, "snare_level_weight": 3.0, "snare_deficit_weight": 4.0,
+                           "bleed_weight": 0.5}
 
 
 def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: float = 5.0, device: str = "cpu",
@@ -125,7 +130,8 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
                 seed=seed, batch=8, crop_s=min(0.67, scene_s), lr=lr, scene_s=scene_s, ckpt_every=100000,
                 resume=False, progress=progress, valid_scenes=2, data=(tr, va), ckpt_name="soundcheck.pt",
                 device=device, max_seconds=60.0 * minutes,
-                loss_kwargs=FINE_TUNE_LOSS if loss_kwargs is None else loss_kwargs,
+                loss_kwargs=(loss_kwargs if loss_kwargs is not None
+                             else FINE_TUNE_LOSS if informed is None else FINE_TUNE_LOSS_INFORMED),
                 **({} if informed is None else {"drop_key": 0.0, "drop_ref": 0.0, "drop_all_refs": 0.0}))
     after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate, **metric_kw)
     # loud hits against the clean snare: against the mic, removing the bleed under a hit counts

@@ -693,7 +693,8 @@ def test_adapt_denoiser_fine_tunes_the_informed_model_with_the_channels_refs_and
 
     def spy(**kw):
         d = np.load(kw["data"][0])
-        seen.update(refs=d["refs"], key=d["key"], drops=(kw["drop_key"], kw["drop_ref"], kw["drop_all_refs"]))
+        seen.update(refs=d["refs"], key=d["key"], drops=(kw["drop_key"], kw["drop_ref"], kw["drop_all_refs"]),
+                    loss=kw["loss_kwargs"])
         return real_train(**kw)
 
     monkeypatch.setattr(adapt, "train", spy)
@@ -702,6 +703,8 @@ def test_adapt_denoiser_fine_tunes_the_informed_model_with_the_channels_refs_and
     assert seen["refs"].shape == (2, 2, SR) and np.any(seen["refs"][:, 0]) and not np.any(seen["refs"][:, 1])
     k = seen["key"][seen["key"] > 0]
     assert k.size > 0 and np.allclose(k * 127, np.round(k * 127), atol=1e-3) and seen["drops"] == (0.0, 0.0, 0.0)
+    # the loss of the informed model's own last stages (a lost ghost note counted 4 times), not the defaults
+    assert seen["loss"] == adapt.FINE_TUNE_LOSS_INFORMED and seen["loss"]["snare_deficit_weight"] > 1
     assert res["informed"] == {"refs": ["hihat"], "n_refs": 2, "key": True} and res["steps"] >= 1
     # the before/after table hears the refs and key too: not what the model gives on the mic alone
     from debleed.soundcheck.informed import informed_scene
