@@ -17,41 +17,14 @@ from __future__ import annotations
 import threading
 import time
 
-import os
-
 import jack
 import numpy as np
 
 from debleed.errors import EngineError
-from debleed.rt import _jackptr
 
 
 #: Real time: seconds between the last connection and the first frame played.
 SETTLE_S = 1.0
-
-
-def _process_nice() -> int:
-    """``[client] process_nice``'s default: the nice value the player's process threads get on a
-    server without real-time scheduling, as debleed's own (one definition: rt/config.py)."""
-    from debleed.rt.config import ClientConfig
-
-    return int(ClientConfig.model_fields["process_nice"].default)
-
-
-def _renice_process_threads(clients) -> list:
-    """Have each client's JACK process thread lower its nice value to :func:`_process_nice` when
-    it starts (a server without -R; before activation). A late Python callback of the player is
-    a lost cycle for the whole graph. Best effort: without the permission the threads stay at 0.
-    Returns the ctypes callbacks to keep alive while the clients live."""
-    nice = _process_nice()
-
-    def renice():
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError:
-            pass
-
-    return [_jackptr.set_thread_init_callback(c, renice) for c in clients if not c.realtime and nice != 0]
 
 
 def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: list | None = None,
@@ -164,7 +137,6 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
                 raise EngineError(f"play_record: the JACK server ran fewer than {n_cycles} cycles in {timeout_s} s")
             time.sleep(0.001)
 
-    keep = _renice_process_threads((play, recc))
     play.set_process_callback(play_cb)
     play.set_freewheel_callback(lambda starting: freewheeling.set() if starting else freewheeling.clear())
     recc.set_process_callback(rec_cb)
@@ -207,5 +179,4 @@ def play_record(sources: dict[str, np.ndarray], capture: list[str], *, midi: lis
                 c.close()
             except jack.JackError:
                 pass
-        del keep
     return rec
