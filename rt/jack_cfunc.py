@@ -4,8 +4,8 @@
 to register with ``jack_set_process_callback``. Everything it touches is reached through
 ``arg``: the address of an int64 *header* array (layout: the ``H_*`` and ``A_*`` indices) that
 holds sizes and the addresses of preallocated numpy arrays and of the JACK ports. Nothing is
-read from globals except the libjack and libc function pointers, so the compiled function is
-reusable for any config. libjack and libc are called by symbol name (:func:`_external`), never
+read from globals but constants and the libjack and libc functions it calls, so the compiled
+function is reusable for any config. libjack and libc are called by symbol name (:func:`_external`), never
 through a ctypes function pointer, so the compiled code holds no address of this process and is
 cached on disk: the first ``debleed live`` compiles it (about 20 s on 2 cores), later ones load it
 (:func:`process_cfunc`). A cached function keeps the code of every function it calls, and numba's
