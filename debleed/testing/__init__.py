@@ -29,6 +29,16 @@ CLIENT_TIMEOUT_MS = 10000
 JACK_CLIENT_TIMEOUT_MS = 500
 
 
+def _nice_range() -> tuple[int, int]:
+    """``[client] process_nice``'s range, as rt/config.py defines it (one definition)."""
+    from annotated_types import Ge, Le
+
+    from debleed.rt.config import ClientConfig
+
+    meta = ClientConfig.model_fields["process_nice"].metadata
+    return (next(m.ge for m in meta if isinstance(m, Ge)), next(m.le for m in meta if isinstance(m, Le)))
+
+
 class DummyServer:
     """Start ``jackd -n NAME --no-realtime -t 10000 -d dummy -r RATE -p PERIOD``; stop it on exit.
 
@@ -63,8 +73,9 @@ class DummyServer:
     def __init__(self, *, sample_rate: int = 48000, period_frames: int = 128, name: str | None = None,
                  timeout_s: float = 10.0, realtime: bool = False, realtime_priority: int = 70,
                  client_timeout_ms: int = CLIENT_TIMEOUT_MS, nice: int = 0):
-        if isinstance(nice, bool) or not isinstance(nice, int) or not -20 <= nice <= 0:
-            raise EngineError(f"nice must be an integer from -20 to 0, got {nice!r}")
+        lo, hi = _nice_range()
+        if isinstance(nice, bool) or not isinstance(nice, int) or not lo <= nice <= hi:
+            raise EngineError(f"nice must be an integer from {lo} to {hi}, got {nice!r}")
         self.nice = nice
         self.sample_rate, self.period_frames = int(sample_rate), int(period_frames)
         self.name = name or f"debleed-{uuid.uuid4().hex[:8]}"
