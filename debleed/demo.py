@@ -22,13 +22,10 @@ from debleed.models.multitrack import PIECES, render_multitrack
 from debleed.fileio import atomic_write_text
 from debleed.offline.audiofile import write_audio
 from debleed.rt.config import load_config
-from debleed.rt.player import play_record
 from debleed.rt.server import server_running, sigterm_raises
-from debleed.testing import DummyServer, start_live, stop_live
+from debleed.testing import DummyServer, bounce_live
 
 DEMO_KIT = "ForzeeStereo"
-#: Freewheel bounces tried before the demo reports one that debleed did not run through.
-BOUNCE_TRIES = 3
 
 
 def demo_config_path() -> Path:
@@ -92,31 +89,17 @@ def _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel) -> int:
             write_audio(out / "inputs" / f"{name}.wav", np.asarray(x, np.float32)[None], sr)
         client = cfg.client.name
         tail = int(0.5 * sr)
-        played = int(np.asarray(next(iter(tracks.values()))).size) + tail
-        for attempt in range(1, BOUNCE_TRIES + 1):
-            proc = start_live(cfg_path, env, engine=engine, stats_json=out / "stats.json")
-            try:
-                print(f"demo: playing {len(tracks)} tracks and {len(mt.midi)} MIDI notes through '{client}' "
-                      f"({engine} engine) {'in freewheel' if freewheel else 'in real time'}")
-                rec = play_record({f"{client}:in_{k}": v for k, v in tracks.items()},
-                                  [f"{client}:out_{ch.name}" for ch in cfg.channel],
-                                  midi=mt.midi, midi_dest=[f"{client}:midi_in"],
-                                  server_name=env.get("JACK_DEFAULT_SERVER"), freewheel=freewheel,
-                                  tail_frames=tail, timeout_s=seconds * 4 + 60, name="debleed-demo")
-            finally:
-                log = stop_live(proc)
-            stats = json.loads((out / "stats.json").read_text())
-            # a freewheel bounce must run debleed on every cycle the player played; now and then
-            # jackd (1.9.21, dummy driver) runs the bounce without debleed's callback after the
-            # switch to freewheel, and the recording is silence: bounce again
-            if not freewheel or stats["frames"] >= played or attempt == BOUNCE_TRIES:
-                break
-            print(f"demo: warning: debleed ran {stats['frames']} of the {played} frames played (the server "
-                  f"left its callback out of the freewheel bounce); bouncing again ({attempt + 1} of "
-                  f"{BOUNCE_TRIES})", file=sys.stderr)
-        if stats["frames"] < played:
-            print(f"demo: warning: debleed ran {stats['frames']} of the {played} frames played: the figures "
-                  "below are not debleed's", file=sys.stderr)
+        print(f"demo: playing {len(tracks)} tracks and {len(mt.midi)} MIDI notes through '{client}' "
+              f"({engine} engine) {'in freewheel' if freewheel else 'in real time'}")
+        b = bounce_live(cfg_path, env, {f"{client}:in_{k}": v for k, v in tracks.items()},
+                        [f"{client}:out_{ch.name}" for ch in cfg.channel], stats_json=out / "stats.json",
+                        engine=engine, freewheel=freewheel, midi=mt.midi, midi_dest=[f"{client}:midi_in"],
+                        tail_frames=tail, timeout_s=seconds * 4 + 60, name="debleed-demo",
+                        warn=lambda msg: print(f"demo: {msg}", file=sys.stderr))
+        rec, stats, log = b["rec"], b["stats"], b["log"]
+        if not b["complete"]:
+            print(f"demo: warning: debleed ran {stats['frames']} of the frames played: the figures below are not "
+                  "debleed's", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()

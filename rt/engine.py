@@ -59,6 +59,9 @@ class EngineBase:
         self.chain = config.chain()
         self.stage = None
         self.counters, self.hist = new_counters()
+        #: Python engine: blocks whose callback raised (their outputs silenced), and the first error.
+        self.callback_errors = 0
+        self.callback_error: str | None = None
         self.shutdown_reason: str | None = None
         self.stopped = threading.Event()
         self.started_at = None
@@ -168,6 +171,8 @@ class EngineBase:
             "latency_samples": {ch.name: lat for ch, lat in zip(self.config.channel, self.channel_latency_samples())},
             "denoiser": None if self.stage is None else self.stage.stats(),
             "process_nice": getattr(self, "process_nice", None),
+            "callback_errors": self.callback_errors,
+            "callback_error": self.callback_error,
             "shutdown_reason": self.shutdown_reason,
             "run_s": time.monotonic() - self.started_at if self.started_at else 0.0,
             "channels": {
@@ -424,18 +429,29 @@ class JackEngine(EngineBase):
     # --- the Python engine's process callback ---------------------------------------------
     def _py_process(self, frames):
         t0 = time.perf_counter_ns()
-        if frames > self.max_block:
-            for p in self.outports:
-                p.get_array().fill(0.0)
-            self.counters[C_OVERSIZE] += 1
-        else:
-            for j, p in enumerate(self.inports):
-                self.inputs[j, :frames] = p.get_array()
-            midi = self.midiport.incoming_midi_events() if self.midiport is not None else ()
-            self.chain.ctl[K_CLOCK] = self.client.last_frame_time
-            self._run_python_block(frames, midi)
-            for c, p in enumerate(self.outports):
-                p.get_array()[:] = self.outputs[c, :frames]
+        try:
+            if frames > self.max_block:
+                for p in self.outports:
+                    p.get_array().fill(0.0)
+                self.counters[C_OVERSIZE] += 1
+            else:
+                for j, p in enumerate(self.inports):
+                    self.inputs[j, :frames] = p.get_array()
+                midi = self.midiport.incoming_midi_events() if self.midiport is not None else ()
+                self.chain.ctl[K_CLOCK] = self.client.last_frame_time
+                self._run_python_block(frames, midi)
+                for c, p in enumerate(self.outports):
+                    p.get_array()[:] = self.outputs[c, :frames]
+        except Exception as e:  # noqa: BLE001
+            # a callback that raises returns failure to libjack, which then stops calling this
+            # client for good (its outputs silent until it is restarted): silence this block,
+            # count it, keep the first error for the stats and the exit line
+            with contextlib.suppress(Exception):
+                for p in self.outports:
+                    p.get_array().fill(0.0)
+            self.callback_errors += 1
+            if self.callback_error is None:
+                self.callback_error = f"{type(e).__name__}: {e}"
         self._count_callback(frames, time.perf_counter_ns() - t0)
 
     # --- control plane ------------------------------------------------------------------

@@ -171,6 +171,9 @@ def _run_live(args, config_path, nsm) -> int:
             what = "audio device stopped"
         print(f"debleed: {what} ({eng.shutdown_reason}); stopped", file=sys.stderr)
         return 1
+    if s.get("callback_errors"):
+        print(f"debleed: warning: {s['callback_errors']} block(s) silenced: the process callback raised "
+              f"({s['callback_error']})", file=sys.stderr)
     cb = s["callback_us"]
     print(f"debleed: stopped after {s['callbacks']} callbacks, {s['xruns']} xruns, callback p99.9 "
           f"{cb['p99.9']:.1f} us, max {cb['max']:.1f} us (deadline {s['deadline_us']:.0f} us)", flush=True)

@@ -8,6 +8,7 @@ registered servers; see :mod:`debleed.rt.server` for the registry and the parent
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,18 @@ class DummyServer:
                 killed = True
         if killed or proc.returncode == -signal.SIGKILL:
             _reclaim(self.name)
+        self._remove_stale_semaphores()
+
+    def _remove_stale_semaphores(self) -> None:
+        """Remove this server's client semaphores that jackd left in /dev/shm.
+
+        jackd 1.9 names them ``jack_sem.<uid>_<server>_<client>`` and removes a client's when the
+        client closes; one killed (the tests kill some on purpose) leaves its file for good. The
+        server is stopped here and the names are its own, so nothing else's is touched."""
+        shm = Path("/dev/shm")
+        if shm.is_dir():
+            for f in shm.glob(f"jack_sem.*_{self.name}_*"):
+                f.unlink(missing_ok=True)
 
     def __enter__(self):
         return self.start()
@@ -185,6 +198,79 @@ def start_live(config: Path, env: dict, *, engine: str = "cfunc", stats_json: Pa
             raise EngineError(f"debleed live exited with code {proc.returncode}: {proc.stderr.read()[-1500:]}")
     proc.kill()
     raise EngineError(f"debleed live did not start within {timeout_s} s")
+
+
+#: Freewheel bounces :func:`bounce_live` tries before it returns one debleed did not run through.
+BOUNCE_TRIES = 3
+
+
+def bounce_live(config: Path, env: dict, sources: dict, capture: list[str], *, stats_json: Path,
+                engine: str = "cfunc", freewheel: bool = True, tries: int = BOUNCE_TRIES, on_start=None,
+                warn=None, **play_kw) -> dict:
+    """Start ``debleed live``, play ``sources`` and record ``capture`` (:func:`~debleed.rt.player.play_record`),
+    stop it; in freewheel, again when debleed ran fewer frames than were played.
+
+    Now and then jackd (1.9.21, dummy driver) runs a freewheel bounce without one client's
+    callback after the switch to freewheel, and that client's outputs record silence. Its stats
+    then count fewer frames than the player played; the bounce is run again, up to ``tries``
+    times. Real-time runs are taken as they come (a lost cycle there is part of what they measure).
+
+    Parameters
+    ----------
+    config, env, engine
+        As :func:`start_live`.
+    sources, capture, **play_kw
+        As :func:`~debleed.rt.player.play_record` (``server_name`` defaults to ``env``'s server).
+    stats_json : Path
+        Where ``debleed live --stats-json`` writes at exit (read back here).
+    freewheel : bool
+        Bounce in freewheel (default) or play in real time.
+    tries : int
+        Bounces at most, >= 1.
+    on_start : callable, optional
+        Called with the running ``debleed live`` process before each bounce (e.g. to read its
+        port latencies); its last result is returned as ``"on_start"``.
+    warn : callable, optional
+        Called with a message before a bounce is run again (default: print to stderr).
+
+    Returns
+    -------
+    dict
+        ``"rec"`` (float32, shape (len(capture), frames played + tail)), ``"stats"`` (the stats
+        JSON), ``"log"`` (what ``debleed live`` printed), ``"rc"`` (its exit code), ``"tries"``,
+        ``"complete"`` (debleed ran every frame played), ``"on_start"``.
+
+    Raises
+    ------
+    ValueError
+        If ``tries`` < 1.
+    EngineError
+        As :func:`start_live` and ``play_record``.
+    """
+    from debleed.rt.player import play_record
+
+    if tries < 1:
+        raise ValueError(f"tries must be >= 1, got {tries}")
+    n = max((int(getattr(v, "size", len(v))) for v in sources.values()), default=0)
+    played = n + int(play_kw.get("tail_frames", 0))
+    play_kw.setdefault("server_name", env.get("JACK_DEFAULT_SERVER"))
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    for attempt in range(1, tries + 1):
+        proc = start_live(config, env, engine=engine, stats_json=stats_json)
+        hook = None
+        try:
+            hook = on_start(proc) if on_start is not None else None
+            rec = play_record(sources, capture, freewheel=freewheel, **play_kw)
+        finally:
+            log = stop_live(proc)
+        stats = json.loads(Path(stats_json).read_text())
+        complete = stats["frames"] >= played
+        if not freewheel or complete or attempt == tries:
+            break
+        warn(f"warning: debleed ran {stats['frames']} of the {played} frames played (the server left its "
+             f"callback out of the freewheel bounce); bouncing again ({attempt + 1} of {tries})")
+    return {"rec": rec, "stats": stats, "log": log, "rc": proc.returncode, "tries": attempt, "complete": complete,
+            "on_start": hook}
 
 
 def stop_live(proc: subprocess.Popen, timeout_s: float = 20.0) -> str:

@@ -14,9 +14,8 @@ import soundfile as sf
 
 from debleed.cli import main
 from debleed.rt.config import parse_config
-from debleed.rt.player import play_record
 from debleed.offline.render import midi_file_events, render_arrays
-from tests.conftest import live
+from debleed.testing import bounce_live
 
 SR = 48000
 CONFIG = """
@@ -241,12 +240,11 @@ def test_render_is_bit_identical_to_debleed_live_in_jack(gig, jack_server):
     midi = [(f, bytes(m.bytes())) for f, m in zip(sorted(frames), msgs)]
     cfg_names = ["self", "trigger", "midi", "oh_l", "oh_r"]
     (d / "live").mkdir()
-    with live(jack_server, gig["config"].read_text(), d / "live") as info:
-        assert info["proc"].poll() is None
-        rec = play_record({f"dblrender:in_{k}": v for k, v in gig["takes"].items()},
-                          [f"dblrender:out_{c}" for c in cfg_names], midi=midi,
-                          midi_dest=["dblrender:midi_in"], server_name=jack_server.name,
-                          tail_frames=256, name="trender")
+    b = bounce_live(gig["config"], jack_server.env, {f"dblrender:in_{k}": v for k, v in gig["takes"].items()},
+                    [f"dblrender:out_{c}" for c in cfg_names], stats_json=d / "live" / "stats.json", midi=midi,
+                    midi_dest=["dblrender:midi_in"], tail_frames=256, name="trender")
+    assert b["complete"], f"debleed ran {b['stats']['frames']} frames in {b['tries']} bounces; its log:\n{b['log']}"
+    rec = b["rec"]
     for c, name in enumerate(cfg_names):
         y = sf.read(str(d / "out" / f"{name}.wav"), dtype="float32")[0]
         assert y.size == gig["n"]

@@ -263,3 +263,34 @@ def test_process_thread_gets_its_nice_value_without_realtime_scheduling(jack_ser
             eng.stop()
     with pytest.raises(Exception, match="process_nice"):
         parse_config(tomllib.loads('[client]\nprocess_nice = 5\n' + MINIMAL))
+
+
+def test_python_engine_survives_a_raising_callback(jack_server):
+    """A Python process callback that raises would make libjack drop the client for good; the
+    engine silences that block, counts it and keeps processing the next ones."""
+    from debleed.rt.config import parse_config
+    from debleed.rt.engine import JackEngine
+    from debleed.rt.player import play_record
+
+    cfg = parse_config(tomllib.loads(MINIMAL.replace("[inputs]", '[client]\nname = "raiser"\n[inputs]')
+                                     .replace("lookahead_ms = 2.0", 'mode = "bypass"')))
+    eng = JackEngine(cfg, engine="python", server_name=jack_server.name)
+    eng.start()
+    real, calls = eng._run_python_block, {"n": 0}
+
+    def flaky(frames, midi):
+        calls["n"] += 1
+        if calls["n"] in (3, 4):
+            raise RuntimeError("boom")
+        real(frames, midi)
+
+    try:
+        eng._run_python_block = flaky
+        x = np.random.default_rng(1).standard_normal(128 * 64).astype(np.float32)
+        rec = play_record({"raiser:in_a": x}, ["raiser:out_a"], server_name=jack_server.name, name="raisert")
+        s = eng.stats()
+    finally:
+        eng.stop()
+    assert s["callback_errors"] == 2 and s["callback_error"] == "RuntimeError: boom"
+    # the client kept running: every block played came through, bar none
+    assert np.array_equal(rec[0], x)

@@ -8,15 +8,17 @@ hits through.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pytest
 
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db
 from debleed.rt import _jackptr
 from debleed.rt.config import load_config
-from debleed.rt.player import play_record
+from debleed.testing import bounce_live
 from debleed.dsp.processor import ProcessSpec
-from tests.conftest import live, read_json
+from tests.conftest import live
 
 pytestmark = pytest.mark.jack
 
@@ -124,24 +126,29 @@ def offline(cfg, inputs, midi, n):
 def run(request, jack_server, tmp_path_factory):
     engine = request.param
     tmp = tmp_path_factory.mktemp(engine)
-    text = CONFIG.format(engine=engine)
+    config = tmp / f"gig-{engine}.toml"
+    config.write_text(textwrap.dedent(CONFIG.format(engine=engine)))
+    cfg = load_config(config)
+    client = cfg.client.name
     inputs, direct, hits, midi = scene()
-    with live(jack_server, text, tmp, engine=engine) as info:
-        cfg = load_config(info["config"])
-        client = cfg.client.name
+
+    def port_latencies(_proc):
         import jack
 
         probe = jack.Client(f"probe-{engine}", servername=jack_server.name)
-        latency = {ch.name: _jackptr.get_latency_range(probe.get_port_by_name(f"{client}:out_{ch.name}"),
-                                                       _jackptr.CAPTURE_LATENCY) for ch in cfg.channel}
-        probe.close()
-        rec = play_record({f"{client}:in_{k}": v for k, v in inputs.items()},
-                          [f"{client}:out_{ch.name}" for ch in cfg.channel], midi=midi,
-                          midi_dest=[f"{client}:midi_in"], server_name=jack_server.name,
-                          tail_frames=4 * PERIOD, name=f"t{engine}")
-    stats = read_json(info["stats"])
-    return dict(engine=engine, cfg=cfg, inputs=inputs, direct=direct, hits=hits, midi=midi, rec=rec,
-                stats=stats, latency=latency, info=info)
+        try:
+            return {ch.name: _jackptr.get_latency_range(probe.get_port_by_name(f"{client}:out_{ch.name}"),
+                                                        _jackptr.CAPTURE_LATENCY) for ch in cfg.channel}
+        finally:
+            probe.close()
+
+    b = bounce_live(config, jack_server.env, {f"{client}:in_{k}": v for k, v in inputs.items()},
+                    [f"{client}:out_{ch.name}" for ch in cfg.channel], stats_json=tmp / f"stats-{engine}.json",
+                    engine=engine, on_start=port_latencies, midi=midi, midi_dest=[f"{client}:midi_in"],
+                    tail_frames=4 * PERIOD, name=f"t{engine}")
+    assert b["complete"], f"debleed ran {b['stats']['frames']} frames in {b['tries']} bounces; its log:\n{b['log']}"
+    return dict(engine=engine, cfg=cfg, inputs=inputs, direct=direct, hits=hits, midi=midi, rec=b["rec"],
+                stats=b["stats"], latency=b["on_start"], info={"log": b["log"], "rc": b["rc"], "config": config})
 
 
 def test_live_output_is_bit_identical_to_offline_at_the_same_block_size(run):

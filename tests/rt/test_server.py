@@ -165,3 +165,25 @@ def test_a_niced_dummy_server_runs_jackd_at_that_nice_value_and_stops_cleanly():
         assert len(tids) > 1  # the driver's threads started after the nice value was set
         assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in tids} == {want}
     assert not server_running(srv.name)
+
+
+def test_a_killed_clients_semaphore_is_removed_with_its_server():
+    """jackd leaves a SIGKILLed client's semaphore in /dev/shm for good; stopping the server
+    removes the ones under its own name and no other."""
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    other = shm / "jack_sem.0_debleed-notours_x"
+    other.write_bytes(b"")
+    try:
+        with DummyServer() as srv:
+            code = ("import jack, os, signal, time\n"
+                    f"c = jack.Client('doomed', servername={srv.name!r}, no_start_server=True)\n"
+                    "c.activate(); time.sleep(0.3); os.kill(os.getpid(), signal.SIGKILL)\n")
+            subprocess.run([sys.executable, "-c", code], env=srv.env, timeout=60)
+            left = list(shm.glob(f"jack_sem.*_{srv.name}_doomed"))
+            assert left, "jackd removed the killed client's semaphore itself: nothing to test"
+        assert not list(shm.glob(f"jack_sem.*_{srv.name}_*"))
+        assert other.exists()
+    finally:
+        other.unlink(missing_ok=True)
