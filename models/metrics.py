@@ -39,15 +39,73 @@ def align(out: np.ndarray, latency: int, n: int) -> np.ndarray:
 
 
 def bleed_reduction_db(mic: np.ndarray, out: np.ndarray, direct: np.ndarray, sample_rate: int,
-                       latency: int = 0) -> float:
-    """Bleed reduction between hits, dB (see module docstring); NaN if the piece never rests."""
+                       latency: int = 0, exclude: np.ndarray | None = None) -> float:
+    """Bleed reduction between hits, dB (see module docstring); NaN if the piece never rests.
+
+    ``exclude`` (bool, the shape of ``mic``, optional) leaves those samples out of both
+    energies: e.g. where an xrun cut a live recording (see :func:`stream_cuts`).
+
+    Raises
+    ------
+    ValueError
+        If ``exclude`` does not have ``mic``'s shape.
+    """
     n = mic.size
     y = align(out, latency, n)
     m = silent_mask(direct, mic, sample_rate)
+    if exclude is not None:
+        exclude = np.asarray(exclude, bool)
+        if exclude.shape != np.shape(mic):
+            raise ValueError(f"exclude has shape {exclude.shape}; it must have the mic's, {np.shape(mic)}")
+        m &= ~exclude
     e_in = float(np.sum(np.asarray(mic, np.float64)[m] ** 2))
     if not m.any() or e_in <= EPS:
         return float("nan")
     return 10.0 * np.log10(e_in / max(float(np.sum(y[m] ** 2)), EPS))
+
+
+def stream_cuts(played: list[np.ndarray], recorded: list[np.ndarray], n: int, block: int,
+                settle: int) -> np.ndarray:
+    """Where a live run's stream was cut, from channels that pass their input unchanged.
+
+    In real time an xrun (a client of the graph scheduled too late for its cycle) can drop or
+    repeat a block on its way through the graph. A bypassed channel with no latency must
+    record exactly what was played, so every block where one differs marks a cut, for every
+    channel of that run. Each cut marks its block and the ``settle`` samples after it (the
+    time a processor's state takes to forget the wrong block).
+
+    Parameters
+    ----------
+    played, recorded : lists of 1-D arrays, the same length
+        What each pass-through channel was fed, and what it recorded (>= ``n`` samples each).
+    n : int
+        Samples to check, from the start.
+    block : int
+        The period, frames (> 0).
+    settle : int
+        Samples marked after each cut block (>= 0).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        True in and after every cut.
+
+    Raises
+    ------
+    ValueError
+        On a bad ``block`` or ``settle``, or a recording shorter than ``n``.
+    """
+    if block <= 0 or settle < 0:
+        raise ValueError(f"block must be > 0 and settle >= 0, got {block} and {settle}")
+    bad = np.zeros(n, bool)
+    for x, y in zip(played, recorded):
+        if np.size(x) < n or np.size(y) < n:
+            raise ValueError(f"every channel needs {n} samples, got {np.size(x)} played and {np.size(y)} recorded")
+        bad |= np.asarray(x[:n]) != np.asarray(y[:n])
+    cut = np.zeros(n, bool)
+    for b in np.unique(np.flatnonzero(bad) // block):
+        cut[b * block:min(n, (b + 1) * block + settle)] = True
+    return cut
 
 
 def hit_loss_db(mic: np.ndarray, out: np.ndarray, frames, sample_rate: int, latency: int = 0,

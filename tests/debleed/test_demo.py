@@ -34,6 +34,9 @@ def test_demo_runs_on_real_drums_and_reports_a_measured_bleed_reduction(tmp_path
     # live (the kernels in the callback) against `debleed denoise` (onnxruntime) on the same input
     dn = report["offline_denoise"]["snare_dn"]
     assert abs(dn["live_db"] - dn["offline_db"]) <= 0.5, dn
+    # a freewheel bounce has no xruns: the bypassed channels show no cut in the stream
+    assert report["stream_cuts"] == 0 and dn["uncut_fraction"] == 1.0
+    assert dn["live_uncut_db"] == dn["live_db"] and dn["offline_uncut_db"] == dn["offline_db"]
     assert report["live"]["denoiser"]["nonfinite_resets"] == [0]
     assert "denoiser (+dn): in the audio callback" in r.stdout
     assert report["live"]["callbacks"] > 1000 and report["live"]["engine"] == "cfunc"

@@ -294,3 +294,19 @@ def test_python_engine_survives_a_raising_callback(jack_server):
     assert s["callback_errors"] == 2 and s["callback_error"] == "RuntimeError: boom"
     # the client kept running: every block played came through, bar none
     assert np.array_equal(rec[0], x)
+
+
+def test_play_record_runs_its_clients_at_the_nice_value_asked(jack_server):
+    from debleed.rt.player import play_record
+
+    x = np.arange(1024, dtype=np.float32)
+    info = {}
+    sink = jack.Client("nicesink", servername=jack_server.name)
+    p_in, p_out = sink.inports.register("in"), sink.outports.register("out")
+    sink.set_process_callback(lambda frames: p_out.get_array().__setitem__(slice(None), p_in.get_array()))
+    with sink:
+        rec = play_record({"nicesink:in": x}, ["nicesink:out"], server_name=jack_server.name, name="nicet",
+                          info=info, nice=-4)
+    assert np.array_equal(rec[0, :x.size], x)
+    # the threads that activating the two clients started (their process threads among them)
+    assert info["reniced_threads"] and set(info["reniced_threads"].values()) == {-4}
