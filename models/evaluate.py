@@ -427,7 +427,8 @@ def _informed_rows(sc: list, model_path, base, sample_rate: int) -> dict:
             ys.append(y)
         outs[row] = ys
         res[row] = _metrics(sc, ys, lats[row], sample_rate)
-    res["model, key -> key gate"] = _best_key_gate(sc, outs["model, key"], sample_rate, lats["model, key"])
+    for row in ("model, key", "model, key + refs"):  # the channel as deployed: the model, then its key's gate
+        res[f"{row} -> key gate"] = _best_key_gate(sc, outs[row], sample_rate, lats[row])
     dn = [denoise_signal(s.noisy, sample_rate, denoiser=base, compensate=False) for s in sc]
     res["baseline (mic only)"] = _metrics(sc, dn, base.latency_samples, sample_rate)
     res["oracle mask (bound)"] = _metrics(sc, [oracle_mask_signal(s.noisy, s.clean) for s in sc], 0, sample_rate)
@@ -447,7 +448,9 @@ def evaluate_informed(*, model_path, out_dir=None, sample_rate: int = 48000, kit
     ``raw``; ``gate`` (self-keyed, best-tuned, as :func:`evaluate`); ``key gate``
     (:func:`key_gate_signal`, hold and release best-tuned on the scenes); the informed model with
     its mic only, with the key, with key and reference mics (onnxruntime, one shot); ``model, key
-    -> key gate`` (the key gate, tuned again, after the model with its key); the baseline model
+    -> key gate`` and ``model, key + refs -> key gate`` (the key gate, tuned again, after the
+    model with its key, and with its key and refs: a denoised channel keyed by the same MIDI
+    note or trigger, as it runs live); the baseline model
     (default today's shipped model, through :class:`~debleed.models.denoiser.Denoiser`); the
     oracle mask.
 

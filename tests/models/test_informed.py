@@ -346,7 +346,8 @@ def test_eval_informed_has_both_scenarios_and_a_drumgizmo_row(tmp_path):
     rows = res["DrumGizmo: tiny"]
     assert set(rows) == {"studio", "loud stage"}
     for scenario in rows.values():
-        assert {"key gate", "model, mic only", "model, key", "model, key + refs", "oracle mask (bound)"} <= set(scenario)
+        assert {"key gate", "model, mic only", "model, key", "model, key + refs", "model, key -> key gate",
+                "model, key + refs -> key gate", "oracle mask (bound)"} <= set(scenario)
     # more bleed on the loud stage: the raw mic scores lower
     assert rows["loud stage"]["raw"]["si_sdr_db"] < rows["studio"]["raw"]["si_sdr_db"]
     table = (tmp_path / "out" / "informed.md").read_text()

@@ -168,8 +168,9 @@ def test_a_niced_dummy_server_runs_jackd_at_that_nice_value_and_stops_cleanly():
 
 
 def test_a_killed_clients_semaphore_is_removed_with_its_server():
-    """jackd leaves a SIGKILLed client's semaphore in /dev/shm for good; stopping the server
-    removes the ones under its own name and no other."""
+    """jackd may leave a SIGKILLed client's semaphore in /dev/shm for good (named
+    ``jack_sem.<uid>_<server>_<client>``); stopping the server removes the ones under its own
+    name and no other."""
     from pathlib import Path
 
     shm = Path("/dev/shm")
@@ -181,8 +182,9 @@ def test_a_killed_clients_semaphore_is_removed_with_its_server():
                     f"c = jack.Client('doomed', servername={srv.name!r}, no_start_server=True)\n"
                     "c.activate(); time.sleep(0.3); os.kill(os.getpid(), signal.SIGKILL)\n")
             subprocess.run([sys.executable, "-c", code], env=srv.env, timeout=60)
-            left = list(shm.glob(f"jack_sem.*_{srv.name}_doomed"))
-            assert left, "jackd removed the killed client's semaphore itself: nothing to test"
+            # whether jackd cleaned up after the killed client depends on timing: leave one as it does
+            stale = shm / f"jack_sem.{os.getuid()}_{srv.name}_doomed"
+            stale.write_bytes(b"")
         assert not list(shm.glob(f"jack_sem.*_{srv.name}_*"))
         assert other.exists()
     finally:
