@@ -814,3 +814,22 @@ def test_evaluation_gigs_load_and_the_informed_one_routes_refs_and_key():
     lead_ms = model_info(SHIPPED_INFORMED[48000])["config"].get("key_lead_ms", 0.0)
     assert model_latency_samples(SHIPPED_INFORMED[48000], keyed=True) == 63 + round(lead_ms * 48)
     assert model_latency_samples(SHIPPED_INFORMED[48000]) == 63
+
+
+def test_eval_markdown_counts_the_grooves_against_the_gate_and_gives_the_show_its_spread():
+    from debleed.soundcheck.evaluate import eval_markdown
+
+    def groove(g, gate, sc, br):
+        m = lambda sdr, b: {"si_sdr_db": sdr, "bleed_reduction_db": b, "hit_loss_loud_db": 0.0,  # noqa: E731
+                            "hit_loss_ghost_db": 1.0, "hit_loss_ghost_vs_clean_db": 0.5, "attack_loss_2ms_db": 0.0}
+        return {"groove": g, "bpm": 120.0, "midi gate": {"snare": m(gate, 30.0), "kick": m(20.0, 30.0)},
+                "soundcheck": {"snare": m(sc, br), "kick": m(21.0, 31.0)}}
+
+    r = {"kit": "k", "sample_rate": 48000, "soundcheck_hits": 10, "show_hits": 10, "minutes": 1.0,
+         "kick_lookahead_ms": 5.0, "denoiser": {},
+         "grooves": [groove(0, 10.0, 13.0, 30.0), groove(1, 10.0, 11.0, 40.0), groove(2, 10.0, 9.5, 35.0)],
+         "predicted": {"snare": {"si_sdr_db": {"median": 12.0, "p10": 11.0, "p90": 13.0},
+                                 "bleed_reduction_db": {"median": 33.0, "p10": 30.0, "p90": 38.0}}}}
+    md = eval_markdown(r)
+    assert "1 of 3 grooves >= +2 dB, 1 below it; median +1.0 dB, least -0.5 dB." in md
+    assert "| snare | 12.0 (11.0 to 13.0) / 11.0 (9.8 to 12.6) | 33.0 (30.0 to 38.0) / 35.0 (31.0 to 39.0) |" in md
