@@ -46,7 +46,7 @@ from debleed.soundcheck.bleed import bleed_table, measure_bleed
 from debleed.soundcheck.fit import fit_channels, initial_channel_settings
 from debleed.soundcheck.gig import write_gig
 from debleed.soundcheck.predict import PREDICT_GROOVES, PREDICT_SECONDS, predict_show
-from debleed.soundcheck.hits import find_hits, kit_from_takes, passage_summary, read_line_check  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
+from debleed.soundcheck.hits import find_hits, kit_from_takes, passage_summary, read_line_check, trigger_pieces  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
 from debleed.soundcheck.report import plot_alignment, plot_hits, soundcheck_report, write_report
 
 __all__ = ["run_soundcheck", "check_options", "kit_from_takes"]
@@ -137,6 +137,7 @@ def run_soundcheck(config_path, takes_dir, out_dir, *, midi_path=None, minutes: 
     sr, out = lc.sample_rate, lc.out
 
     kit, hits = find_hits(lc.takes, sr, lc.close, events=lc.events, note_pieces=lc.pieces,
+                          triggers=trigger_pieces(lc.cfg, lc.close, lc.inputs, sr),
                           where=f"the takes of {lc.takes_dir}")
     plot_hits(out / "hits.png", lc.takes, sr, hits)
     say("soundcheck: hits per piece: " + ", ".join(f"{p} {len(kit.of(piece=p))}" for p in kit.pieces))

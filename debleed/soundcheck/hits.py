@@ -111,6 +111,8 @@ GM_PIECES = {**{n: "kick" for n in (35, 36)}, **{n: "snare" for n in (37, 38, 40
 #: A note belongs to a hit whose first sample lies this far around it, ms (a module sends
 #: MIDI a few ms after the hit).
 NOTE_WINDOW_MS = (-10.0, 20.0)
+#: How a hit's piece was named outright (a note or a trigger), not by its passage.
+NAMED_BY = ("midi", "trigger")
 
 
 def canonical_piece(name: str) -> str:
@@ -140,9 +142,10 @@ class DetectedHit:
     piece: str
     levels: dict
     velocity: float = 1.0
-    #: how the piece was found: "midi" (its note), "passage" (the mic that hears its passage
-    #: loudest), "loudest mic" (a passage with no majority: the mic that hears this hit
-    #: loudest), "no note" (the loudest other piece: the piece of that mic has notes, this hit none)
+    #: how the piece was found: "midi" (its note), "trigger" (its piezo trigger fired), "passage"
+    #: (the mic that hears its passage loudest), "loudest mic" (a passage with no majority: the
+    #: mic that hears this hit loudest), "no note" (the loudest other piece: the piece of that mic
+    #: has notes or a trigger, this hit none)
     by: str = "loudest mic"
     #: the same in words, for the report (e.g. "MIDI note 38", "passage 3, loudest in mic 'snare'")
     how: str = ""
@@ -217,7 +220,7 @@ def first_sample(x: np.ndarray, around: int, sample_rate: int, *, before_ms: flo
 
 
 def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: float = CLAIM_MARGIN_DB,
-                events=None, note_pieces: dict | None = None) -> list:
+                events=None, note_pieces: dict | None = None, triggers: dict | None = None) -> list:
     """Find every hit in soundcheck takes and say which piece played it.
 
     Parameters
@@ -238,6 +241,13 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
         snare or the kick has a trigger): its passage is another piece.
     note_pieces : dict, optional
         ``{note: piece}`` overriding :data:`GM_PIECES` (the gig's ``[pieces]`` table).
+    triggers : dict, optional
+        ``{piece: (trigger input, frames)}``: where each piezo trigger fired
+        (:func:`~debleed.soundcheck.alignment.trigger_onsets`, at its channel's trigger
+        threshold and retrigger time). Like a note: a hit that no note names, with a firing
+        within :data:`NOTE_WINDOW_MS` of its first sample, is that piece; a hit without one is
+        not that piece (a ride stroke loudest in the kick mic is no kick stroke when the kick's
+        trigger stayed silent).
 
     Notes
     -----
@@ -305,6 +315,8 @@ def detect_hits(takes: dict, sample_rate: int, close: dict, *, claim_margin_db: 
     noted = set()
     if events is not None and len(events):
         noted = _identify_by_notes(hits, np.asarray(events, np.int64).reshape(-1, 4), sr, close, mics, note_pieces)
+    if triggers:
+        noted |= _identify_by_triggers(hits, triggers, sr)
     _name_passages(hits, close, votes, noted)
     for p in {h.piece for h in hits}:
         mic = close.get(p)
@@ -346,7 +358,7 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
     groups = {}
     free = {}
     for h in hits:
-        if h.by != "midi":
+        if h.by not in NAMED_BY:
             free.setdefault(h.passage, []).append(h)
     for i, ps in free.items():
         if i in votes:
@@ -360,7 +372,7 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
                     if others:
                         h.piece = max(others, key=lambda p: h.levels[close[p]])
                         h.by = "no note"
-                        h.how += f"; no MIDI note, so not {', '.join(sorted(noted))}"
+                        h.how += f"; no MIDI note or trigger for it, so not {', '.join(sorted(noted))}"
     n_extra = {}
     for piece, group in groups.items():
         group = _merge_same_piece(group)
@@ -373,7 +385,7 @@ def _name_passages(hits: list, close: dict, votes: dict, noted: set) -> None:
         for ps in group:
             name = piece
             if ps is not own:
-                while f"{piece}_{k}" in close or any(h.piece == f"{piece}_{k}" for h in hits if h.by == "midi"):
+                while f"{piece}_{k}" in close or any(h.piece == f"{piece}_{k}" for h in hits if h.by in NAMED_BY):
                     k += 1
                 name = f"{piece}_{k}"
                 k += 1
@@ -442,6 +454,38 @@ def _identify_by_notes(hits, events, sr: int, close: dict, mics: list, note_piec
             h.piece, h.by, h.how = table[named[0]], "midi", f"MIDI note {named[0]}"
             h.role = None
     return noted
+
+
+def _identify_by_triggers(hits, triggers: dict, sr: int) -> set:
+    """Name the hits no note named by their piezo triggers (see :func:`detect_hits`'s
+    ``triggers``), in place; returns the pieces that have a trigger."""
+    lo, hi = (int(v * sr / 1000.0) for v in NOTE_WINDOW_MS)
+    for h in hits:
+        if h.by == "midi":
+            continue
+        for piece, (name, frames) in triggers.items():
+            f = np.asarray(frames, np.int64)
+            if np.any((f >= h.frame + lo) & (f <= h.frame + hi)):
+                h.piece, h.by, h.how, h.role = piece, "trigger", f"trigger {name!r}", None
+                break
+    return set(triggers)
+
+
+def trigger_pieces(cfg, close: dict, inputs: dict, sample_rate: int) -> dict:
+    """``{piece: (trigger input, frames)}`` for :func:`detect_hits`: where each ``trigger:`` key
+    of the gig fired in the line check, at its channel's ``trigger_threshold_db`` and
+    ``retrigger_ms``; the piece is the one whose close mic is the channel's input."""
+    from debleed.soundcheck.alignment import trigger_onsets
+
+    out = {}
+    for ch in cfg.channel:
+        if cfg.key_kind(ch) != "trigger":
+            continue
+        ref = ch.key.partition(":")[2]
+        piece = next((p for p, m in close.items() if m == ch.input), None)
+        if piece is not None and ref in inputs and piece not in out:
+            out[piece] = (ref, trigger_onsets(inputs[ref], sample_rate, ch.trigger_threshold_db, ch.retrigger_ms))
+    return out
 
 
 def kit_from_takes(takes: dict, sample_rate: int, close: dict, hits: list | None = None, *,
@@ -565,7 +609,7 @@ def read_line_check(config_path, takes_dir, out_dir, midi_path=None) -> LineChec
 
 
 def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None, note_pieces: dict | None = None,
-              where: str = "the takes") -> tuple[MultiMicKit, list]:
+              triggers: dict | None = None, where: str = "the takes") -> tuple[MultiMicKit, list]:
     """The hits step: the line check's hits as a kit (:func:`kit_from_takes`), refusing a line check
     with none.
 
@@ -581,6 +625,8 @@ def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None, note_p
         The line check's MIDI (see :func:`detect_hits`).
     note_pieces : dict, optional
         ``{note: piece}`` overriding the General MIDI map (the gig's ``[pieces]``).
+    triggers : dict, optional
+        Where the piezo triggers fired (:func:`trigger_pieces`; see :func:`detect_hits`).
     where : str
         What the takes are, for the error message.
 
@@ -593,7 +639,7 @@ def find_hits(takes: dict, sample_rate: int, close: dict, *, events=None, note_p
     DebleedError
         No hit found.
     """
-    hits = detect_hits(takes, sample_rate, close, events=events, note_pieces=note_pieces)
+    hits = detect_hits(takes, sample_rate, close, events=events, note_pieces=note_pieces, triggers=triggers)
     kit, hits = kit_from_takes(takes, sample_rate, close, hits)
     if not kit.hits:
         raise DebleedError(f"no hits found in {where}: play each piece alone, a few seconds each")
@@ -613,7 +659,7 @@ def passage_summary(hits: list, sample_rate: int) -> tuple[list, list]:
     for i in sorted({h.passage for h in hits}):
         ps = [h for h in hits if h.passage == i]
         pieces = {p: sum(1 for h in ps if h.piece == p) for p in dict.fromkeys(h.piece for h in ps)}
-        placed = all(h.by in ("midi", "passage") for h in ps)
+        placed = all(h.by in (*NAMED_BY, "passage") for h in ps)
         rows.append({"passage": i + 1, "start_s": ps[0].frame / sample_rate, "end_s": ps[-1].frame / sample_rate,
                      "hits": len(ps), "pieces": pieces, "placed": placed})
         if not placed:

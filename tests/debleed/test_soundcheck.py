@@ -833,3 +833,52 @@ def test_eval_markdown_counts_the_grooves_against_the_gate_and_gives_the_show_it
     md = eval_markdown(r)
     assert "1 of 3 grooves >= +2 dB, 1 below it; median +1.0 dB, least -0.5 dB." in md
     assert "| snare | 12.0 (11.0 to 13.0) / 11.0 (9.8 to 12.6) | 33.0 (30.0 to 38.0) / 35.0 (31.0 to 39.0) |" in md
+
+
+def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
+    """A ride without a mic of its own, heard loudest in the kick mic and louder there than the
+    kick: by passages alone it takes the kick's name. The kick's piezo trigger (fired 5 ms after
+    each kick stroke, at the channel's threshold) names the kick strokes; the ride's passage,
+    with no trigger firing, becomes a piece of its own."""
+    import textwrap
+    import tomllib
+
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck.hits import trigger_pieces
+
+    kit = synth_kit()
+    t = np.arange(int(0.4 * SR)) / SR
+    gain = {"kick": 6.0, "snare": -10.0, "hihat": -12.0}
+    for i in range(6):
+        rng = np.random.default_rng(70 + i)
+        dry = np.diff(rng.standard_normal(t.size + 1)) * np.exp(-t / 0.3)  # bright wash
+        v = float(np.geomspace(0.2, 1.0, 6)[i])
+        audio = np.stack([(0.5 * v * dry / np.max(np.abs(dry)) * 10 ** (gain[m] / 20)).astype(np.float32) for m in MICS])
+        kit.hits.append(KitHit(piece="cymbals", role="ride", velocity=v, audio=audio, source=f"ride{i}"))
+    mx, played = takes_of(kit)
+    close = {p: p for p in MICS}
+    kicks = [h.frame for h in played if h.role == "kick"]
+    rides = [i for i, h in enumerate(played) if h.role == "ride"]
+    by_passage = detect_hits(mx.mics, SR, close)
+    assert sum(by_passage[i].piece == "kick" for i in rides) == len(rides)  # the problem
+    cfg = parse_config(tomllib.loads(textwrap.dedent("""
+        [inputs]
+        kick = []
+        snare = []
+        hihat = []
+        kick_trig = []
+        [[channel]]
+        name = "kick"
+        input = "kick"
+        key = "trigger:kick_trig"
+        trigger_threshold_db = -20.0
+        """)))
+    trig = np.zeros(mx.mics["kick"].size, np.float32)
+    for f in kicks:
+        trig[f + 240:f + 260] = 0.9
+    triggers = trigger_pieces(cfg, close, {**mx.mics, "kick_trig": trig}, SR)
+    assert list(triggers) == ["kick"] and triggers["kick"][0] == "kick_trig" and len(triggers["kick"][1]) == len(kicks)
+    named = detect_hits(mx.mics, SR, close, triggers=triggers)
+    assert [h.piece == "kick" for h in named] == [p.role == "kick" for p in played]
+    assert all(h.by == "trigger" and h.how == "trigger 'kick_trig'" for h in named if h.piece == "kick")
+    assert {named[i].piece for i in rides} == {"kick_2"}
