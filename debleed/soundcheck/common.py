@@ -1,5 +1,6 @@
-"""What several soundcheck steps share: the velocity classes, the hit-loss targets, and clamping
-a value to a channel parameter's range (:data:`debleed.dsp.params.PARAMS`)."""
+"""What several soundcheck steps share: the velocity classes, the hit-loss targets, clamping
+a value to a channel parameter's range (:data:`debleed.dsp.params.PARAMS`), and where a rebuilt
+key event lands."""
 
 from __future__ import annotations
 
@@ -39,3 +40,22 @@ def clamp(name: str, value: float) -> float:
     p = PARAMS[name]
     lo = p.lo if not getattr(p, "lo_open", False) else p.lo + 1e-6
     return float(min(max(float(value), lo), p.hi))
+
+
+def key_frame(hit_frame: int, delay_ms: float, sample_rate: int, n: int) -> int | None:
+    """Where a key event rebuilt for a mixture lands: ``delay_ms`` (a measured key delay, may be
+    negative) after its hit, clamped into the mixture's ``[0, n)``.
+
+    A key measured ahead of its hit, for a hit at a mixture's first frame, came before the
+    recording began: it lands at frame 0 (dropped, the gate would stay shut for that stroke and
+    the mixture would score the gate as missing it).
+
+    Returns
+    -------
+    int or None
+        The frame; None when the hit itself lies outside ``[0, n)``.
+    """
+    if not 0 <= int(hit_frame) < int(n):
+        return None
+    f = int(hit_frame) + int(round(float(delay_ms) * sample_rate / 1000.0))
+    return min(max(f, 0), int(n) - 1)

@@ -23,7 +23,7 @@ from debleed.models.denoiser import Denoiser, denoise_signal
 from debleed.models.kit import KitHit, MultiMicKit, groove, mix, role_piece
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, rms_envelope, si_sdr_db
 from debleed.soundcheck.alignment import key_alignment
-from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY, MAX_GHOST_LOSS_DB, clamp
+from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY, MAX_GHOST_LOSS_DB, clamp, key_frame
 from debleed.soundcheck.informed import denoise_informed, informed_inputs, key_track
 
 #: The loud-hit bound the gate fit keeps on its mixtures: the target less a margin for the show,
@@ -269,21 +269,22 @@ def channel_scenes(kit: MultiMicKit, ch, sample_rate: int, *, key_delays_ms, den
         mx = mix(kit, hits, int(seconds * sample_rate), seed=seed * 31 + i)
         own_hits = [h for h in hits if role_piece(h.role) in pieces]
         d = np.asarray(key_delays_ms if len(key_delays_ms) else [0.0])
-        lag = lambda: int(round(rng.choice(d) * sample_rate / 1000.0))  # noqa: E731
+        n_mix = mx.mics[ch.input].size
+        at = lambda h: key_frame(h.frame, float(rng.choice(d)), sample_rate, n_mix)  # noqa: E731
         key, events = None, np.zeros((0, 4), np.int64)
         onsets = []  # (frame, velocity) of the key's events: an informed denoiser's key
         if kind == "trigger":
-            key = np.zeros(mx.mics[ch.input].size, np.float32)
+            key = np.zeros(n_mix, np.float32)
             for h in own_hits:
-                f = h.frame + lag()
-                if 0 <= f < key.size:
+                f = at(h)
+                if f is not None:
                     key[f] = 1.0
                     onsets.append((f, h.velocity))
         elif kind == "midi":
             notes = [int(v) for v in ref.split(",")]
-            rows = [(h.frame + lag(), 0x90 | max(ch.midi_channel - 1, 0), notes[0], max(1, int(round(h.velocity * 127))))
+            rows = [(at(h), 0x90 | max(ch.midi_channel - 1, 0), notes[0], max(1, int(round(h.velocity * 127))))
                     for h in own_hits]
-            events = np.array(sorted(r for r in rows if 0 <= r[0] < mx.mics[ch.input].size), np.int64).reshape(-1, 4)
+            events = np.array(sorted(r for r in rows if r[0] is not None), np.int64).reshape(-1, 4)
             onsets = [(int(r[0]), r[3] / 127.0) for r in events]
         elif kind == "input":
             key = mx.mics[ref]

@@ -17,6 +17,7 @@ from debleed.models.denoiser import model_info
 from debleed.models.evaluate import run_onnx_one_shot
 from debleed.models.kit import MultiMicKit, kit_scene
 from debleed.models.synth import Scene
+from debleed.soundcheck.common import key_frame
 
 
 @dataclasses.dataclass
@@ -86,8 +87,9 @@ def informed_scene(kit: MultiMicKit, mic: str, inf: InformedInputs, *, seconds: 
             return np.zeros(n, np.float32)
         d = inf.key_delays_ms if inf.key_delays_ms.size else np.zeros(1)
         krng = np.random.default_rng([seed, 4244])
-        return key_track([h.frame + int(round(float(krng.choice(d)) * sr / 1000.0)) for h in own],
-                         [h.velocity for h in own], n)
+        placed = [(key_frame(h.frame, float(krng.choice(d)), sr, n), h.velocity) for h in own]
+        placed = [(f, v) for f, v in placed if f is not None]
+        return key_track([f for f, _ in placed], [v for _, v in placed], n)
 
     return kit_scene(kit, mic, seconds=seconds, seed=seed, bleed_offset_db=bleed_offset_db, augment=augment,
                      informed=True, refs=inf.refs, n_refs=inf.n_refs, key_of=key_of)

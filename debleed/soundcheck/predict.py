@@ -21,7 +21,7 @@ import numpy as np
 from debleed.models.kit import ROLE_FALLBACK, Hit, MultiMicKit, groove, mix, role_piece
 from debleed.models.metrics import align, bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.offline.render import render_arrays
-from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY
+from debleed.soundcheck.common import GHOST_VELOCITY, LOUD_VELOCITY, key_frame
 
 #: Grooves per bleed balance, and their length (s), for the prediction.
 PREDICT_GROOVES = 8
@@ -100,7 +100,8 @@ def show_inputs(cfg, kit: MultiMicKit, hits: list, n: int, keys: dict, *, bleed_
         Frames.
     keys : dict
         ``{channel: KeyAlignment}``: each key event lands one of the channel's measured
-        ``key_delays_ms`` (drawn at random) after its hit; 0 when none was measured.
+        ``key_delays_ms`` (drawn at random) after its hit; 0 when none was measured; clamped into the groove
+        (:func:`~debleed.soundcheck.common.key_frame`).
     bleed_offset_db : float
         Every piece's bleed offset, dB.
     seed : int
@@ -128,8 +129,8 @@ def show_inputs(cfg, kit: MultiMicKit, hits: list, n: int, keys: dict, *, bleed_
         for h, p in zip(hits, pieces):
             if p not in own:
                 continue
-            f = h.frame + int(round(float(rng.choice(d)) * sr / 1000.0))
-            if not 0 <= f < n:
+            f = key_frame(h.frame, float(rng.choice(d)), sr, n)
+            if f is None:
                 continue
             if kind == "trigger":
                 x[cfg.input_names.index(ref), f] = 1.0

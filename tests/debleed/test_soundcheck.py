@@ -882,3 +882,38 @@ def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
     assert [h.piece == "kick" for h in named] == [p.role == "kick" for p in played]
     assert all(h.by == "trigger" and h.how == "trigger 'kick_trig'" for h in named if h.piece == "kick")
     assert {named[i].piece for i in rides} == {"kick_2"}
+
+
+def test_show_inputs_keeps_a_key_measured_ahead_of_a_hit_at_the_first_frame():
+    """A key measured 5 ms ahead of its hit (a negative key delay) for a groove's first stroke,
+    at frame 0, lands at frame 0: dropped, it left the first kick of every such prediction groove
+    ungated (a 6 dB lower kick SI-SDR in the report than on the show)."""
+    import textwrap
+    import tomllib
+    import types
+
+    from debleed.rt.config import parse_config
+    from debleed.soundcheck.predict import show_inputs
+
+    cfg = parse_config(tomllib.loads(textwrap.dedent("""
+        [inputs]
+        kick = []
+        snare = []
+        hihat = []
+        kick_trig = []
+        [[channel]]
+        name = "kick"
+        input = "kick"
+        key = "trigger:kick_trig"
+        [[channel]]
+        name = "snare"
+        input = "snare"
+        key = "midi:38"
+        """)))
+    kit = synth_kit()
+    hits = [Hit(0, "kick", 1.0), Hit(0, "snare", 1.0), Hit(24000, "kick", 1.0), Hit(24000, "snare", 1.0)]
+    early = types.SimpleNamespace(key_delays_ms=np.array([-5.0]))
+    x, ev, _ = show_inputs(cfg, kit, hits, 48000, {"kick": early, "snare": early})
+    trig = x[cfg.input_names.index("kick_trig")]
+    assert list(np.flatnonzero(trig)) == [0, 24000 - 240]
+    assert [int(f) for f in ev[:, 0]] == [0, 24000 - 240] and set(ev[:, 2]) == {38}
