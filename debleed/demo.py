@@ -120,8 +120,8 @@ def _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel) -> int:
         b = bounce_live(cfg_path, env, {f"{client}:in_{k}": v for k, v in tracks.items()},
                         [f"{client}:out_{ch.name}" for ch in cfg.channel], stats_json=out / "stats.json",
                         engine=engine, freewheel=freewheel, midi=mt.midi, midi_dest=[f"{client}:midi_in"],
-                        tail_frames=tail, timeout_s=seconds * 4 + 60, name="debleed-demo", nice=cfg.client.process_nice,
-                        warn=lambda msg: print(f"demo: {msg}", file=sys.stderr))
+                        tail_frames=tail, timeout_s=seconds * 4 + 60, name="debleed-demo",
+                        nice=cfg.client.process_nice, warn=lambda msg: print(f"demo: {msg}", file=sys.stderr))
         rec, stats, log = b["rec"], b["stats"], b["log"]
         if not b["complete"]:
             print(f"demo: warning: debleed ran {stats['frames']} of the frames played: the figures below are not "
@@ -152,7 +152,8 @@ def _run_demo(out_dir, seconds, engine, period_frames, kit, freewheel) -> int:
     cuts = None if cut is None else int(np.count_nonzero(np.diff(np.concatenate([[0], cut.astype(np.int8)])) == 1))
     offline = _offline_denoise(cfg, mt, sr, rows, rec, cut)
     report = {"kit": mt.kit, "kit_license": mt.license, "sample_rate": sr, "period_frames": block,
-              "seconds": seconds, "engine": engine, "channels": rows, "live": stats, "stream_cuts": cuts, "offline_denoise": offline}
+              "seconds": seconds, "engine": engine, "channels": rows, "live": stats, "stream_cuts": cuts,
+              "offline_denoise": offline}
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     print()
     print(f"{'channel':8s} {'mode':9s} {'key':18s} {'hits':>4s} {'bleed red.':>10s} {'hit loss':>9s} "

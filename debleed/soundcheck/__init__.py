@@ -46,7 +46,8 @@ from debleed.soundcheck.bleed import bleed_table, measure_bleed
 from debleed.soundcheck.fit import fit_channels, initial_channel_settings
 from debleed.soundcheck.gig import write_gig
 from debleed.soundcheck.predict import PREDICT_GROOVES, PREDICT_SECONDS, predict_show
-from debleed.soundcheck.hits import find_hits, kit_from_takes, passage_summary, read_line_check, trigger_pieces  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
+from debleed.soundcheck.hits import (find_hits, kit_from_takes, passage_summary,  # noqa: F401 (kit_from_takes: named by debleed.models.kit)
+                                     read_line_check, trigger_pieces)
 from debleed.soundcheck.report import plot_alignment, plot_hits, soundcheck_report, write_report
 
 __all__ = ["run_soundcheck", "check_options", "kit_from_takes"]

@@ -280,9 +280,9 @@ def eval_markdown(r: dict) -> str:
                          f"{m['attack_loss_2ms_db']:.2f} | {m['bleed_reduction_db']:.1f} |")
     diffs = [g["soundcheck"]["snare"]["si_sdr_db"] - g["midi gate"]["snare"]["si_sdr_db"] for g in r["grooves"]]
     if diffs:
-        lines += ["", f"Snare, soundcheck against the MIDI gate: {sum(d >= 2.0 for d in diffs)} of {len(diffs)} grooves "
-                      f">= +2 dB, {sum(d < 0.0 for d in diffs)} below it; median {np.median(diffs):+.1f} dB, "
-                      f"least {min(diffs):+.1f} dB."]
+        lines += ["", f"Snare, soundcheck against the MIDI gate: {sum(d >= 2.0 for d in diffs)} of {len(diffs)} "
+                      f"grooves >= +2 dB, {sum(d < 0.0 for d in diffs)} below it; median {np.median(diffs):+.1f} "
+                      f"dB, least {min(diffs):+.1f} dB."]
     if r.get("predicted"):
         lines += ["", "The soundcheck report's prediction (median over its grooves, 10-90 %) against the show "
                       "(median over its grooves, 10-90 %):", "",

@@ -872,7 +872,8 @@ def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
         rng = np.random.default_rng(70 + i)
         dry = np.diff(rng.standard_normal(t.size + 1)) * np.exp(-t / 0.3)  # bright wash
         v = float(np.geomspace(0.2, 1.0, 6)[i])
-        audio = np.stack([(0.5 * v * dry / np.max(np.abs(dry)) * 10 ** (gain[m] / 20)).astype(np.float32) for m in MICS])
+        audio = np.stack([(0.5 * v * dry / np.max(np.abs(dry)) * 10 ** (gain[m] / 20)).astype(np.float32)
+                          for m in MICS])
         kit.hits.append(KitHit(piece="cymbals", role="ride", velocity=v, audio=audio, source=f"ride{i}"))
     mx, played = takes_of(kit)
     close = {p: p for p in MICS}
