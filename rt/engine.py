@@ -139,7 +139,8 @@ class EngineBase:
     STATUS_CHANNELS = 6
 
     def status_line(self, gr=None) -> str:
-        """One line: DSP load, xruns, callback times, the deepest gain reductions.
+        """One line: DSP load, xruns, callback times (and the Python engine's blocks silenced by a
+        raising callback, when there are any), the deepest gain reductions.
 
         ``gr``: gain reduction per channel, dB (default: :meth:`read_meters`). With more than
         :attr:`STATUS_CHANNELS` channels only the deepest are named, and the others counted.
@@ -155,8 +156,9 @@ class EngineBase:
             active = int(sum(1 for g in gr if g < -0.1))
             chans += f" (+{len(names) - self.STATUS_CHANNELS} more, {active} reducing)"
         cb = s["callback_us"]
+        errors = f" | callback errors {self.callback_errors}" if self.callback_errors else ""
         return (f"DSP {self.dsp_load():5.1f}% | xruns {s['xruns']} | cb p99.9 {cb['p99.9']:.1f}us "
-                f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us | GR {chans}")
+                f"max {cb['max']:.0f}us / {s['deadline_us']:.0f}us{errors} | GR {chans}")
 
     def stats(self) -> dict:
         """Everything the counters and meters say, JSON-ready."""

@@ -288,10 +288,11 @@ def test_python_engine_survives_a_raising_callback(jack_server):
         eng._run_python_block = flaky
         x = np.random.default_rng(1).standard_normal(128 * 64).astype(np.float32)
         rec = play_record({"raiser:in_a": x}, ["raiser:out_a"], server_name=jack_server.name, name="raisert")
-        s = eng.stats()
+        s, line = eng.stats(), eng.status_line()
     finally:
         eng.stop()
     assert s["callback_errors"] == 2 and s["callback_error"] == "RuntimeError: boom"
+    assert "| callback errors 2 |" in line
     # the client kept running: every block played came through, bar none
     assert np.array_equal(rec[0], x)
 
