@@ -458,8 +458,11 @@ def _identify_by_notes(hits, events, sr: int, close: dict, mics: list, note_piec
 
 def _identify_by_triggers(hits, triggers: dict, sr: int) -> set:
     """Name the hits no note named by their piezo triggers (see :func:`detect_hits`'s
-    ``triggers``), in place; returns the pieces that have a trigger."""
+    ``triggers``), in place; returns the pieces whose trigger named at least one hit (a trigger
+    that stayed silent through the line check, unplugged or set too high, names nothing and
+    takes nothing from its piece's passages)."""
     lo, hi = (int(v * sr / 1000.0) for v in NOTE_WINDOW_MS)
+    named = set()
     for h in hits:
         if h.by == "midi":
             continue
@@ -467,8 +470,9 @@ def _identify_by_triggers(hits, triggers: dict, sr: int) -> set:
             f = np.asarray(frames, np.int64)
             if np.any((f >= h.frame + lo) & (f <= h.frame + hi)):
                 h.piece, h.by, h.how, h.role = piece, "trigger", f"trigger {name!r}", None
+                named.add(piece)
                 break
-    return set(triggers)
+    return named
 
 
 def trigger_pieces(cfg, close: dict, inputs: dict, sample_rate: int) -> dict:

@@ -891,6 +891,10 @@ def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
     assert [h.piece == "kick" for h in named] == [p.role == "kick" for p in played]
     assert all(h.by == "trigger" and h.how == "trigger 'kick_trig'" for h in named if h.piece == "kick")
     assert {named[i].piece for i in rides} == {"kick_2"}
+    # a trigger that never fired (unplugged) names nothing and takes nothing from the passages
+    silent = trigger_pieces(cfg, close, {**mx.mics, "kick_trig": np.zeros_like(trig)}, SR)
+    assert len(silent["kick"][1]) == 0
+    assert [h.piece for h in detect_hits(mx.mics, SR, close, triggers=silent)] == [h.piece for h in by_passage]
 
 
 def test_show_inputs_keeps_a_key_measured_ahead_of_a_hit_at_the_first_frame():
