@@ -17,7 +17,7 @@ from debleed.soundcheck.fit import FitScene, fit_channel, run_channel
 from debleed.soundcheck.gig import write_gig
 from debleed.soundcheck.hits import detect_hits, first_sample, kit_from_takes, pieces_of_config
 from debleed.offline.audiofile import write_audio
-from debleed.rt.config import load_config
+from debleed.rt.config import load_config, parse_config
 from debleed.dsp.processor import ProcessSpec
 
 SR = 48000
@@ -836,28 +836,6 @@ def test_eval_markdown_counts_the_grooves_against_the_gate_and_gives_the_show_it
     assert "| snare | 12.0 (11.0 to 13.0) / 11.0 (9.8 to 12.6) | 33.0 (30.0 to 38.0) / 35.0 (31.0 to 39.0) |" in md
 
 
-def kick_trigger_gig(extra: str = ""):
-    """A gig with kick, snare and hi-hat mics and the kick gated by its piezo (``kick_trig``),
-    plus ``extra`` TOML."""
-    from debleed.rt.config import parse_config
-
-    return parse_config(tomllib.loads(KICK_TRIGGER_GIG + extra))
-
-
-KICK_TRIGGER_GIG = """
-[inputs]
-kick = []
-snare = []
-hihat = []
-kick_trig = []
-[[channel]]
-name = "kick"
-input = "kick"
-key = "trigger:kick_trig"
-trigger_threshold_db = -20.0
-"""
-
-
 def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
     """A ride without a mic of its own, heard loudest in the kick mic and louder there than the
     kick: by passages alone it takes the kick's name. The kick's piezo trigger (fired 5 ms after
@@ -881,7 +859,7 @@ def test_a_kick_trigger_names_the_kick_strokes_and_nothing_else():
     rides = [i for i, h in enumerate(played) if h.role == "ride"]
     by_passage = detect_hits(mx.mics, SR, close)
     assert sum(by_passage[i].piece == "kick" for i in rides) == len(rides)  # the problem
-    cfg = kick_trigger_gig()
+    cfg = parse_config(tomllib.loads(GIG))  # the kick gated by its piezo, kick_trig
     trig = np.zeros(mx.mics["kick"].size, np.float32)
     for f in kicks:
         trig[f + 240:f + 260] = 0.9
@@ -905,7 +883,7 @@ def test_show_inputs_keeps_a_key_measured_ahead_of_a_hit_at_the_first_frame():
 
     from debleed.soundcheck.predict import show_inputs
 
-    cfg = kick_trigger_gig('[[channel]]\nname = "snare"\ninput = "snare"\nkey = "midi:38"\n')
+    cfg = parse_config(tomllib.loads(GIG.replace('key = "self"', 'key = "midi:38"')))
     kit = synth_kit()
     hits = [Hit(0, "kick", 1.0), Hit(0, "snare", 1.0), Hit(24000, "kick", 1.0), Hit(24000, "snare", 1.0)]
     early = types.SimpleNamespace(key_delays_ms=np.array([-5.0]))
