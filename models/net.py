@@ -27,7 +27,9 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
   ``key_bins`` features that hold after an onset (it starts as the newest frame and onsets
   decaying over 5, 20 and 80 ms: :data:`KEY_DECAYS_MS`), so the network knows for the whole
   decay of a hit that the key fired, and how hard, not only on the one frame it arrives (a key
-  arrives 2-6 ms after its hit). The mask
+  arrives 2-6 ms after its hit). With ``key_power < 1`` each frame value ``v`` becomes
+  ``v ** key_power`` first, so a ghost note's key (velocity 0.02-0.1) is not 10-50 times
+  weaker than an accent's but 3-7 times (power 0.5). The mask
   still applies to the mic's frames only. Zeros in place of a key or a reference mic mean "not
   connected" (training drops them at random), so one model serves every configuration.
 
@@ -123,18 +125,25 @@ class SnareDenoiserNet(nn.Module):
         before the hit's audio. The network does not use it; the data-plane stage and the
         evaluation delay the mic and reference mics by it where a key is connected (a look-ahead,
         added to the channel's latency). Saved in the config.
+    key_power : float
+        Exponent applied to the key's frame values before the key filter, ``v ** key_power``
+        (0.1 to 1; default 1: the velocity as it comes). Below 1 it lifts soft strokes' keys
+        toward the accents' (0.5: velocity 0.04 becomes 0.2), so a ghost note's key can open
+        the mask; the data-plane kernels apply it to the key value they build. Saved in the
+        config when not 1.
 
     Raises
     ------
     ValueError
         ``context`` not a multiple of ``hop`` or below ``window``; ``taps`` below 1 or reaching
-        past ``context``; ``n_refs`` outside 0 to 4; ``key_ctx`` or ``key_bins`` out of range.
+        past ``context``; ``n_refs`` outside 0 to 4; ``key_ctx``, ``key_bins`` or ``key_power``
+        out of range.
     """
 
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
                  context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
                  n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4, key_lead_ms: float = 0.0,
-                 key_mask: bool = False):
+                 key_mask: bool = False, key_power: float = 1.0):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -156,7 +165,10 @@ class SnareDenoiserNet(nn.Module):
             raise ValueError(f"key_bins must be 1 to 16, got {key_bins}")
         if not 0.0 <= float(key_lead_ms) <= 20.0:
             raise ValueError(f"key_lead_ms must be 0 to 20 ms, got {key_lead_ms}")
+        if not 0.1 <= float(key_power) <= 1.0:
+            raise ValueError(f"key_power must be 0.1 to 1, got {key_power}")
         self.key_lead_ms = float(key_lead_ms) if self.key else 0.0
+        self.key_power = float(key_power) if self.key else 1.0
         self.key_ctx = int(key_ctx) if self.key else 1
         self.key_bins = (int(key_bins) if self.key_ctx > 1 else 1) if self.key else 0
         self.encoder = nn.Conv1d(1, n_filters, self.window, stride=hop, bias=False)
@@ -241,6 +253,8 @@ class SnareDenoiserNet(nn.Module):
             cfg["key_lead_ms"] = self.key_lead_ms
         if self.key_mask:
             cfg["key_mask"] = True
+        if self.key_power != 1.0:
+            cfg["key_power"] = self.key_power
         return cfg
 
     def zero_state(self, batch: int = 1):
@@ -331,6 +345,8 @@ class SnareDenoiserNet(nn.Module):
         kf = None
         if self.key:
             k = key.reshape(key.shape[0], -1, hop).amax(dim=-1)    # (B, T): max over each frame's newest hop
+            if self.key_power != 1.0:
+                k = torch.relu(k).pow(self.key_power)
             if self.has_key_state:
                 kx = torch.cat([key_state, k], dim=-1)              # (B, key_ctx - 1 + T)
                 kf = self.key_filt(kx.unsqueeze(1))               # (B, key_bins, T)

@@ -57,7 +57,7 @@ from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma
 #: Operators of the exported streaming graph that the kernels implement (anything else is refused).
 SUPPORTED_OPS = frozenset({"Concat", "Constant", "Slice", "Unsqueeze", "Squeeze", "Conv", "ConvTranspose",
                            "Mul", "Add", "Log", "Transpose", "MatMul", "Relu", "GRU", "Sigmoid", "Shape",
-                           "Gather", "Reshape", "ReduceMax"})
+                           "Gather", "Reshape", "ReduceMax", "Pow"})
 #: Reference mics a model can take (``n_refs`` of its config).
 MAX_REFS = 4
 #: A trigger key's velocity is the piezo's peak over this long after it crosses its threshold, ms.
@@ -98,9 +98,10 @@ KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
 (I_FILL, I_FRESH, I_DRYW, I_HOPS, I_RESETS, I_TMASK, I_TSCAN, I_LEADW) = range(8)
 NIS = 8
 # ``par`` columns (float64): target weight g of the denoised signal, the weight now, ramp step
-# per sample, a trigger key's threshold (linear) and the peak of the hit being scanned
-(P_G, P_GNOW, P_STEP, P_TRIGTHR, P_PEAK) = range(5)
-NPAR = 5
+# per sample, a trigger key's threshold (linear) and the peak of the hit being scanned, the
+# power the key's values are raised to (the model's ``key_power``; 1 leaves them)
+(P_G, P_GNOW, P_STEP, P_TRIGTHR, P_PEAK, P_KPOW) = range(6)
+NPAR = 6
 # ``ctl`` columns (int64): reset requests raised by the control plane, the last one honoured
 (C_REQ, C_DONE) = range(2)
 NCTL = 2
@@ -723,7 +724,7 @@ def _reset_channel(lay, s, ist, c):
 def _key_value(lay, par, ist, c, inputs, events, n_events, e, i):
     """The channel's key at sample ``i`` for an informed model: a MIDI note-on's velocity / 127
     at its frame, a trigger's peak (up to 1) :data:`TRIGGER_SCAN_MS` after it crossed its
-    threshold, else 0. Returns ``(value, next event index)``."""
+    threshold, else 0; raised to the model's ``key_power``. Returns ``(value, next event index)``."""
     kind = lay[c, L_KEYKIND]
     v = 0.0
     if kind == KEY_MIDI:
@@ -754,6 +755,8 @@ def _key_value(lay, par, ist, c, inputs, events, n_events, e, i):
             ist[c, I_TMASK] = lay[c, L_RETRIG] + lay[c, L_SCAN]
             if ist[c, I_TSCAN] == 0:
                 v = min(x, 1.0)
+    if v > 0.0 and par[c, P_KPOW] != 1.0:
+        v = v ** par[c, P_KPOW]
     return v, e
 
 
@@ -942,11 +945,13 @@ def _config_from_meta(path, meta: dict) -> dict:
         raise DebleedError(f"denoiser model {path} takes {n_refs} reference mics; the kernels take 0 to {MAX_REFS}")
     km = int(bool(cfg.get("key_mask", False))) if kc > 1 else 0
     lead = key_lead_samples(cfg, rate)
-    if kc < 1 or kb < 0 or not 0 <= lead <= 0.02 * rate:
-        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {cfg.get('key_lead_ms')} in its "
-                           "config are out of range (key_ctx >= 1, key_bins >= 0, key_lead_ms 0 to 20)")
+    kpow = float(cfg.get("key_power", 1.0)) if key else 1.0
+    if kc < 1 or kb < 0 or not 0 <= lead <= 0.02 * rate or not 0.1 <= kpow <= 1.0:
+        raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {cfg.get('key_lead_ms')} / "
+                           f"key_power {cfg.get('key_power', 1.0)} in its config are out of range (key_ctx >= 1, "
+                           "key_bins >= 0, key_lead_ms 0 to 20, key_power 0.1 to 1)")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": lead,
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": lead, "kpow": kpow,
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
@@ -973,8 +978,8 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
         it takes a key), ``kc`` and ``kb`` (the key filter's frames and outputs; 1 and 1 for a
         key that is one feature, 1 and 0 without a key), ``lead`` (the key's lead, samples at
         ``rate``: the mic and reference mics are delayed this much where a key is connected),
-        ``km`` (1 when the key features also reach the mask),
-        ``n_in`` (features), ``rate`` (Hz).
+        ``km`` (1 when the key features also reach the mask), ``kpow`` (the power the key's
+        values are raised to), ``n_in`` (features), ``rate`` (Hz).
     weights : ndarray, float32 (weight_size(...),)
         The packed weights (layout of :func:`_offsets`).
 
@@ -1212,6 +1217,8 @@ class StreamingStage:
         self.par[:, P_STEP] = 1.0 / ramp
         for c, thr in self._trig_thr:
             self.par[c, P_TRIGTHR] = thr
+        for c, dims in enumerate(self.dims):
+            self.par[c, P_KPOW] = dims["kpow"]
         self.limit_db = np.full(k, -100.0)
         self.mix = np.ones(k)
         self.par[:, P_G] = 1.0

@@ -388,7 +388,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
           max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
           drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None, loud_share: float = 0.0,
-          key_mask: bool | None = None) -> dict:
+          key_mask: bool | None = None, key_power: float | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -397,7 +397,7 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         44100 or 48000 Hz.
     steps : int
         Optimiser steps in total (a resumed run continues up to this count); >= 1, or >= 0 with
-        ``init`` (0 exports the start weights).
+        ``init`` or ``init_onnx`` (0 exports the start weights, e.g. with a new ``key_power``).
     work_dir : path
         Cache and checkpoint folder (git-ignored, e.g. ``train-cache/``).
     out : path, optional
@@ -441,6 +441,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         Informed models with a key: how far ahead of the audio the model hears the key, ms (0 to
         20; see :class:`~debleed.models.net.SnareDenoiserNet`); default that of ``model_kwargs``
         or the start weights.
+    key_power : float, optional
+        Informed models with a key: the exponent its frame values are raised to (0.1 to 1; see
+        :class:`~debleed.models.net.SnareDenoiserNet`); default that of ``model_kwargs`` or the
+        start weights.
     max_seconds : float, optional
         Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
         schedule is stretched over the steps the first ones say fit in that time.
@@ -488,7 +492,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     if int(sample_rate) not in RATE_TAG:
         raise DebleedError(f"sample_rate {sample_rate} Hz not supported (allowed: 44100, 48000)")
     _check_settings(steps=steps, batch=batch, crop_s=crop_s, lr=lr, n_scenes=n_scenes, scene_s=scene_s,
-                    ckpt_every=ckpt_every, threads=threads, valid_scenes=valid_scenes, init=init)
+                    ckpt_every=ckpt_every, threads=threads, valid_scenes=valid_scenes,
+                    init=init if init is not None else init_onnx)
     if init is not None and init_onnx is not None:
         raise DebleedError("give init (a checkpoint) or init_onnx (an exported model), not both")
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and np.isfinite(max_seconds)
@@ -556,7 +561,12 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         model_kwargs = dict(model_kwargs, key_lead_ms=float(key_lead_ms))
     if key_mask is not None:
         model_kwargs = dict(model_kwargs, key_mask=bool(key_mask))
-    model = SnareDenoiserNet(**model_kwargs).to(device)
+    if key_power is not None:
+        model_kwargs = dict(model_kwargs, key_power=float(key_power))
+    try:
+        model = SnareDenoiserNet(**model_kwargs).to(device)
+    except ValueError as e:  # a setting out of its range (key_power, key_lead_ms, taps, ...)
+        raise DebleedError(f"model settings: {e}") from None
     hop = model.hop
     key_lead = int(round(model.key_lead_ms * 1e-3 * sample_rate))
     length = min(int(crop_s * sample_rate), data["noisy"].shape[1] - hop) // hop * hop
@@ -740,6 +750,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-lead-ms", type=float, default=None,
                    help="informed models: how far ahead of the audio the model hears its key, ms (0 to 20; "
                         "default that of --arch or the start weights)")
+    p.add_argument("--key-power", type=float, default=None,
+                   help="informed models: the exponent the key's values are raised to (0.1 to 1; 0.5 lifts ghost "
+                        "notes' keys toward the accents'; default that of --arch or the start weights)")
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -768,7 +781,7 @@ def run_from_args(args) -> int:
                                  "snare_deficit_weight": args.snare_deficit_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
                     drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms, loud_share=args.loud_share,
-                    key_mask=args.key_mask,
+                    key_mask=args.key_mask, key_power=args.key_power,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

@@ -12,7 +12,8 @@ from debleed.dsp.processor import ProcessSpec
 SMALL = {"hop": 32, "n_filters": 64, "hidden": 24, "layers": 1, "context": 256, "cq_bins": 8}
 #: The ONNX operators the real-time kernels are written from.
 ALLOWED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Log", "Relu", "Sigmoid", "GRU", "Concat",
-               "Slice", "Transpose", "Unsqueeze", "Squeeze", "Reshape", "ReduceMax", "Constant", "Shape", "Gather"}
+               "Slice", "Transpose", "Unsqueeze", "Squeeze", "Reshape", "ReduceMax", "Constant", "Shape", "Gather",
+               "Pow"}
 
 
 def _signals(n, n_refs=2, seed=0):
@@ -198,6 +199,38 @@ def test_key_filter_holds_an_onset_and_grows_an_old_key(torch_installed):
     assert missing == ["key_out.weight"]
     with torch.no_grad():
         assert torch.equal(masked.run(x, refs, key), new.run(x, refs, key))
+
+
+def test_key_power_raises_the_key_values_before_the_filter(torch_installed, tmp_path):
+    """``key_power`` p: the model fed a key k is the same weights at p = 1 fed k ** p (a ghost
+    note's 0.04 heard as 0.2 at p = 0.5); it survives export and loading back, and a power outside
+    0.1 to 1 is refused by name."""
+    torch = torch_installed
+    from debleed.models.net import SnareDenoiserNet, export_onnx
+    from debleed.models.train import model_from_onnx
+
+    torch.manual_seed(1)
+    lifted = SnareDenoiserNet(**SMALL, n_refs=1, key=True, key_ctx=64, key_bins=4, key_mask=True, key_power=0.5)
+    plain = SnareDenoiserNet(**SMALL, n_refs=1, key=True, key_ctx=64, key_bins=4, key_mask=True)
+    with torch.no_grad():
+        lifted.out.bias.normal_(0.0, 1.0)
+        lifted.key_out.weight.normal_(0.0, 2.0)
+    plain.load_state_dict(lifted.state_dict())
+    assert lifted.config()["key_power"] == 0.5 and "key_power" not in plain.config()
+    x, refs, key = (torch.from_numpy(a[None]) for a in _signals(32 * 80, 1, seed=3))
+    with torch.no_grad():
+        y = lifted.run(x, refs, key)
+        assert torch.allclose(y, plain.run(x, refs, key.sqrt()), atol=1e-6)
+        assert not torch.allclose(y, plain.run(x, refs, key), atol=1e-4)
+    path = tmp_path / "lifted.onnx"
+    export_onnx(lifted, path, sample_rate=48000)
+    back = model_from_onnx(path)
+    assert back.config() == lifted.config()
+    with torch.no_grad():
+        assert torch.allclose(back.run(x, refs, key), y, atol=1e-5)
+    for bad in (0.05, 1.5):
+        with pytest.raises(ValueError, match="key_power"):
+            SnareDenoiserNet(**SMALL, key=True, key_power=bad)
 
 
 def test_informed_model_costs_under_the_budget(torch_installed):

@@ -22,12 +22,14 @@ pytestmark = pytest.mark.torch
 RATE = 48000
 
 
-@pytest.fixture(scope="module", params=[(1, 0.0, False), (40, 0.0, False), (40, 2.0, True)],
-                ids=["key-frame", "key-filter", "key-lead-mask"])
+@pytest.fixture(scope="module", params=[(1, 0.0, False, 1.0), (40, 0.0, False, 1.0), (40, 2.0, True, 1.0),
+                                        (40, 2.0, True, 0.5)],
+                ids=["key-frame", "key-filter", "key-lead-mask", "key-power"])
 def informed_model(request, tmp_path_factory, torch_installed):
     """Its key as one feature (the newest frame's value), or through a key filter over 40 frames,
     and with a key lead of 2 ms (96 samples: the mic and refs are delayed that much) and the key
-    features reaching the mask directly."""
+    features reaching the mask directly; and that with the key's values raised to the power 0.5
+    (the graph raises the key it is fed; the kernels the key they build)."""
     import torch
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
@@ -35,7 +37,7 @@ def informed_model(request, tmp_path_factory, torch_installed):
     torch.manual_seed(0)
     net = SnareDenoiserNet(hop=32, n_filters=48, hidden=24, layers=2, context=256, cq_bins=8, sample_rate=RATE,
                            n_refs=2, key=True, key_ctx=request.param[0], key_bins=3, key_lead_ms=request.param[1],
-                           key_mask=request.param[2])
+                           key_mask=request.param[2], key_power=request.param[3])
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
