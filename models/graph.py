@@ -24,6 +24,10 @@ def input_names(n_refs: int = 0, key: bool = False, key_state: bool = False) -> 
             + state_names(n_refs, key_state))
 
 
+#: The range of a model's ``key_power`` (the exponent its key's values are raised to), inclusive.
+KEY_POWER_RANGE = (0.1, 1.0)
+
+
 def key_lead_samples(config: dict, sample_rate: int) -> int:
     """A model's key lead in samples at ``sample_rate``: its config's ``key_lead_ms`` (how far
     ahead of the mic and reference mics it hears its key) for a model that takes a key, else 0.

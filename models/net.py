@@ -48,7 +48,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from debleed.models.graph import input_names, state_names  # the graph contract, defined once
+from debleed.models.graph import KEY_POWER_RANGE, input_names, state_names  # the graph contract, defined once
 
 #: The key's features at their start (``key_ctx > 1``): the key's value on the newest frame, then
 #: its onsets decaying with these time constants, ms (the filter is trained from there).
@@ -165,8 +165,9 @@ class SnareDenoiserNet(nn.Module):
             raise ValueError(f"key_bins must be 1 to 16, got {key_bins}")
         if not 0.0 <= float(key_lead_ms) <= 20.0:
             raise ValueError(f"key_lead_ms must be 0 to 20 ms, got {key_lead_ms}")
-        if not 0.1 <= float(key_power) <= 1.0:
-            raise ValueError(f"key_power must be 0.1 to 1, got {key_power}")
+        lo, hi = KEY_POWER_RANGE
+        if not lo <= float(key_power) <= hi:
+            raise ValueError(f"key_power must be {lo:g} to {hi:g}, got {key_power}")
         self.key_lead_ms = float(key_lead_ms) if self.key else 0.0
         self.key_power = float(key_power) if self.key else 1.0
         self.key_ctx = int(key_ctx) if self.key else 1

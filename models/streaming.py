@@ -50,7 +50,7 @@ from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
-from debleed.models.graph import input_names, key_lead_samples
+from debleed.models.graph import KEY_POWER_RANGE, input_names, key_lead_samples
 from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma, vload, vmax, vmin, vmul,
                                   vselect_lt, vsplat, vsplitexp, vstore, vsub, vzero)
 
@@ -946,10 +946,11 @@ def _config_from_meta(path, meta: dict) -> dict:
     km = int(bool(cfg.get("key_mask", False))) if kc > 1 else 0
     lead = key_lead_samples(cfg, rate)
     kpow = float(cfg.get("key_power", 1.0)) if key else 1.0
-    if kc < 1 or kb < 0 or not 0 <= lead <= 0.02 * rate or not 0.1 <= kpow <= 1.0:
+    lo, hi = KEY_POWER_RANGE
+    if kc < 1 or kb < 0 or not 0 <= lead <= 0.02 * rate or not lo <= kpow <= hi:
         raise DebleedError(f"denoiser model {path}: key_ctx {kc} / key_bins {kb} / key_lead_ms {cfg.get('key_lead_ms')} / "
                            f"key_power {cfg.get('key_power', 1.0)} in its config are out of range (key_ctx >= 1, "
-                           "key_bins >= 0, key_lead_ms 0 to 20, key_power 0.1 to 1)")
+                           f"key_bins >= 0, key_lead_ms 0 to 20, key_power {lo:g} to {hi:g})")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
             "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": lead, "kpow": kpow,
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}

@@ -19,6 +19,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
+from debleed.models.graph import KEY_POWER_RANGE
 from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, informed_recipe_tag, recipe_tag
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -751,8 +752,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="informed models: how far ahead of the audio the model hears its key, ms (0 to 20; "
                         "default that of --arch or the start weights)")
     p.add_argument("--key-power", type=float, default=None,
-                   help="informed models: the exponent the key's values are raised to (0.1 to 1; 0.5 lifts ghost "
-                        "notes' keys toward the accents'; default that of --arch or the start weights)")
+                   help="informed models: the exponent the key's values are raised to ({:g} to {:g}; 0.5 lifts ghost "
+                        "notes' keys toward the accents'; default that of --arch or the start weights)".format(*KEY_POWER_RANGE))
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
