@@ -50,7 +50,7 @@ test: system venv
 # half the examples at a loud stage's bleed, the key's direct path to the mask; three more of
 # 1500 steps (12-14 minutes each): a snare level under the clean snare's counted 4 times, the
 # bleed loss, a lower learning rate; and 44.1 kHz fine-tuned from that (5 minutes of rendering,
-# 5 of training); last, both exported with the key's values raised to the power 0.5 (the key
+# 5 of training); last, both exported with the key's values raised to the power 0.4 (the key
 # power: ghost notes' keys lifted toward the accents'; no training): about 4.7 hours in all.
 TRAIN_STEPS_48K    ?= 7000
 TRAIN_STEPS_48K_FT ?= 1000
@@ -65,7 +65,7 @@ TRAIN_INF_DROP       := --drop-key 0.3 --drop-ref 0.3 --drop-all-refs 0.3
 TRAIN_INF_GHOST      := --key-mask --snare-level-weight 3 --snare-deficit-weight 4 --loud-share 0.5
 TRAIN_STEPS_INF_44K1 ?= 500
 # the shipped informed models hear their key's values raised to this power (weights unchanged)
-TRAIN_INF_KEY_POWER  := 0.5
+TRAIN_INF_KEY_POWER  := 0.4
 TRAIN_SISDR_INF      ?= 0.2
 train: system venv
 	$(PY) -m pip install -q -e '.[train,test]'
@@ -121,10 +121,10 @@ train: system venv
 	  --init-onnx train-cache/snare_denoiser_48k_informed_settle.onnx --ckpt-name ckpt_44k1_informed.pt \
 	  --out train-cache/snare_denoiser_44k1_informed_settle.onnx --log train-cache/train_44k1_informed.jsonl
 	$(PY) -m debleed.models.train --rate 48000 --steps 0 --batch 10 --key-power $(TRAIN_INF_KEY_POWER) \
-	  --init-onnx train-cache/snare_denoiser_48k_informed_settle.onnx --ckpt-name ckpt_48k_informed_kpow0.pt \
+	  --init-onnx train-cache/snare_denoiser_48k_informed_settle.onnx --ckpt-name ckpt_48k_informed_keypower.pt \
 	  --out models/snare_denoiser_48k_informed.onnx
 	$(PY) -m debleed.models.train --rate 44100 --steps 0 --batch 10 --key-power $(TRAIN_INF_KEY_POWER) \
-	  --init-onnx train-cache/snare_denoiser_44k1_informed_settle.onnx --ckpt-name ckpt_44k1_informed_kpow.pt \
+	  --init-onnx train-cache/snare_denoiser_44k1_informed_settle.onnx --ckpt-name ckpt_44k1_informed_keypower.pt \
 	  --out models/snare_denoiser_44k1_informed.onnx
 
 bench: system-bench venv
