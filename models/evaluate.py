@@ -40,7 +40,7 @@ import numpy as np
 
 from debleed.errors import DebleedError
 from debleed.fileio import atomic_path, atomic_write_text
-from debleed.models.graph import key_lead_samples
+from debleed.models.graph import key_graph_input, key_lead_samples
 from debleed.models.metrics import bleed_reduction_db, hit_loss_db, si_sdr_db
 from debleed.models.synth import GHOST_VELOCITY, LOUD_VELOCITY, TRAIN_KITS, VALID_KIT, render_scene
 from debleed.dsp.processor import ProcessSpec
@@ -375,8 +375,8 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
     meta = sess.get_modelmeta().custom_metadata_map
     hop = int(meta["hop"])
     has_key = any(i.name == "key" for i in sess.get_inputs())
-    lead = (key_lead_samples(json.loads(meta.get("config", "{}")), int(meta["sample_rate"]))
-            if key is not None and has_key else 0)
+    config = json.loads(meta.get("config", "{}"))
+    lead = key_lead_samples(config, int(meta["sample_rate"])) if key is not None and has_key else 0
     if lead:
         key = np.concatenate([np.asarray(key, np.float32)[lead:], np.zeros(min(lead, key.size), np.float32)])
     n = audio.size
@@ -389,7 +389,7 @@ def run_onnx_one_shot(path, audio: np.ndarray, refs: np.ndarray | None = None, k
         elif i.name == "refs":
             feed[i.name] = (pad(refs) if refs is not None else np.zeros((i.shape[1], m), np.float32))[None]
         elif i.name == "key":
-            feed[i.name] = (pad(key) if key is not None else np.zeros(m, np.float32))[None]
+            feed[i.name] = key_graph_input(key, m, config)[None]  # a connected key's idle value, where the model has one
         else:
             feed[i.name] = np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
     y = sess.run(None, feed)[0][0][:n]

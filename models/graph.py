@@ -35,3 +35,26 @@ def key_lead_samples(config: dict, sample_rate: int) -> int:
     if not config.get("key"):
         return 0
     return int(round(float(config.get("key_lead_ms", 0.0)) * 1e-3 * int(sample_rate)))
+
+
+#: The value a connected key carries on every sample between its onsets, for a model with
+#: ``key_connected`` in its config (zeros still mean "no key"); onset velocities are at least
+#: 1/127, far above it. The graph takes it off again before the key power.
+KEY_IDLE = 1e-6
+
+
+def key_graph_input(key, n: int, config: dict):
+    """The ``key`` graph input (float32 (n,)) for a model with ``config``: ``key`` (onset
+    velocities in (0, 1] at onset samples, zeros elsewhere; None: no key connected) as it is, or
+    for a ``key_connected`` model at least :data:`KEY_IDLE` on every sample of a connected key.
+    Zeros for None. ``key`` shorter than ``n`` is padded (connected, idle), longer is cut."""
+    import numpy as np
+
+    out = np.zeros(int(n), np.float32)
+    if key is None:
+        return out
+    k = np.asarray(key, np.float32)[:out.size]
+    out[:k.size] = k
+    if config.get("key_connected"):
+        np.maximum(out, np.float32(KEY_IDLE), out=out)
+    return out

@@ -29,7 +29,12 @@ A learned-filterbank mask network in the style of Conv-TasNet, made causal and s
   decay of a hit that the key fired, and how hard, not only on the one frame it arrives (a key
   arrives 2-6 ms after its hit). With ``key_power < 1`` each frame value ``v`` becomes
   ``v ** key_power`` first, so a ghost note's key (velocity 0.02-0.1) is not 10-50 times
-  weaker than an accent's but 3-7 times (power 0.5). The mask
+  weaker than an accent's but 3-7 times (power 0.5). With ``key_connected`` the model also
+  knows whether a key is connected at all: a connected key carries :data:`KEY_IDLE` on every
+  sample between onsets (zeros: no key), the graph turns that into one more key feature (1 while
+  connected, else 0; it reaches the input layer and, with ``key_mask``, the mask) and takes the
+  idle value off the key before the power, so a model can close between the strokes a
+  connected key reports and still hedge where no key is routed. The mask
   still applies to the mic's frames only. Zeros in place of a key or a reference mic mean "not
   connected" (training drops them at random), so one model serves every configuration.
 
@@ -48,7 +53,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from debleed.models.graph import KEY_POWER_RANGE, input_names, state_names  # the graph contract, defined once
+from debleed.models.graph import KEY_IDLE, KEY_POWER_RANGE, input_names, state_names  # the graph contract, defined once
 
 #: The key's features at their start (``key_ctx > 1``): the key's value on the newest frame, then
 #: its onsets decaying with these time constants, ms (the filter is trained from there).
@@ -116,7 +121,7 @@ class SnareDenoiserNet(nn.Module):
         Key features (the key filter's outputs) with ``key_ctx > 1``, 1 to 16; default 4.
     key_mask : bool
         With a key filter: its features also reach the mask directly, ``mask = sigmoid(out(h) +
-        key_out(k))`` with ``key_out`` a ``(key_bins -> n_filters)`` linear map without bias,
+        key_out(k))`` with ``key_out`` a ``(key features -> n_filters)`` linear map without bias,
         started at zero (the model starts as the same model without it): a key that fired can
         open the mask on the snare's filters whatever the recurrent state; default False.
     key_lead_ms : float
@@ -131,6 +136,12 @@ class SnareDenoiserNet(nn.Module):
         toward the accents' (0.5: velocity 0.04 becomes 0.2), so a ghost note's key can open
         the mask; the data-plane kernels apply it to the key value they build. Saved in the
         config when not 1.
+    key_connected : bool
+        With a key filter: one more key feature that says whether a key is connected (the key
+        input reads at least :data:`~debleed.models.graph.KEY_IDLE` on every sample while one
+        is; :func:`~debleed.models.graph.key_graph_input`), after the filter's outputs. Its input
+        layer column and mask weights start at zero (the model starts as the same model without
+        it); default False. Saved in the config when set.
 
     Raises
     ------
@@ -143,7 +154,7 @@ class SnareDenoiserNet(nn.Module):
     def __init__(self, hop: int = 32, n_filters: int = 256, hidden: int = 128, layers: int = 2,
                  context: int | None = None, cq_bins: int = 64, sample_rate: int = 48000, taps: int = 1,
                  n_refs: int = 0, key: bool = False, key_ctx: int = 1, key_bins: int = 4, key_lead_ms: float = 0.0,
-                 key_mask: bool = False, key_power: float = 1.0):
+                 key_mask: bool = False, key_power: float = 1.0, key_connected: bool = False):
         super().__init__()
         self.hop, self.window = int(hop), 2 * int(hop)
         self.n_filters, self.hidden, self.layers = int(n_filters), int(hidden), int(layers)
@@ -179,15 +190,19 @@ class SnareDenoiserNet(nn.Module):
                 self.cq.weight.copy_(constant_q_kernels(self.context, self.cq_bins, self.sample_rate).unsqueeze(1))
             self.cq.weight.requires_grad_(False)
         self.key_mask = bool(key_mask) and self.key_ctx > 1
+        self.key_connected = bool(key_connected) and self.key_ctx > 1
         if self.key_ctx > 1:
             self.key_filt = nn.Conv1d(1, self.key_bins, self.key_ctx, bias=False)
             with torch.no_grad():
                 self.key_filt.weight.copy_(key_filters(self.key_ctx, self.key_bins, self.sample_rate / self.hop))
         self.inp = nn.Linear(self.n_features, hidden)
+        if self.key_connected:  # the connected feature's column starts at zero
+            with torch.no_grad():
+                self.inp.weight[:, -1] = 0.0
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.out = nn.Linear(hidden, n_filters)
         if self.key_mask:
-            self.key_out = nn.Linear(self.key_bins, n_filters, bias=False)
+            self.key_out = nn.Linear(self.key_features, n_filters, bias=False)
             nn.init.zeros_(self.key_out.weight)
         if self.taps > 1:
             self.taps_out = nn.Linear(hidden, n_filters * (self.taps - 1))
@@ -220,7 +235,13 @@ class SnareDenoiserNet(nn.Module):
     @property
     def n_features(self) -> int:
         """Features per frame: mic filterbank, constant-Q bins, each reference's filterbank, key."""
-        return self.n_filters * (1 + self.n_refs) + self.cq_bins + self.key_bins
+        return self.n_filters * (1 + self.n_refs) + self.cq_bins + self.key_features
+
+    @property
+    def key_features(self) -> int:
+        """Key features per frame: the key filter's ``key_bins`` outputs, plus one with
+        ``key_connected`` (0 without a key)."""
+        return self.key_bins + self.key_connected
 
     @property
     def informed(self) -> bool:
@@ -233,7 +254,7 @@ class SnareDenoiserNet(nn.Module):
         n, h, w = self.n_filters, self.hidden, self.window
         parts = {"encoder": n * w * (1 + self.n_refs), "constant_q": 2 * self.cq_bins * self.context,
                  "key": self.key_bins * self.key_ctx if self.key_ctx > 1 else 0, "inp": self.n_features * h, "gru": sum(3 * (h + h) * h for _ in range(self.layers)),
-                 "out": h * n * self.taps + (self.key_bins * n if self.key_mask else 0), "decoder": n * w}
+                 "out": h * n * self.taps + (self.key_features * n if self.key_mask else 0), "decoder": n * w}
         parts["total"] = sum(parts.values())
         return parts
 
@@ -256,6 +277,8 @@ class SnareDenoiserNet(nn.Module):
             cfg["key_mask"] = True
         if self.key_power != 1.0:
             cfg["key_power"] = self.key_power
+        if self.key_connected:
+            cfg["key_connected"] = True
         return cfg
 
     def zero_state(self, batch: int = 1):
@@ -346,11 +369,16 @@ class SnareDenoiserNet(nn.Module):
         kf = None
         if self.key:
             k = key.reshape(key.shape[0], -1, hop).amax(dim=-1)    # (B, T): max over each frame's newest hop
+            if self.key_connected:  # 1 while the key reads at least its idle value, then the idle taken off
+                conn = torch.clamp(k * (1.0 / KEY_IDLE), 0.0, 1.0)
+                k = torch.relu(k - KEY_IDLE)
             if self.key_power != 1.0:
                 k = torch.relu(k).pow(self.key_power)
             if self.has_key_state:
                 kx = torch.cat([key_state, k], dim=-1)              # (B, key_ctx - 1 + T)
                 kf = self.key_filt(kx.unsqueeze(1))               # (B, key_bins, T)
+                if self.key_connected:
+                    kf = torch.cat([kf, conn.unsqueeze(1)], dim=1)  # (B, key_bins + 1, T)
                 feats.append(kf)
                 new_state.append(kx[:, -(self.key_ctx - 1):])
             else:
@@ -504,8 +532,8 @@ def onnx_weight_layout(path) -> list:
     ``out.bias``, ``decoder.weight``); the exporter gives the input and output layers' weights and
     the GRU's tensors generated names, so they are found by the node that reads them: the first
     ``MatMul`` with an initializer is ``inp`` (its weight transposed, (features, hidden)), the
-    second ``out`` ((hidden, n_filters)), a third the key's mask weights ``key_out`` ((key_bins,
-    n_filters), ``key_mask`` models); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
+    second ``out`` ((hidden, n_filters)), a third the key's mask weights ``key_out`` ((key features,
+    n_filters): ``key_bins`` plus one with ``key_connected``; ``key_mask`` models); each ``GRU`` node's W, R, B inputs (gate order z, r, h;
     ``linear_before_reset=1``).
     """
     import onnx
@@ -526,7 +554,7 @@ def onnx_weight_layout(path) -> list:
                      "hidden x n_filters"))
     if len(mats) > 2:
         rows.append(("key_out.weight (transposed)", mats[2].input[1], tuple(inits[mats[2].input[1]]), "MatMul",
-                     "key_bins x n_filters"))
+                     "key features x n_filters"))
     for layer, node in enumerate(n for n in m.graph.node if n.op_type == "GRU"):
         for i, what in ((1, "W (input weights, gates z, r, h)"), (2, "R (recurrent weights, gates z, r, h)"),
                         (3, "B (Wb then Rb, gates z, r, h)")):

@@ -50,14 +50,14 @@ from debleed.dsp._common import MAX_BLOCK, check_int
 from debleed.dsp.keys import MAX_MIDI_EVENTS
 from debleed.dsp.processor import ProcessSpec, Processor, check_channels
 from debleed.errors import DebleedError, ParameterError
-from debleed.models.graph import KEY_POWER_RANGE, input_names, key_lead_samples
+from debleed.models.graph import KEY_IDLE, KEY_POWER_RANGE, input_names, key_lead_samples
 from debleed.models._simd import (LANES, fma, load, vadd, vbroadcast, vdiv, vfma, vload, vmax, vmin, vmul,
                                   vselect_lt, vsplat, vsplitexp, vstore, vsub, vzero)
 
 #: Operators of the exported streaming graph that the kernels implement (anything else is refused).
 SUPPORTED_OPS = frozenset({"Concat", "Constant", "Slice", "Unsqueeze", "Squeeze", "Conv", "ConvTranspose",
                            "Mul", "Add", "Log", "Transpose", "MatMul", "Relu", "GRU", "Sigmoid", "Shape",
-                           "Gather", "Reshape", "ReduceMax", "Pow"})
+                           "Gather", "Reshape", "ReduceMax", "Pow", "Clip", "Sub"})
 #: Reference mics a model can take (``n_refs`` of its config).
 MAX_REFS = 4
 #: A trigger key's velocity is the piezo's peak over this long after it crosses its threshold, ms.
@@ -83,13 +83,14 @@ GAIN_RAMP_MS = 5.0
 # the key filter's length (frames) and outputs (an old-style key: length 1, one output of weight 1),
 # the key's lead: samples the mic and reference mics are delayed before the model, so the key
 # reaches it that much ahead (the model's ``key_lead_ms`` where a key is connected, else 0),
-# whether the key features also reach the mask directly (``key_mask``)
+# whether the key features also reach the mask directly (``key_mask``), whether the last key
+# feature is the model's "key connected" one (``key_connected``; ``L_KBINS`` counts it)
 (L_SRC, L_DST, L_HOP, L_WIN, L_N, L_H, L_LAYERS, L_CTX, L_K, L_TAPS, L_IN, L_W, L_S, L_LAT, L_JM) = range(15)
 L_NREFS = 15
 L_REF = 16  # MAX_REFS columns
 (L_KEYIN, L_KEYKIND, L_KEYSRC, L_NOTES_LO, L_NOTES_HI, L_MIDICH, L_RETRIG, L_SCAN, L_KCTX,
- L_KBINS, L_LEAD, L_KMASK) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 12)
-NL = L_REF + MAX_REFS + 12
+ L_KBINS, L_LEAD, L_KMASK, L_KCONN) = range(L_REF + MAX_REFS, L_REF + MAX_REFS + 13)
+NL = L_REF + MAX_REFS + 13
 KEY_NONE, KEY_MIDI, KEY_TRIGGER = 0, 1, 2
 
 # ``ist`` columns (int64 state): samples collected in the current hop, fresh flag, dry ring write
@@ -107,12 +108,13 @@ NPAR = 6
 NCTL = 2
 
 
-def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc=1, kb=0, km=0) -> int:
+def weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc=1, kb=0, km=0, kconn=0) -> int:
     """Float32 count of one model's packed weights (the layout of :func:`_offsets`); ``kc``, ``kb``
-    the key filter's length (frames) and outputs (0: no key), ``km`` 1 with the key's mask weights."""
+    the key filter's length (frames) and key features (0: no key), ``km`` 1 with the key's mask
+    weights, ``kconn`` 1 when the last key feature is "key connected" (no filter row)."""
     # every GRU layer takes h inputs (layer 0 reads the input layer's output)
     return (n * win + 2 * k * ctx + 2 * k + h * n_in + h + layers * (6 * h * h + 6 * h)
-            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n + kb * kc + km * kb * n)
+            + n * h + n + n * (taps - 1) * h + n * (taps - 1) + win * n + (kb - kconn) * kc + km * kb * n)
 
 
 def max_hops(hop: int, max_block: int) -> int:
@@ -617,7 +619,7 @@ def _network(lay, w, s, c, nj):
         for j in range(nj):
             _features(s, sb + o_mask + j * n, -1, sb + o_feat + j * n_in + at, n)
     if kin:
-        kc, kb = lay[c, L_KCTX], lay[c, L_KBINS]
+        kc, kb, kconn = lay[c, L_KCTX], lay[c, L_KBINS], lay[c, L_KCONN]
         kf, kw = sb + o_kf, wb + o_key
         for j in range(nj):
             m = s[sb + o_kb + j * hop]
@@ -625,11 +627,13 @@ def _network(lay, w, s, c, nj):
                 if s[sb + o_kb + j * hop + i] > m:
                     m = s[sb + o_kb + j * hop + i]
             s[kf + kc - 1 + j] = m
-            for b in range(kb):  # frame j's window is kf[j .. j + kc - 1], newest last
+            for b in range(kb - kconn):  # frame j's window is kf[j .. j + kc - 1], newest last
                 acc = np.float32(0.0)
                 for i in range(kc):
                     acc += w[kw + b * kc + i] * s[kf + j + i]
                 s[sb + o_feat + j * n_in + n_in - kb + b] = acc
+            if kconn:  # the "key connected" feature: 1 while a key is routed to the channel
+                s[sb + o_feat + j * n_in + n_in - 1] = np.float32(1.0 if lay[c, L_KEYKIND] != KEY_NONE else 0.0)
     _gemm(w, wb + o_inw, h, n_in, s, sb + o_feat, n_in, nj, w, wb + o_inb, s, sb + o_a, h, -1)
     for i in range(nj * h):
         if s[sb + o_a + i] < 0.0:
@@ -666,7 +670,7 @@ def _network(lay, w, s, c, nj):
     _gemm(w, wb + o_wout, n, h, s, src, h, nj, w, wb + o_bout, s, sb + o_mask, n, -1)
     if kin and lay[c, L_KMASK]:
         kb = lay[c, L_KBINS]
-        km = wb + o_key + kb * lay[c, L_KCTX]
+        km = wb + o_key + (kb - lay[c, L_KCONN]) * lay[c, L_KCTX]
         for j in range(nj):
             kfe = sb + o_feat + j * n_in + n_in - kb
             for i in range(n):
@@ -724,7 +728,9 @@ def _reset_channel(lay, s, ist, c):
 def _key_value(lay, par, ist, c, inputs, events, n_events, e, i):
     """The channel's key at sample ``i`` for an informed model: a MIDI note-on's velocity / 127
     at its frame, a trigger's peak (up to 1) :data:`TRIGGER_SCAN_MS` after it crossed its
-    threshold, else 0; raised to the model's ``key_power``. Returns ``(value, next event index)``."""
+    threshold, else 0; less :data:`~debleed.models.graph.KEY_IDLE` for a ``key_connected`` model
+    (the graph takes a connected key's idle value off), then raised to the model's ``key_power``.
+    Returns ``(value, next event index)``."""
     kind = lay[c, L_KEYKIND]
     v = 0.0
     if kind == KEY_MIDI:
@@ -755,6 +761,8 @@ def _key_value(lay, par, ist, c, inputs, events, n_events, e, i):
             ist[c, I_TMASK] = lay[c, L_RETRIG] + lay[c, L_SCAN]
             if ist[c, I_TSCAN] == 0:
                 v = min(x, 1.0)
+    if v > 0.0 and lay[c, L_KCONN]:
+        v = max(v - KEY_IDLE, 0.0)
     if v > 0.0 and par[c, P_KPOW] != 1.0:
         v = v ** par[c, P_KPOW]
     return v, e
@@ -937,7 +945,8 @@ def _config_from_meta(path, meta: dict) -> dict:
     n_refs = int(cfg.get("n_refs", 0))
     key = int(bool(cfg.get("key", False)))
     kc = int(cfg.get("key_ctx", 1)) if key else 1
-    kb = (int(cfg.get("key_bins", 4)) if kc > 1 else 1) if key else 0
+    kconn = int(bool(cfg.get("key_connected", False))) if kc > 1 else 0
+    kb = ((int(cfg.get("key_bins", 4)) + kconn) if kc > 1 else 1) if key else 0
     if hop_c != hop or window != 2 * hop:
         raise DebleedError(f"denoiser model {path}: metadata hop {hop} / window {window} disagree with its "
                            f"config {cfg} (window must be 2 * hop)")
@@ -952,7 +961,7 @@ def _config_from_meta(path, meta: dict) -> dict:
                            f"key_power {cfg.get('key_power', 1.0)} in its config are out of range (key_ctx >= 1, "
                            f"key_bins >= 0, key_lead_ms 0 to 20, key_power {lo:g} to {hi:g})")
     return {"hop": hop, "win": window, "n": n, "h": h, "layers": layers, "ctx": ctx, "k": k, "taps": taps,
-            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "lead": lead, "kpow": kpow,
+            "n_refs": n_refs, "key": key, "kc": kc, "kb": kb, "km": km, "kconn": kconn, "lead": lead, "kpow": kpow,
             "n_in": n * (1 + n_refs) + k + kb, "rate": rate}
 
 
@@ -976,8 +985,9 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     dims : dict
         ``hop``, ``win``, ``n`` (filters), ``h`` (GRU width), ``layers``, ``ctx`` (context
         samples), ``k`` (constant-Q bins), ``taps``, ``n_refs`` (reference mics), ``key`` (1 when
-        it takes a key), ``kc`` and ``kb`` (the key filter's frames and outputs; 1 and 1 for a
-        key that is one feature, 1 and 0 without a key), ``lead`` (the key's lead, samples at
+        it takes a key), ``kc`` and ``kb`` (the key filter's frames and the key features: its
+        outputs, plus the "key connected" feature where ``kconn`` is 1; 1 and 1 for a key that
+        is one feature, 1 and 0 without a key), ``lead`` (the key's lead, samples at
         ``rate``: the mic and reference mics are delayed this much where a key is connected),
         ``km`` (1 when the key features also reach the mask), ``kpow`` (the power the key's
         values are raised to), ``n_in`` (features), ``rate`` (Hz).
@@ -1098,7 +1108,7 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
     taps_ = [pack_panels(w_tap[t * n:(t + 1) * n]) for t in range(taps - 1)]
     kc, kb = d["kc"], d["kb"]
     if kc > 1:
-        key_filt = _check_shape(path, "key_filt.weight", need("key_filt.weight"), (kb, 1, kc))[:, 0]
+        key_filt = _check_shape(path, "key_filt.weight", need("key_filt.weight"), (kb - d["kconn"], 1, kc))[:, 0]
     else:  # the key is one feature: the newest frame's value, weight 1
         key_filt = np.ones((kb, 1), np.float32)
     parts = [pack_panels(enc), pack_panels(cq), starts, pack_panels(w_in), b_in,
@@ -1106,7 +1116,7 @@ def load_weights(path) -> tuple[dict, np.ndarray]:
              pack_panels(w_out), b_out, *taps_, b_tap, pack_panels(dec.T), key_filt,
              w_kmask if w_kmask is not None else np.zeros(0, np.float32)]
     flat = np.ascontiguousarray(np.concatenate([np.asarray(p, np.float32).ravel() for p in parts]))
-    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc, kb, d["km"])
+    expect = weight_size(hop, win, n, h, layers, ctx, k, taps, n_in, kc, kb, d["km"], d["kconn"])
     if flat.size != expect:
         raise DebleedError(f"denoiser model {path}: packed {flat.size} weights, expected {expect}")
     return d, flat
@@ -1248,7 +1258,7 @@ class StreamingStage:
         row[L_REF:L_REF + MAX_REFS] = -1
         row[L_REF:L_REF + len(refs)] = refs
         row[L_KEYIN] = dims["key"]
-        row[L_KCTX], row[L_KBINS], row[L_KMASK] = dims["kc"], dims["kb"], dims["km"]
+        row[L_KCTX], row[L_KBINS], row[L_KMASK], row[L_KCONN] = dims["kc"], dims["kb"], dims["km"], dims["kconn"]
         row[L_LEAD] = 0
         key = inf.get("key") if dims["key"] else None
         row[L_KEYKIND] = KEY_NONE

@@ -19,7 +19,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
-from debleed.models.graph import KEY_POWER_RANGE
+from debleed.models.graph import KEY_IDLE, KEY_POWER_RANGE
 from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, informed_recipe_tag, recipe_tag
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -133,6 +133,28 @@ def _with_key_filter(start: dict, model) -> dict:
     grown = model.state_dict()["inp.weight"].clone()
     grown[:, :base + 1] = w
     return dict(start, **{"inp.weight": grown})
+
+
+def _with_key_connected(start: dict, model) -> dict:
+    """``start`` (a state dict) made to fit a ``key_connected`` ``model`` from weights without
+    that feature: the input layer and the key's mask weights each gain one zero column for it
+    (the model starts as the same model). Any other start is returned as is."""
+    if not getattr(model, "key_connected", False):
+        return start
+    out = dict(start)
+    for name in ("inp.weight", "key_out.weight"):
+        w = start.get(name)
+        want = model.state_dict().get(name)
+        if w is not None and want is not None and tuple(w.shape) == (want.shape[0], want.shape[1] - 1):
+            out[name] = _zero_column(w)
+    return out
+
+
+def _zero_column(w):
+    """``w`` (rows, cols) with one zero column appended (rows, cols + 1)."""
+    import torch
+
+    return torch.cat([w, w.new_zeros(w.shape[0], 1)], dim=1)
 
 
 def _require_torch():
@@ -330,7 +352,7 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_key: float = 0.0,
            drop_ref: float = 0.0, drop_all_refs: float = 0.0, key_lead: int = 0, loud_share: float = 0.0,
-           levels=None):
+           levels=None, key_idle: bool = False):
     """``batch`` random crops ``(noisy, clean)``, each (batch, length); informed: also ``refs``
     (batch, R, length) and ``key`` (batch, length), each dropped to zeros with its probability
     per example, and all refs of an example at once with ``drop_all_refs`` (the draws come after
@@ -338,7 +360,9 @@ def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_k
     samples later than the audio's (the key heard that much ahead; zeros past the scene's end).
     With ``loud_share``, that share of the examples has its bleed (``noisy - clean``) raised so the
     scene's bleed-to-snare energy ratio (``levels``, dB per scene) reaches a level drawn from
-    :data:`LOUD_LEVEL_DB` (a loud stage; drawn last, so the other draws stay as they were)."""
+    :data:`LOUD_LEVEL_DB` (a loud stage; drawn last, so the other draws stay as they were).
+    With ``key_idle`` (a ``key_connected`` model) every example whose key is kept reads at least
+    :data:`~debleed.models.graph.KEY_IDLE` on every sample (a connected key), a dropped key zeros."""
     idx = rng.integers(0, data["noisy"].shape[0], batch)
     start = rng.integers(0, data["noisy"].shape[1] - length, batch)
     x = np.stack([data["noisy"][i, s:s + length] for i, s in zip(idx, start)])
@@ -355,9 +379,13 @@ def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_k
     for b, (i, s) in enumerate(zip(idx, start)):
         k = data["key"][i, s + key_lead:s + key_lead + length]
         key[b, :k.size] = k
+    kept = np.ones(batch, bool)
     if drop_key > 0.0 or drop_ref > 0.0:
-        key *= (rng.random(batch) >= drop_key)[:, None]
+        kept = rng.random(batch) >= drop_key
+        key *= kept[:, None]
         refs *= (rng.random((batch, refs.shape[1])) >= drop_ref)[:, :, None]
+    if key_idle:
+        key = np.where(kept[:, None], np.maximum(key, np.float32(KEY_IDLE)), np.float32(0.0))
     if drop_all_refs > 0.0:
         refs *= (rng.random(batch) >= drop_all_refs)[:, None, None]
     return x, y, refs, key
@@ -389,7 +417,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
           device: str = "cpu", taps: int | None = None, data=None, init_onnx=None,
           max_seconds: float | None = None, drop_key: float = DROP_KEY, drop_ref: float = DROP_REF,
           drop_all_refs: float = DROP_ALL_REFS, key_lead_ms: float | None = None, loud_share: float = 0.0,
-          key_mask: bool | None = None, key_power: float | None = None) -> dict:
+          key_mask: bool | None = None, key_power: float | None = None,
+          key_connected: bool | None = None) -> dict:
     """Train (or resume) one model and export it; returns a summary dict.
 
     Parameters
@@ -446,6 +475,10 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         Informed models with a key: the exponent its frame values are raised to (0.1 to 1; see
         :class:`~debleed.models.net.SnareDenoiserNet`); default that of ``model_kwargs`` or the
         start weights.
+    key_connected : bool, optional
+        Informed models with a key filter: one more key feature that says whether a key is
+        connected (see :class:`~debleed.models.net.SnareDenoiserNet`; its weights start at zero);
+        default that of ``model_kwargs`` or the start weights.
     max_seconds : float, optional
         Stop after this much training time, s (> 0), whatever ``steps`` says; the learning-rate
         schedule is stretched over the steps the first ones say fit in that time.
@@ -564,6 +597,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         model_kwargs = dict(model_kwargs, key_mask=bool(key_mask))
     if key_power is not None:
         model_kwargs = dict(model_kwargs, key_power=float(key_power))
+    if key_connected is not None:
+        model_kwargs = dict(model_kwargs, key_connected=bool(key_connected))
     try:
         model = SnareDenoiserNet(**model_kwargs).to(device)
     except ValueError as e:  # a setting out of its range (key_power, key_lead_ms, taps, ...)
@@ -607,7 +642,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         torch.set_rng_state(st["torch_rng"])
     elif init_state is not None:
         try:
-            missing, unexpected = model.load_state_dict(_with_key_filter(init_state["model"], model), strict=False)
+            missing, unexpected = model.load_state_dict(_with_key_connected(_with_key_filter(init_state["model"], model), model),
+                                                    strict=False)
         except RuntimeError as e:  # a shape mismatch
             raise DebleedError(f"checkpoint {init} does not fit this model: {e}") from None
         if unexpected or any(not k.startswith(("taps_out.", "key_filt.", "key_out.")) for k in missing):
@@ -618,7 +654,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
     loss_fn.mrstft.to(device)
     vlen = min(int(2.0 * sample_rate), valid["noisy"].shape[1] - hop) // hop * hop
     vc = [torch.from_numpy(a).to(device)
-          for a in _crops(valid, np.random.default_rng(99), 8, vlen, informed=informed, key_lead=key_lead)]
+          for a in _crops(valid, np.random.default_rng(99), 8, vlen, informed=informed, key_lead=key_lead,
+                         key_idle=model.key_connected)]
     vx, vy, vextra = vc[0], vc[1], vc[2:]  # informed: every input connected
 
     def validate():
@@ -645,7 +682,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         c = [torch.from_numpy(a).to(device) for a in _crops(data, rng, batch, length, informed=informed,
                                                              drop_key=drop_key, drop_ref=drop_ref,
                                                              drop_all_refs=drop_all_refs, key_lead=key_lead,
-                                                             loud_share=loud_share, levels=levels)]
+                                                             loud_share=loud_share, levels=levels,
+                                                             key_idle=model.key_connected)]
         x, y = c[0], c[1]
         est = model.run(x, *c[2:])[:, hop:]
         loss, parts = loss_fn(est, y[:, :-hop], x[:, :-hop])
@@ -754,6 +792,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-power", type=float, default=None,
                    help="informed models: the exponent the key's values are raised to ({:g} to {:g}; 0.5 lifts ghost "
                         "notes' keys toward the accents'; default that of --arch or the start weights)".format(*KEY_POWER_RANGE))
+    p.add_argument("--key-connected", action="store_true", default=None,
+                   help="informed models with a key filter: one more key feature that says whether a key is connected "
+                        "(its weights started at zero; default that of --arch or the start weights)")
     p.add_argument("--taps", type=int, default=None,
                    help="multi-frame filter length (frames per filter; default that of --init, or 1)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
@@ -782,7 +823,7 @@ def run_from_args(args) -> int:
                                  "snare_deficit_weight": args.snare_deficit_weight},
                     device=args.device, taps=args.taps, drop_key=args.drop_key, drop_ref=args.drop_ref,
                     drop_all_refs=args.drop_all_refs, key_lead_ms=args.key_lead_ms, loud_share=args.loud_share,
-                    key_mask=args.key_mask, key_power=args.key_power,
+                    key_mask=args.key_mask, key_power=args.key_power, key_connected=args.key_connected,
                     model_kwargs=(dict(ARCHITECTURES[args.arch], sample_rate=args.rate) if args.arch else None))
     finally:
         if log:

@@ -132,7 +132,9 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
                 device=device, max_seconds=60.0 * minutes,
                 loss_kwargs=(loss_kwargs if loss_kwargs is not None
                              else FINE_TUNE_LOSS if informed is None else FINE_TUNE_LOSS_INFORMED),
-                **({} if informed is None else {"drop_key": 0.0, "drop_ref": 0.0, "drop_all_refs": 0.0}))
+                # the channel's own inputs, every example: its key connected where it has one
+                **({} if informed is None else {"drop_key": 0.0 if informed.key else 1.0, "drop_ref": 0.0,
+                                                "drop_all_refs": 0.0}))
     after = denoiser_metrics(out_onnx, vscenes, kit.sample_rate, **metric_kw)
     # loud hits against the clean snare: against the mic, removing the bleed under a hit counts
     # as losing the hit (on the +10 dB scenes the bleed is as loud as the snare)

@@ -13,7 +13,7 @@ SMALL = {"hop": 32, "n_filters": 64, "hidden": 24, "layers": 1, "context": 256, 
 #: The ONNX operators the real-time kernels are written from.
 ALLOWED_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Log", "Relu", "Sigmoid", "GRU", "Concat",
                "Slice", "Transpose", "Unsqueeze", "Squeeze", "Reshape", "ReduceMax", "Constant", "Shape", "Gather",
-               "Pow"}
+               "Pow", "Clip", "Sub"}
 
 
 def _signals(n, n_refs=2, seed=0):
@@ -231,6 +231,61 @@ def test_key_power_raises_the_key_values_before_the_filter(torch_installed, tmp_
     for bad in (0.05, 1.5):
         with pytest.raises(ValueError, match="key_power"):
             SnareDenoiserNet(**SMALL, key=True, key_power=bad)
+
+
+def test_key_connected_tells_a_silent_key_from_no_key(torch_installed, tmp_path):
+    """``key_connected``: grown from weights without it the model starts as the same model; with
+    its weights trained, a connected key that plays nothing (its idle value on every sample)
+    differs from no key, onsets still count as connected, and the feature survives export."""
+    torch = torch_installed
+    from debleed.models.graph import KEY_IDLE, key_graph_input
+    from debleed.models.net import SnareDenoiserNet, export_onnx
+    from debleed.models.train import _with_key_connected, model_from_onnx
+
+    torch.manual_seed(2)
+    kw = dict(SMALL, n_refs=1, key=True, key_ctx=64, key_bins=4, key_mask=True, key_power=0.4)
+    plain = SnareDenoiserNet(**kw)
+    with torch.no_grad():
+        plain.out.bias.normal_(0.0, 1.0)
+        plain.key_out.weight.normal_(0.0, 2.0)
+    conn = SnareDenoiserNet(**kw, key_connected=True)
+    assert conn.config()["key_connected"] is True and "key_connected" not in plain.config()
+    assert conn.n_features == plain.n_features + 1 and conn.key_out.weight.shape == (64, 5)
+    conn.load_state_dict(_with_key_connected(plain.state_dict(), conn))
+    x, refs, key = _signals(32 * 80, 1, seed=4)
+    cfg = conn.config()
+    t = lambda a: torch.from_numpy(a[None])  # noqa: E731
+    idle = key_graph_input(key, key.size, cfg)
+    assert idle.min() == np.float32(KEY_IDLE) and np.array_equal(key_graph_input(key, key.size, plain.config()), key)
+    assert not key_graph_input(None, 10, cfg).any()
+    with torch.no_grad():
+        # grown: the same model (the connected feature's weights are zero)
+        assert torch.allclose(conn.run(t(x), t(refs), t(idle)), plain.run(t(x), t(refs), t(key)), atol=1e-5)
+        conn.key_out.weight[:, -1] = -3.0  # trained: a connected key closes the mask
+        silent = conn.run(t(x), t(refs), t(key_graph_input(np.zeros_like(key), key.size, cfg)))
+        none = conn.run(t(x), t(refs), t(np.zeros_like(key)))
+        assert silent.abs().sum() < 0.5 * none.abs().sum()
+    path = tmp_path / "conn.onnx"
+    export_onnx(conn, path, sample_rate=48000)
+    back = model_from_onnx(path)
+    assert back.config() == cfg
+    with torch.no_grad():
+        assert torch.allclose(back.run(t(x), t(refs), t(idle)), conn.run(t(x), t(refs), t(idle)), atol=1e-5)
+
+
+def test_crops_give_a_kept_key_its_idle_value():
+    from debleed.models.graph import KEY_IDLE
+    from debleed.models.train import _crops
+
+    n = 4000
+    data = {"noisy": np.ones((3, n), np.float32), "clean": np.ones((3, n), np.float32),
+            "refs": np.ones((3, 2, n), np.float32), "key": np.zeros((3, n), np.float32)}
+    data["key"][:, ::500] = 0.5
+    plain = _crops(data, np.random.default_rng(1), 200, 64, informed=True, drop_key=0.3)[3]
+    key = _crops(data, np.random.default_rng(1), 200, 64, informed=True, drop_key=0.3, key_idle=True)[3]
+    kept = key.min(axis=1) > 0
+    assert 0.6 < kept.mean() < 0.8 and np.all(key[kept] >= np.float32(KEY_IDLE))
+    assert not key[~kept].any() and np.array_equal(np.maximum(plain, np.float32(KEY_IDLE))[kept], key[kept])
 
 
 def test_informed_model_costs_under_the_budget(torch_installed):

@@ -22,14 +22,17 @@ pytestmark = pytest.mark.torch
 RATE = 48000
 
 
-@pytest.fixture(scope="module", params=[(1, 0.0, False, 1.0), (40, 0.0, False, 1.0), (40, 2.0, True, 1.0),
-                                        (40, 2.0, True, 0.5)],
-                ids=["key-frame", "key-filter", "key-lead-mask", "key-power"])
+@pytest.fixture(scope="module", params=[(1, 0.0, False, 1.0, False), (40, 0.0, False, 1.0, False),
+                                        (40, 2.0, True, 1.0, False), (40, 2.0, True, 0.5, False),
+                                        (40, 2.0, True, 0.4, True)],
+                ids=["key-frame", "key-filter", "key-lead-mask", "key-power", "key-connected"])
 def informed_model(request, tmp_path_factory, torch_installed):
     """Its key as one feature (the newest frame's value), or through a key filter over 40 frames,
     and with a key lead of 2 ms (96 samples: the mic and refs are delayed that much) and the key
     features reaching the mask directly; and that with the key's values raised to the power 0.5
-    (the graph raises the key it is fed; the kernels the key they build)."""
+    (the graph raises the key it is fed; the kernels the key they build); and that at 0.4 with the
+    "key connected" feature (the graph reads a connected key's idle value; the kernels know a
+    key is routed)."""
     import torch
 
     from debleed.models.net import SnareDenoiserNet, export_onnx
@@ -37,7 +40,8 @@ def informed_model(request, tmp_path_factory, torch_installed):
     torch.manual_seed(0)
     net = SnareDenoiserNet(hop=32, n_filters=48, hidden=24, layers=2, context=256, cq_bins=8, sample_rate=RATE,
                            n_refs=2, key=True, key_ctx=request.param[0], key_bins=3, key_lead_ms=request.param[1],
-                           key_mask=request.param[2], key_power=request.param[3])
+                           key_mask=request.param[2], key_power=request.param[3],
+                           key_connected=request.param[4])
     with torch.no_grad():
         for p in net.parameters():
             if p.requires_grad:
@@ -56,25 +60,34 @@ def _signals(n, seed=0):
     return x, refs, frames, vels
 
 
-def _lead(path) -> int:
+def _config(path) -> dict:
     import json
 
     import onnx
 
-    cfg = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["config"])
-    return int(round(cfg.get("key_lead_ms", 0.0) * RATE / 1000))
+    return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["config"])
+
+
+def _lead(path) -> int:
+    return int(round(_config(path).get("key_lead_ms", 0.0) * RATE / 1000))
 
 
 def _onnxruntime(path, x, refs, key, lead=0):
     """One-shot run of the graph from zero state (streaming equals one-shot), then the kernels'
     extra ``hop - 1`` samples of buffering so both line up. With a key lead of ``lead`` samples
-    the graph hears the key that much ahead of the audio, and the output comes that much later."""
+    the graph hears the key that much ahead of the audio, and the output comes that much later.
+    ``key`` None: no key connected (zeros); a key: connected (its idle value, where the model
+    has the "key connected" feature)."""
+    from debleed.models.graph import key_graph_input
+
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32) for i in sess.get_inputs()}
     m = x.size // 32 * 32
-    k = np.zeros(m, np.float32)
-    k[:m - lead] = key[lead:m]
-    feeds.update(audio=x[None, :m], refs=refs[None, :, :m], key=k[None])
+    k = None
+    if key is not None:
+        k = np.zeros(m, np.float32)
+        k[:m - lead] = key[lead:m]
+    feeds.update(audio=x[None, :m], refs=refs[None, :, :m], key=key_graph_input(k, m, _config(path))[None])
     y = sess.run(None, feeds)[0][0]
     return np.concatenate([np.zeros(31 + lead, np.float32), y])[:m]
 
@@ -119,7 +132,23 @@ def test_refs_and_midi_key_equal_onnxruntime(informed_model, block):
     assert bare.channel_latency(0) == 63
     y0 = _kernels(bare, x, refs, events, block)
     assert np.max(np.abs(y0[:ref.size] - ref)) > 1e-3
-    assert np.max(np.abs(y0 - _onnxruntime(informed_model, x, np.zeros_like(refs), np.zeros_like(key)))) <= 1e-4
+    assert np.max(np.abs(y0 - _onnxruntime(informed_model, x, np.zeros_like(refs), None))) <= 1e-4
+
+
+def test_a_key_connected_but_silent_is_not_no_key(informed_model):
+    """A MIDI key routed to the channel that plays nothing: the kernels equal the graph fed a
+    connected, silent key; for a "key connected" model that differs from no key at all."""
+    n = RATE // 2
+    x, refs, _, _ = _signals(n, seed=2)
+    st = StreamingStage([(0, 3)], RATE, models=[informed_model], max_block=128,
+                        informed=[{"refs": [1, 2], "key": ("midi", (38,), 0)}])
+    y = _kernels(st, x, refs, np.zeros((0, 4), np.int32), 128)
+    lead = _lead(informed_model)
+    ref = _onnxruntime(informed_model, x, refs, np.zeros(n, np.float32), lead)
+    assert np.max(np.abs(y[:ref.size] - ref)) <= 1e-4
+    none = _onnxruntime(informed_model, x, refs, None, lead)
+    differs = np.max(np.abs(ref - none)) > 1e-3
+    assert differs == bool(_config(informed_model).get("key_connected"))
 
 
 def test_trigger_key_is_the_piezo_peak_after_its_threshold(informed_model):
@@ -143,7 +172,7 @@ def test_trigger_key_is_the_piezo_peak_after_its_threshold(informed_model):
 def test_weights_and_routing_errors(informed_model):
     dims, _ = load_weights(informed_model)
     assert dims["n_refs"] == 2 and dims["key"] == 1 and dims["n_in"] == 48 * 3 + 8 + dims["kb"]
-    assert (dims["kc"], dims["kb"]) in ((1, 1), (40, 3))
+    assert (dims["kc"], dims["kb"], dims["kconn"]) in ((1, 1, 0), (40, 3, 0), (40, 4, 1))
     with pytest.raises(ParameterError, match="takes 2 reference mic\\(s\\), got 3"):
         StreamingStage([(0, 3)], RATE, models=[informed_model], informed=[{"refs": [1, 2, 4]}])
     with pytest.raises(ParameterError, match="takes 0 reference mic\\(s\\), got 1 \\(denoise_refs\\)"):
