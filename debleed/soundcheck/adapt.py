@@ -23,7 +23,7 @@ from debleed.models.kit import MultiMicKit, kit_scene
 from debleed.models.streaming import load_weights
 from debleed.models.train import model_path as shipped_path
 from debleed.models.train import train
-from debleed.soundcheck.common import MAX_LOUD_LOSS_DB
+from debleed.soundcheck.common import MAX_GHOST_LOSS_DB, MAX_LOUD_LOSS_DB
 from debleed.soundcheck.fit import FitScene, pool, scene_metrics
 from debleed.soundcheck.informed import InformedInputs, denoise_informed, informed_inputs, informed_scene
 
@@ -83,6 +83,59 @@ FINE_TUNE_LOSS_INFORMED = {"sisdr_weight": 0.2, "snare_level_weight": 3.0, "snar
                            "bleed_weight": 0.5}
 
 
+#: Steps of the adapted informed model's key power search (:func:`choose_key_power`).
+KEY_POWER_STEP = 0.05
+
+
+def choose_key_power(model_onnx, scenes: list, sample_rate: int, informed: InformedInputs, current: dict,
+                     *, min_si_sdr_db: float = -np.inf) -> dict:
+    """Lower a fine-tuned informed model's key power until its ghost notes come back.
+
+    The shipped model's ``key_power`` was chosen as the largest (in steps of 0.05) at which
+    every training kit keeps its ghost notes within 1 dB of the clean snare (models/README.md);
+    fine-tuning on one kit's hits can give some back. The same rule on the soundcheck's held-out
+    grooves (``scenes``): if the model's ghost-note loss there (``current``, its
+    :func:`denoiser_metrics`) is over :data:`MAX_GHOST_LOSS_DB`, the powers below its own, in
+    steps of :data:`KEY_POWER_STEP` down to the lowest allowed, are tried (the same weights,
+    exported again), and the largest that meets it, keeps loud hits within
+    :data:`MAX_LOUD_LOSS_DB` of the clean snare and SI-SDR at ``min_si_sdr_db`` or more replaces
+    ``model_onnx`` (written atomically). Needs torch (the train extra).
+
+    Returns
+    -------
+    dict
+        ``key_power`` (the one kept), ``from`` (the model's own), ``metrics`` (on ``scenes``,
+        with the kept power) and ``tried`` (``[(power, ghost-note loss dB, SI-SDR dB), ...]``).
+    """
+    from debleed.models.graph import KEY_POWER_RANGE
+    from debleed.models.net import export_onnx
+    from debleed.models.train import model_from_onnx
+
+    model = model_from_onnx(model_onnx)
+    p0 = float(model.key_power)
+    out = {"key_power": p0, "from": p0, "metrics": current, "tried": []}
+    if not informed.key or not model.key or current["hit_loss_ghost_vs_clean_db"] <= MAX_GHOST_LOSS_DB:
+        return out
+    lo = KEY_POWER_RANGE[0]
+    p = round(p0 - KEY_POWER_STEP, 6)
+    while p >= lo - 1e-9:
+        model.key_power = p
+        cand = Path(model_onnx).with_name(f"{Path(model_onnx).stem}_kpow{p:.2f}.onnx")
+        export_onnx(model.eval(), cand, sample_rate=sample_rate)
+        m = denoiser_metrics(cand, scenes, sample_rate, informed=informed)
+        out["tried"].append((p, m["hit_loss_ghost_vs_clean_db"], m["si_sdr_db"]))
+        if (m["hit_loss_ghost_vs_clean_db"] <= MAX_GHOST_LOSS_DB and m["si_sdr_db"] >= min_si_sdr_db
+                and m["hit_loss_loud_vs_clean_db"] <= MAX_LOUD_LOSS_DB):
+            with atomic_path(Path(model_onnx)) as tmp:
+                shutil.copyfile(cand, tmp)
+            cand.unlink(missing_ok=True)
+            out.update(key_power=p, metrics=m)
+            return out
+        cand.unlink(missing_ok=True)
+        p = round(p - KEY_POWER_STEP, 6)
+    return out
+
+
 def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: float = 5.0, device: str = "cpu",
                    work_dir, seed: int = 0, progress: bool = True, n_train: int = 160, scene_s: float = 4.0,
                    n_valid: int = 6, valid_s: float = 8.0, lr: float = 3e-4, loss_kwargs: dict | None = None,
@@ -140,6 +193,10 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     # as losing the hit (on the +10 dB scenes the bleed is as loud as the snare)
     ok_loud = after["hit_loss_loud_vs_clean_db"] <= max(before["hit_loss_loud_vs_clean_db"] + 0.2, MAX_LOUD_LOSS_DB)
     better = after["si_sdr_db"] >= before["si_sdr_db"] and ok_loud
+    power = None
+    if better and informed is not None:  # ghost notes the fine-tuning gave back: the key power's rule
+        power = choose_key_power(out_onnx, vscenes, kit.sample_rate, informed, after, min_si_sdr_db=before["si_sdr_db"])
+        after = power["metrics"]
     unusable = None
     if better:
         try:  # what the engines and debleed render run: the data-plane kernels load its weights
@@ -149,7 +206,15 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     why = ("adapted model: SI-SDR {:.1f} dB against the shipped {:.1f} dB on held-out hits, loud-hit loss (vs the "
            "clean snare) {:.2f} against {:.2f} dB".format(after["si_sdr_db"], before["si_sdr_db"],
                                                          after["hit_loss_loud_vs_clean_db"],
-                                                         before["hit_loss_loud_vs_clean_db"]) if better else
+                                                         before["hit_loss_loud_vs_clean_db"])
+           + ("" if power is None else
+              ", ghost-note loss (vs the clean snare) {:.2f} against {:.2f} dB{}".format(
+                  after["hit_loss_ghost_vs_clean_db"], before["hit_loss_ghost_vs_clean_db"],
+                  " with its key power lowered from {:g} to {:g}".format(power["from"], power["key_power"])
+                  if power["key_power"] != power["from"] else
+                  " (no lower key power kept them within {:g} dB)".format(MAX_GHOST_LOSS_DB) if power["tried"]
+                  else ""))
+           if better else
            "kept the shipped model: the adapted one is worse on held-out hits (SI-SDR {:.1f} against {:.1f} dB, "
            "loud-hit loss vs the clean snare {:.2f} against {:.2f} dB)".format(
                after["si_sdr_db"], before["si_sdr_db"], after["hit_loss_loud_vs_clean_db"],
@@ -163,7 +228,8 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
             "why": why, "steps": res["steps"], "train_seconds": res["seconds"], "n_valid_scenes": len(vscenes),
             "valid_hits": len(valid_kit.hits), "train_hits": len(train_kit.hits),
             "informed": None if informed is None else {"refs": list(informed.refs), "n_refs": informed.n_refs,
-                                                       "key": informed.key}}
+                                                       "key": informed.key},
+            "key_power": None if power is None else {k: power[k] for k in ("key_power", "from", "tried")}}
 
 
 def shipped_model(sample_rate: int):

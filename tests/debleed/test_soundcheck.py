@@ -707,6 +707,8 @@ def test_adapt_denoiser_fine_tunes_the_informed_model_with_the_channels_refs_and
     # the loss of the informed model's own last stages (a lost ghost note counted 4 times), not the defaults
     assert seen["loss"] == adapt.FINE_TUNE_LOSS_INFORMED and seen["loss"]["snare_deficit_weight"] > 1
     assert res["informed"] == {"refs": ["hihat"], "n_refs": 2, "key": True} and res["steps"] >= 1
+    # an adapted informed model is checked for its ghost notes (and its key power lowered if need be)
+    assert res["kept_shipped"] or ("ghost-note loss" in res["why"] and res["key_power"]["from"] == 0.4)
     # the before/after table hears the refs and key too: not what the model gives on the mic alone
     from debleed.soundcheck.informed import informed_scene
 
@@ -891,3 +893,50 @@ def test_show_inputs_keeps_a_key_measured_ahead_of_a_hit_at_the_first_frame():
     trig = x[cfg.input_names.index("kick_trig")]
     assert list(np.flatnonzero(trig)) == [0, 24000 - 240]
     assert [int(f) for f in ev[:, 0]] == [0, 24000 - 240] and set(ev[:, 2]) == {38}
+
+
+@pytest.mark.torch
+def test_choose_key_power_lowers_it_until_the_ghost_notes_come_back(torch_installed, tmp_path, monkeypatch):
+    """An adapted informed model that loses ghost notes on the held-out grooves is exported again at
+    the largest lower key power that keeps them within 1 dB (the same weights); one that keeps
+    them, or for which no power does, is left as it is."""
+    import shutil
+
+    from debleed.models.denoiser import SHIPPED_INFORMED, model_info
+    from debleed.models.streaming import load_weights
+    from debleed.soundcheck import adapt
+    from debleed.soundcheck.informed import InformedInputs
+
+    def fake(slope, zero=0.25):
+        def metrics(path, scenes, sr, informed=None):
+            p = model_info(path)["config"]["key_power"]
+            return {"si_sdr_db": 10.0 - p, "hit_loss_loud_db": 0.1, "hit_loss_loud_vs_clean_db": 0.1,
+                    "bleed_reduction_db": 30.0, "hit_loss_ghost_db": 0.0,
+                    "hit_loss_ghost_vs_clean_db": slope * (p - zero)}
+        return metrics
+
+    src = SHIPPED_INFORMED[48000]
+    p0 = model_info(src)["config"]["key_power"]
+    inf = InformedInputs(refs=("hihat",), n_refs=2, key=True, key_delays_ms=())
+    model = tmp_path / "adapted.onnx"
+    shutil.copyfile(src, model)
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake(10.0))
+    start = adapt.denoiser_metrics(model, [], 48000)
+    res = adapt.choose_key_power(model, [], 48000, inf, start)
+    assert res["from"] == p0 and res["key_power"] == pytest.approx(0.35)
+    assert [round(t[0], 2) for t in res["tried"]] == [0.35]
+    assert model_info(model)["config"]["key_power"] == pytest.approx(0.35)
+    assert load_weights(model)[0]["kpow"] == pytest.approx(0.35)  # what the denoiser stage runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapted.onnx"]  # no candidate left behind
+    # kept within 1 dB already: untouched
+    shutil.copyfile(src, model)
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake(1.0))
+    res = adapt.choose_key_power(model, [], 48000, inf, adapt.denoiser_metrics(model, [], 48000))
+    assert res["key_power"] == p0 and not res["tried"] and model.read_bytes() == src.read_bytes()
+    # no power brings them back (or SI-SDR would fall under the shipped model's): untouched
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake(100.0, zero=0.0))
+    res = adapt.choose_key_power(model, [], 48000, inf, adapt.denoiser_metrics(model, [], 48000))
+    assert res["key_power"] == p0 and len(res["tried"]) == 6 and model.read_bytes() == src.read_bytes()
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake(10.0))
+    res = adapt.choose_key_power(model, [], 48000, inf, adapt.denoiser_metrics(model, [], 48000), min_si_sdr_db=9.95)
+    assert res["key_power"] == p0 and model.read_bytes() == src.read_bytes()
