@@ -85,6 +85,10 @@ FINE_TUNE_LOSS_INFORMED = {"sisdr_weight": 0.2, "snare_level_weight": 3.0, "snar
 
 #: Steps of the adapted informed model's key power search (:func:`choose_key_power`).
 KEY_POWER_STEP = 0.05
+#: The ghost-note loss (against the clean snare, dB) the key power search keeps on the held-out
+#: grooves: the 1 dB target less a margin for the show, which plays other hits (as the gate
+#: fit's loud-hit bound and bleed floor keep theirs).
+ADAPT_GHOST_LOSS_DB = MAX_GHOST_LOSS_DB - 0.5
 
 
 def choose_key_power(model_onnx, scenes: list, sample_rate: int, informed: InformedInputs, current: dict,
@@ -95,7 +99,7 @@ def choose_key_power(model_onnx, scenes: list, sample_rate: int, informed: Infor
     every training kit keeps its ghost notes within 1 dB of the clean snare (models/README.md);
     fine-tuning on one kit's hits can give some back. The same rule on the soundcheck's held-out
     grooves (``scenes``): if the model's ghost-note loss there (``current``, its
-    :func:`denoiser_metrics`) is over :data:`MAX_GHOST_LOSS_DB`, the powers below its own, in
+    :func:`denoiser_metrics`) is over :data:`ADAPT_GHOST_LOSS_DB`, the powers below its own, in
     steps of :data:`KEY_POWER_STEP` down to the lowest allowed, are tried (the same weights,
     exported again), and the largest that meets it, keeps loud hits within
     :data:`MAX_LOUD_LOSS_DB` of the clean snare and SI-SDR at ``min_si_sdr_db`` or more replaces
@@ -114,7 +118,7 @@ def choose_key_power(model_onnx, scenes: list, sample_rate: int, informed: Infor
     model = model_from_onnx(model_onnx)
     p0 = float(model.key_power)
     out = {"key_power": p0, "from": p0, "metrics": current, "tried": []}
-    if not informed.key or not model.key or current["hit_loss_ghost_vs_clean_db"] <= MAX_GHOST_LOSS_DB:
+    if not informed.key or not model.key or current["hit_loss_ghost_vs_clean_db"] <= ADAPT_GHOST_LOSS_DB:
         return out
     lo = KEY_POWER_RANGE[0]
     p = round(p0 - KEY_POWER_STEP, 6)
@@ -124,7 +128,7 @@ def choose_key_power(model_onnx, scenes: list, sample_rate: int, informed: Infor
         export_onnx(model.eval(), cand, sample_rate=sample_rate)
         m = denoiser_metrics(cand, scenes, sample_rate, informed=informed)
         out["tried"].append((p, m["hit_loss_ghost_vs_clean_db"], m["si_sdr_db"]))
-        if (m["hit_loss_ghost_vs_clean_db"] <= MAX_GHOST_LOSS_DB and m["si_sdr_db"] >= min_si_sdr_db
+        if (m["hit_loss_ghost_vs_clean_db"] <= ADAPT_GHOST_LOSS_DB and m["si_sdr_db"] >= min_si_sdr_db
                 and m["hit_loss_loud_vs_clean_db"] <= MAX_LOUD_LOSS_DB):
             with atomic_path(Path(model_onnx)) as tmp:
                 shutil.copyfile(cand, tmp)
@@ -212,7 +216,7 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
                   after["hit_loss_ghost_vs_clean_db"], before["hit_loss_ghost_vs_clean_db"],
                   " with its key power lowered from {:g} to {:g}".format(power["from"], power["key_power"])
                   if power["key_power"] != power["from"] else
-                  " (no lower key power kept them within {:g} dB)".format(MAX_GHOST_LOSS_DB) if power["tried"]
+                  " (no lower key power kept them within {:g} dB)".format(ADAPT_GHOST_LOSS_DB) if power["tried"]
                   else ""))
            if better else
            "kept the shipped model: the adapted one is worse on held-out hits (SI-SDR {:.1f} against {:.1f} dB, "

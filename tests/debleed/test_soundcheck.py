@@ -898,8 +898,8 @@ def test_show_inputs_keeps_a_key_measured_ahead_of_a_hit_at_the_first_frame():
 @pytest.mark.torch
 def test_choose_key_power_lowers_it_until_the_ghost_notes_come_back(torch_installed, tmp_path, monkeypatch):
     """An adapted informed model that loses ghost notes on the held-out grooves is exported again at
-    the largest lower key power that keeps them within 1 dB (the same weights); one that keeps
-    them, or for which no power does, is left as it is."""
+    the largest lower key power that keeps them within 0.5 dB (the 1 dB target less a margin;
+    the same weights); one that keeps them, or for which no power does, is left as it is."""
     import shutil
 
     from debleed.models.denoiser import SHIPPED_INFORMED, model_info
@@ -920,7 +920,8 @@ def test_choose_key_power_lowers_it_until_the_ghost_notes_come_back(torch_instal
     inf = InformedInputs(refs=("hihat",), n_refs=2, key=True, key_delays_ms=())
     model = tmp_path / "adapted.onnx"
     shutil.copyfile(src, model)
-    monkeypatch.setattr(adapt, "denoiser_metrics", fake(10.0))
+    assert adapt.ADAPT_GHOST_LOSS_DB == 0.5
+    monkeypatch.setattr(adapt, "denoiser_metrics", fake(10.0, zero=0.31))  # 0.9 dB at 0.4, 0.4 at 0.35
     start = adapt.denoiser_metrics(model, [], 48000)
     res = adapt.choose_key_power(model, [], 48000, inf, start)
     assert res["from"] == p0 and res["key_power"] == pytest.approx(0.35)
