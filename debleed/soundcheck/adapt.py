@@ -156,7 +156,9 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     the channel's own reference mics and key, mixed from the same hits (:func:`informed_scene`),
     all connected (no inputs dropped): what it hears at this gig.
 
-    The adapted model is kept only if it is no worse there and the denoiser stage's kernels load
+    An adapted informed model that loses ghost notes there gets a lower key power
+    (:func:`choose_key_power`). The adapted model is kept only if it is no worse there and the
+    denoiser stage's kernels load
     it (:func:`debleed.models.streaming.load_weights`: what ``debleed live`` and ``debleed
     render`` run).
 
@@ -164,7 +166,8 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
     -------
     dict
         ``before``/``after`` metrics on the validation scenes, ``model`` (the model to use:
-        ``out_onnx`` if it is better, else the shipped path), ``kept_shipped`` and ``why``.
+        ``out_onnx`` if it is better, else the shipped path), ``kept_shipped`` and ``why``;
+        ``key_power`` (an informed model kept: the power kept, its own and those tried), else None.
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
