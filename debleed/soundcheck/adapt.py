@@ -158,9 +158,8 @@ def adapt_denoiser(kit: MultiMicKit, mic: str, out_onnx, *, shipped, minutes: fl
 
     An adapted informed model that loses ghost notes there gets a lower key power
     (:func:`choose_key_power`). The adapted model is kept only if it is no worse there and the
-    denoiser stage's kernels load
-    it (:func:`debleed.models.streaming.load_weights`: what ``debleed live`` and ``debleed
-    render`` run).
+    denoiser stage's kernels load it (:func:`debleed.models.streaming.load_weights`: what
+    ``debleed live`` and ``debleed render`` run).
 
     Returns
     -------
