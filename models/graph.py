@@ -55,6 +55,12 @@ def key_graph_input(key, n: int, config: dict):
         return out
     k = np.asarray(key, np.float32)[:out.size]
     out[:k.size] = k
-    if config.get("key_connected"):
-        np.maximum(out, np.float32(KEY_IDLE), out=out)
-    return out
+    return connected_key(out) if config.get("key_connected") else out
+
+
+def connected_key(key):
+    """``key`` (float32, any shape; the last axis samples) as a connected key reads for a
+    ``key_connected`` model: at least :data:`KEY_IDLE` on every sample (a new array)."""
+    import numpy as np
+
+    return np.maximum(np.asarray(key, np.float32), np.float32(KEY_IDLE))

@@ -19,7 +19,7 @@ import numpy as np
 
 from debleed.fileio import atomic_path
 from debleed.errors import DebleedError
-from debleed.models.graph import KEY_IDLE, KEY_POWER_RANGE
+from debleed.models.graph import KEY_POWER_RANGE, connected_key
 from debleed.models.synth import TRAIN_KITS, VALID_KIT, build_cache, informed_recipe_tag, recipe_tag
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -141,11 +141,10 @@ def _with_key_connected(start: dict, model) -> dict:
     (the model starts as the same model). Any other start is returned as is."""
     if not getattr(model, "key_connected", False):
         return start
-    out = dict(start)
+    out, shapes = dict(start), {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for name in ("inp.weight", "key_out.weight"):
-        w = start.get(name)
-        want = model.state_dict().get(name)
-        if w is not None and want is not None and tuple(w.shape) == (want.shape[0], want.shape[1] - 1):
+        w, want = start.get(name), shapes.get(name)
+        if w is not None and want is not None and tuple(w.shape) == (want[0], want[1] - 1):
             out[name] = _zero_column(w)
     return out
 
@@ -385,7 +384,7 @@ def _crops(data, rng, batch: int, length: int, *, informed: bool = False, drop_k
         key *= kept[:, None]
         refs *= (rng.random((batch, refs.shape[1])) >= drop_ref)[:, :, None]
     if key_idle:
-        key = np.where(kept[:, None], np.maximum(key, np.float32(KEY_IDLE)), np.float32(0.0))
+        key = np.where(kept[:, None], connected_key(key), np.float32(0.0))
     if drop_all_refs > 0.0:
         refs *= (rng.random(batch) >= drop_all_refs)[:, None, None]
     return x, y, refs, key
@@ -642,8 +641,8 @@ def train(*, sample_rate: int, steps: int, work_dir, out=None, init=None, seed: 
         torch.set_rng_state(st["torch_rng"])
     elif init_state is not None:
         try:
-            missing, unexpected = model.load_state_dict(_with_key_connected(_with_key_filter(init_state["model"], model), model),
-                                                    strict=False)
+            grown = _with_key_connected(_with_key_filter(init_state["model"], model), model)
+            missing, unexpected = model.load_state_dict(grown, strict=False)
         except RuntimeError as e:  # a shape mismatch
             raise DebleedError(f"checkpoint {init} does not fit this model: {e}") from None
         if unexpected or any(not k.startswith(("taps_out.", "key_filt.", "key_out.")) for k in missing):
